@@ -1,0 +1,32 @@
+"""Helpers for tests that run real ROS 2 processes (imported by test modules, not a test)."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+
+def ros_env(tmp_path: Path) -> dict:
+    """Environment for ROS 2 child processes: a private domain, loopback only, logs in tmp.
+
+    The domain id is drawn per run (1..100, the range whose ports never clash with the
+    ephemeral range), so concurrent test runs on one machine do not see each other.
+    ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` makes large images reliable on loopback.
+    """
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    env["ROS_LOG_DIR"] = str(tmp_path / "ros_log")
+    env.setdefault("HOME", str(tmp_path))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_python(args: list[str], env: dict, **kw) -> subprocess.Popen:
+    """Start ``python args...`` with this interpreter as a separate process."""
+    return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
