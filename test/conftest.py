@@ -1,0 +1,62 @@
+"""Shared fixtures: the real 7-Scenes sample (read-only) and writable copies of it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+#: Where CI puts the sample: ``shared/`` beside the repository checkout.
+DEFAULT_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "7scenes-stairs-sample"
+SAMPLE_ENV = "RELOC_7SCENES_SAMPLE"
+
+
+def _sample_path() -> Path:
+    env = os.environ.get(SAMPLE_ENV)
+    return Path(env) if env else DEFAULT_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The 12-frame 7-Scenes 'stairs' sample; the tests are skipped when it is absent."""
+    path = _sample_path()
+    if not (path / "TrainSplit.txt").is_file():
+        how = f"${SAMPLE_ENV}={os.environ[SAMPLE_ENV]}" if os.environ.get(SAMPLE_ENV) else "default location"
+        msg = f"7-Scenes sample not found at {path} ({how}); set {SAMPLE_ENV} to its folder"
+        if os.environ.get("CI"):  # CI clones with shared/ beside the repo: never skip there
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture
+def copy_sample(sample_dir: Path):
+    """``copy_sample(dst)``: a writable copy of the sample (which is read-only) at ``dst``."""
+
+    def copy(dst: Path) -> Path:
+        shutil.copytree(sample_dir, dst, copy_function=shutil.copyfile,
+                        ignore=shutil.ignore_patterns("*.rtf", "*.md"))
+        for d, _, files in os.walk(dst):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+        return dst
+
+    return copy
+
+
+@pytest.fixture
+def scene_copy(copy_sample, tmp_path: Path) -> Path:
+    """A writable copy of the sample at ``tmp_path/stairs``, to be broken by a test."""
+    return copy_sample(tmp_path / "stairs")
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory) -> Path:
+    """A tiny synthetic 7-Scenes-format scene (preset 'tiny', seed 0), rendered once per run."""
+    from reloc_ros.data import synthetic
+
+    root = tmp_path_factory.mktemp("synth")
+    return Path(synthetic.generate_scene(root, synthetic.PRESETS["tiny"], seed=0, workers=1, progress=False))
