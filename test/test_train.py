@@ -1,0 +1,154 @@
+"""Training: config layering, real training steps per MTL method, the model file, resume, DDP."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reloc_ros.model import load_model
+from reloc_train.config import load_config, resume_mismatches
+from reloc_train.mtl import METHODS
+
+TINY = [
+    "model.arch=resnet18", "model.input_size=[48,64]", "model.head_hidden=64", "model.pretrained=none",
+    "optim.batch_size=4", "optim.lr=1e-3", "run.workers=0", "run.log_every=1", "eval.max_frames=8",
+    "data.pairs.max_distance_m=1.5", "data.pairs.max_angle_deg=45",
+]
+
+
+def tiny_cfg(scene, out, *extra):
+    return load_config([], TINY + [f"data.root={scene}", f"run.out={out}", *extra])
+
+
+def test_config_layers_and_rejects_typos(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  lr: 0.5\nmodel:\n  arch: resnet18\n")
+    cfg = load_config([f], ["optim.lr=0.25", "mtl.options={alpha: 2.0}"])
+    assert cfg["optim"]["lr"] == 0.25 and cfg["model"]["arch"] == "resnet18"
+    assert cfg["mtl"]["options"] == {"alpha": 2.0}
+    assert cfg["optim"]["batch_size"] == 16  # untouched default
+    with pytest.raises(KeyError, match="optim.lrr"):
+        load_config([], ["optim.lrr=1"])
+    other = load_config([], ["optim.lr=0.1", "run.workers=7"])
+    assert resume_mismatches(cfg, other) == [
+        "model.arch: 'resnet18' -> 'resnet34'", "mtl.options: {'alpha': 2.0} -> {}", "optim.lr: 0.25 -> 0.1"]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_trains_on_a_real_batch(method, tiny_scene, tmp_path):
+    """A few real training steps on one batch of the tiny scene: both task losses go down,
+    and the task weights stay finite."""
+    from reloc_train.train import Trainer
+
+    torch.manual_seed(0)
+    tr = Trainer(tiny_cfg(tiny_scene, tmp_path / method, f"mtl.method={method}", "optim.schedule=constant"))
+    batch = next(iter(torch.utils.data.DataLoader(tr.dataset, batch_size=4)))
+
+    def losses():
+        from reloc_train.losses import task_losses
+
+        with torch.no_grad():
+            xa, xb, t, q = batch
+            pred, _ = tr.model.forward_pair(tr.model.preprocess(xa), tr.model.preprocess(xb))
+            return task_losses(pred, {"t": t, "q": q}, tr.tasks).numpy()
+
+    before = losses()
+    weights = []
+    for _ in range(12):
+        stats = tr.train_step(batch)
+        weights.append(np.asarray(stats["weights"], dtype=float))
+    after = losses()
+    W = np.stack(weights)
+    assert np.all(np.isfinite(W)), W
+    assert after[0] < before[0] and after[1] < before[1], (method, before, after, W[-1])
+
+
+def test_fit_writes_model_history_tensorboard(tiny_scene, tmp_path):
+    from reloc_train.train import main
+
+    out = tmp_path / "run"
+    args = ["--data", str(tiny_scene), "--out", str(out), "--method", "uncertainty", "--epochs", "2"]
+    for s in TINY + ["run.max_steps_per_epoch=3"]:
+        args += ["--set", s]
+    assert main(args) == 0
+    model, info = load_model(out / "model.pt")
+    assert info.meta["mtl_method"] == "uncertainty"
+    assert info.meta["training_data"]["frames"] > 0 and info.meta["steps"] == 6
+    assert info.config.arch == "resnet18" and info.config.input_size == (48, 64)
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert len(rows) == 6 and {"loss_t", "loss_q", "weight_t", "weight_q", "lr"} <= set(rows[0])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert np.isfinite(metrics[-1]["val_median_t_m"])
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    # the model file is enough to rebuild and run the network
+    x = torch.zeros(1, 3, 48, 64)
+    f, d = model.encode(x)
+    assert model.predict(f, f)["q"].shape == (1, 4)
+
+
+def _run_train(args, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "reloc_train.train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.mark.timeout(300)
+def test_resume_after_kill_matches_uninterrupted_run(tiny_scene, tmp_path):
+    """Kill -9 a run in the middle of its second epoch, resume it, and get exactly the
+    weights of an uninterrupted run (checkpoints are atomic and carry all RNG state)."""
+    common = ["--data", str(tiny_scene), "--method", "mgda", "--epochs", "3"]
+    for s in TINY + ["run.max_steps_per_epoch=6"]:
+        common += ["--set", s]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ref = _run_train(common + ["--out", str(tmp_path / "ref")], env)
+    out = tmp_path / "killed"
+    p = _run_train(common + ["--out", str(out)], env)
+    ck = out / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ck.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    assert ck.exists(), p.communicate()[0] if p.poll() is not None else "no checkpoint in time"
+    os.kill(p.pid, signal.SIGKILL)  # now inside epoch 2
+    p.wait()
+    state = torch.load(ck, weights_only=False)
+    assert state["epoch"] == 0 and state["step_in_epoch"] == 6  # epoch 1 was complete
+    assert not (out / "model.pt").exists()
+    r = _run_train(["--out", str(out), "--resume"], env)
+    log_r = r.communicate(timeout=200)[0]
+    assert r.returncode == 0, log_r
+    assert "resumed from" in log_r and "at epoch 1" in log_r
+    log_ref = ref.communicate(timeout=200)[0]
+    assert ref.returncode == 0, log_ref
+    a, _ = load_model(out / "model.pt")
+    b, _ = load_model(tmp_path / "ref" / "model.pt")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 19))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("method", ["mgda", "aligned_ub"])
+def test_torchrun_two_cpu_processes(method, tiny_scene, tmp_path):
+    """Distributed data parallel with torchrun, 2 CPU processes (gloo)."""
+    out = tmp_path / method
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "reloc_train.train", "--data", str(tiny_scene), "--out", str(out),
+            "--method", method, "--epochs", "1", "--device", "cpu"]
+    for s in TINY + ["run.max_steps_per_epoch=3"]:
+        args += ["--set", s]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=280)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    model, info = load_model(out / "model.pt")
+    assert info.meta["world_size"] == 2 and info.meta["mtl_method"] == method
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert len(rows) == 3 and all(np.isfinite(float(r["weight_t"])) for r in rows)

@@ -1,0 +1,228 @@
+"""Evaluate trained runs and write the paper's Table-4 layout, as text, CSV and Markdown, with plots.
+
+    python -m reloc_train.evaluate runs/*/ --out docs/results [--data DIR] [--max-frames 500]
+
+Each run folder holds a ``model.pt`` (and ``history.csv`` for the weight curves). Runs are
+grouped by their MTL method (from the model file); seeds of one method are averaged. For
+each scene: the median translation error (m) and rotation error (°) of top-1 retrieval +
+relative pose on the test split; then their mean over scenes, and the improvement ratio
+of the paper, ``R = 1 − P_method / P_uniform``, for translation and rotation
+(positive = better than uniform).
+
+Outputs in ``--out``: ``table4.csv`` (one row per method and scene, with per-seed values),
+``table4.md``, ``per_run.csv``, ``bars.png`` (per-method bars with seed spread) and
+``weights.png`` (task-weight curves over training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reloc_ros.data.sevenscenes import open_scenes
+from reloc_ros.model import load_model
+from reloc_train.dataset import FrameSet, ImageStore
+from reloc_train.evaluate_model import evaluate
+
+log = logging.getLogger("reloc_train.evaluate")
+
+#: display order of the methods (the paper's order, then the extras)
+ORDER = ["uniform", "uncertainty", "mgda", "mgda_ub", "gradnorm", "pcgrad", "aligned", "aligned_ub",
+         "imtl_g", "cagrad", "upgrad"]
+LABELS = {"uniform": "Uniform", "uncertainty": "Uncertainty", "mgda": "MGDA", "mgda_ub": "MGDA-UB",
+          "gradnorm": "GradNorm", "pcgrad": "PCGrad", "aligned": "Aligned θ", "aligned_ub": "Aligned Z",
+          "imtl_g": "IMTL-G", "cagrad": "CAGrad", "upgrad": "UPGrad"}
+
+
+def evaluate_runs(runs: list[Path], data: str | None, max_frames: int | None, device: str) -> list[dict]:
+    """Re-evaluate each run's model; one dict per run with per-scene medians."""
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    cache: dict = {}
+    rows = []
+    for run in runs:
+        model, info = load_model(run / "model.pt", dev)
+        td = info.meta.get("training_data", {})
+        root = data or td.get("root")
+        scenes_key = (root, tuple(td.get("scenes") or []), info.config.input_size)
+        if scenes_key not in cache:
+            scenes = open_scenes(root, td.get("scenes") or None)
+            tr = FrameSet.from_scenes(scenes, "train")
+            te = FrameSet.from_scenes(scenes, "test")
+            size = info.config.input_size
+            cache[scenes_key] = (tr, ImageStore(tr, size), te, ImageStore(te, size))
+        tr, trs, te, tes = cache[scenes_key]
+        res = evaluate(model, tr, trs, te, tes, dev, max_frames)
+        seed = info.meta.get("train_config", {}).get("run", {}).get("seed")
+        rows.append({"run": str(run), "method": info.meta.get("mtl_method", "?"), "seed": seed,
+                     "scenes": res["scenes"]})
+        m = res["mean"]
+        log.info("%s (%s, seed %s): %.3f m / %.2f deg", run, rows[-1]["method"], seed,
+                 m["median_t_m"], m["median_r_deg"])
+    return rows
+
+
+def aggregate(rows: list[dict]) -> tuple[list[str], list[str], dict]:
+    """methods, scenes, table[method][scene] = {t, r, t_std, r_std, n, t_seeds, r_seeds}."""
+    by: dict = defaultdict(lambda: defaultdict(lambda: {"t": [], "r": []}))
+    scenes: list[str] = []
+    for r in rows:
+        for sc, s in r["scenes"].items():
+            if sc not in scenes:
+                scenes.append(sc)
+            by[r["method"]][sc]["t"].append(s["median_t_m"])
+            by[r["method"]][sc]["r"].append(s["median_r_deg"])
+            by["retrieval-only"][sc]["t"].append(s["retrieval_median_t_m"])
+            by["retrieval-only"][sc]["r"].append(s["retrieval_median_r_deg"])
+    methods = [m for m in ORDER if m in by] + sorted(m for m in by if m not in ORDER and m != "retrieval-only")
+    methods.append("retrieval-only")
+    table: dict = {}
+    for m in methods:
+        table[m] = {}
+        for sc in scenes:
+            t, r = np.array(by[m][sc]["t"]), np.array(by[m][sc]["r"])
+            table[m][sc] = {"t": float(t.mean()), "r": float(r.mean()), "t_std": float(t.std()),
+                            "r_std": float(r.std()), "n": len(t), "t_seeds": t.tolist(), "r_seeds": r.tolist()}
+        table[m]["mean"] = {"t": float(np.mean([table[m][s]["t"] for s in scenes])),
+                            "r": float(np.mean([table[m][s]["r"] for s in scenes])),
+                            "n": table[m][scenes[0]]["n"] if scenes else 0}
+    if "uniform" in table:
+        u = table["uniform"]["mean"]
+        for m in methods:
+            table[m]["mean"]["R_t"] = 1 - table[m]["mean"]["t"] / u["t"]
+            table[m]["mean"]["R_r"] = 1 - table[m]["mean"]["r"] / u["r"]
+    return methods, scenes, table
+
+
+def write_outputs(out: Path, rows: list[dict], methods, scenes, table, title: str) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "per_run.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "method", "seed", "scene", "median_t_m", "median_r_deg",
+                    "retrieval_median_t_m", "retrieval_median_r_deg"])
+        for r in rows:
+            for sc, s in r["scenes"].items():
+                w.writerow([r["run"], r["method"], r["seed"], sc, f"{s['median_t_m']:.4f}",
+                            f"{s['median_r_deg']:.3f}", f"{s['retrieval_median_t_m']:.4f}",
+                            f"{s['retrieval_median_r_deg']:.3f}"])
+    with open(out / "table4.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "scene", "median_t_m", "median_r_deg", "t_std", "r_std", "seeds"])
+        for m in methods:
+            for sc in scenes:
+                c = table[m][sc]
+                w.writerow([m, sc, f"{c['t']:.4f}", f"{c['r']:.3f}", f"{c['t_std']:.4f}", f"{c['r_std']:.3f}", c["n"]])
+            c = table[m]["mean"]
+            w.writerow([m, "mean", f"{c['t']:.4f}", f"{c['r']:.3f}", "", "", c["n"]])
+    head = ["Method"] + scenes + ["Mean", "R_t", "R_r", "seeds"]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in methods:
+        cells = [LABELS.get(m, m)]
+        for sc in scenes:
+            c = table[m][sc]
+            cells.append(f"{c['t']:.3f} m / {c['r']:.2f}°")
+        c = table[m]["mean"]
+        cells.append(f"**{c['t']:.3f} m / {c['r']:.2f}°**")
+        cells += [f"{c['R_t']:+.2f}" if "R_t" in c else "", f"{c['R_r']:+.2f}" if "R_r" in c else "", str(c["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Cells: median translation / rotation error per scene, averaged over seeds. "
+              "R = 1 − P_method / P_uniform on the mean (positive: better than Uniform). "
+              "retrieval-only: the pose of the top-1 retrieved training frame, with no regression."]
+    md = "\n".join(lines) + "\n"
+    (out / "table4.md").write_text(md)
+    return md
+
+
+def plot(out: Path, rows: list[dict], methods, scenes, table) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(methods) + 2), 4))
+    x = np.arange(len(methods))
+    for ax, key, unit in ((axes[0], "t", "m"), (axes[1], "r", "deg")):
+        vals = [table[m]["mean"][key] for m in methods]
+        # spread over seeds of the scene-mean
+        spreads = []
+        for m in methods:
+            per_seed = np.array([table[m][s][f"{key}_seeds"] for s in scenes]).mean(axis=0)
+            spreads.append(per_seed.std() if per_seed.size > 1 else 0.0)
+        colors = ["0.6" if m == "retrieval-only" else f"C{i % 10}" for i, m in enumerate(methods)]
+        ax.bar(x, vals, yerr=spreads, color=colors, capsize=3)
+        ax.set_xticks(x, [LABELS.get(m, m) for m in methods], rotation=45, ha="right")
+        ax.set_ylabel(f"median {'translation' if key == 't' else 'rotation'} error ({unit})")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Mean over scenes of per-scene median errors (bars: seed std)")
+    fig.tight_layout()
+    fig.savefig(out / "bars.png", dpi=120)
+    plt.close(fig)
+
+    curves = defaultdict(list)
+    for r in rows:
+        h = Path(r["run"]) / "history.csv"
+        if h.is_file():
+            with open(h) as f:
+                recs = list(csv.DictReader(f))
+            if recs:
+                curves[r["method"]].append(recs)
+    if not curves:
+        return
+    ms = [m for m in methods if m in curves]
+    cols = min(4, len(ms))
+    nrow = int(np.ceil(len(ms) / cols))
+    fig, axes = plt.subplots(nrow, cols, figsize=(3.6 * cols, 2.8 * nrow), squeeze=False)
+    for ax, m in zip(axes.flat, ms):
+        for recs in curves[m]:
+            step = np.array([float(r["step"]) for r in recs])
+            for k, c in (("weight_t", "C0"), ("weight_q", "C3")):
+                if k in recs[0]:
+                    v = np.array([float(r[k]) for r in recs])
+                    n = max(1, len(v) // 50)
+                    ax.plot(step[n - 1:], np.convolve(v, np.ones(n) / n, "valid"),
+                            color=c, alpha=0.6, lw=1, label=k.split("_")[1] if recs is curves[m][0] else None)
+        ax.set_title(LABELS.get(m, m))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(ms):]:
+        ax.axis("off")
+    fig.suptitle("Task weights over training (t: translation, q: rotation; one line per seed)")
+    fig.tight_layout()
+    fig.savefig(out / "weights.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s", stream=sys.stderr)
+    ap = argparse.ArgumentParser(description="Table-4 style evaluation of trained runs")
+    ap.add_argument("runs", nargs="+", type=Path, help="run folders (each with model.pt)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data", help="dataset root (default: the one recorded in each model file)")
+    ap.add_argument("--max-frames", type=int, default=None, help="test queries per scene (default all)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--title", default="Relative-pose MTL methods: median errors (top-1 retrieval + regression)")
+    args = ap.parse_args(argv)
+    runs = [r for r in args.runs if (r / "model.pt").is_file()]
+    if not runs:
+        print("no run folder with a model.pt given", file=sys.stderr)
+        return 2
+    rows = evaluate_runs(runs, args.data, args.max_frames, args.device)
+    methods, scenes, table = aggregate(rows)
+    md = write_outputs(args.out, rows, methods, scenes, table, args.title)
+    plot(args.out, rows, methods, scenes, table)
+    (args.out / "table4.json").write_text(json.dumps({"methods": methods, "scenes": scenes, "table": table}, indent=2))
+    print(md)
+    print(f"written: {args.out}/table4.md, table4.csv, per_run.csv, bars.png, weights.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

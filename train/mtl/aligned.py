@@ -1,0 +1,133 @@
+"""Aligned-MTL: align the principal components of the task-gradient matrix (on θ and on Z)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .base import Weighting, as_gram64, gram_stats
+
+SCALE_MODES = ("min", "median", "rmse")
+
+
+def balance_transformation(gram: Tensor, scale_mode: str = "min",
+                           rank_rtol: float | None = None) -> tuple[Tensor, dict]:
+    r"""Aligned-MTL's balance matrix :math:`B` from the Gram matrix :math:`M = GG^\top`.
+
+    With the eigendecomposition :math:`M = V\Lambda V^\top` (float64), keep the
+    non-degenerate part :math:`\lambda_i > \tau`, :math:`\tau = \lambda_{\max}\cdot T\cdot
+    \text{rank\_rtol}` (default ``rank_rtol`` = float64 machine epsilon, as torchjd; the
+    official code used float32's), giving :math:`V_r, \Lambda_r` (rank :math:`r`), and
+
+    .. math::  B = \sqrt{\lambda_{\text{scale}}}\; V_r \Lambda_r^{-1/2} V_r^\top,
+
+    with :math:`\lambda_{\text{scale}}` the smallest kept eigenvalue (``'min'``, the paper),
+    their median (``'median'``) or their mean (``'rmse'``). Then :math:`BG` is the closest
+    (Procrustes) matrix to :math:`G` with orthogonal rows of equal norm:
+    :math:`(BG)(BG)^\top = B M B = \lambda_{\text{scale}}\, V_r V_r^\top` (:math:`=\lambda_{\min} I`
+    when :math:`M` is non-singular). When :math:`M = 0`, :math:`B = I`.
+
+    Returns:
+        ``(B, info)``: ``B`` T x T float64 CPU; ``info`` with ``rank`` and ``lambda_scale``.
+    """
+    if scale_mode not in SCALE_MODES:
+        raise ValueError(f"scale_mode must be one of {SCALE_MODES}, got {scale_mode!r}")
+    m = as_gram64(gram)
+    n = m.shape[0]
+    lam, v = torch.linalg.eigh(m)
+    eps = torch.finfo(torch.float64).eps if rank_rtol is None else float(rank_rtol)
+    tol = lam.max() * n * eps
+    keep = lam > tol
+    rank = int(keep.sum())
+    if rank == 0:
+        return torch.eye(n, dtype=torch.float64), {"rank": 0, "lambda_scale": 0.0}
+    order = torch.argsort(lam, descending=True)[:rank]
+    lam_r, v_r = lam[order], v[:, order]
+    if scale_mode == "min":
+        scale = lam_r[-1]
+    elif scale_mode == "median":
+        scale = torch.median(lam_r)
+    else:
+        scale = lam_r.mean()
+    b = scale.sqrt() * (v_r / lam_r.sqrt()) @ v_r.T
+    return b, {"rank": rank, "lambda_scale": float(scale)}
+
+
+class AlignedMTL(Weighting):
+    r"""Aligned-MTL on the shared parameters θ.
+
+    Reference:
+        D. Senushkin, N. Patakin, A. Kuznetsov, A. Konushin, "Independent Component Alignment
+        for Multi-Task Learning", CVPR 2023.
+
+    Math. With the per-task gradient matrix :math:`G` (rows :math:`g_t = \nabla_\theta L_t`)
+    and :math:`M = GG^\top`, :math:`B` from :func:`balance_transformation`, the aligned
+    gradients are the rows of :math:`\hat G = BG` (orthogonal, all of norm
+    :math:`\sqrt{\lambda_{\min}}`: the condition number of :math:`\hat G` is 1), and the update
+    is :math:`\hat G^\top w = G^\top B w`, so
+
+    .. math::  \alpha = B\,w, \qquad w = \text{pref} = (1, \dots, 1) \text{ by default}
+
+    (the official implementation sums the aligned gradients; ``pref=[1/T]*T`` gives their
+    mean). The eigen-statistics are recorded in ``last_stats`` (``lambda_min``,
+    ``lambda_max``, ``condition``, ``rank``, ``lambda_scale``, cosine similarities).
+
+    Cost: T backward passes through the whole network per step; no further backward.
+
+    Args:
+        n_tasks: T.
+        pref: the preference vector :math:`w` (default ones).
+        scale_mode: ``'min'`` (default, the paper), ``'median'`` or ``'rmse'``.
+        rank_rtol: relative eigenvalue threshold of the rank (default float64 epsilon).
+    """
+
+    name = "aligned"
+    level = "theta"
+    cost = "T backward passes through the encoder and heads (per-task gradients), no extra backward"
+
+    def __init__(self, n_tasks: int, pref: Sequence[float] | Tensor | None = None,
+                 scale_mode: str = "min", rank_rtol: float | None = None) -> None:
+        super().__init__(n_tasks)
+        if scale_mode not in SCALE_MODES:
+            raise ValueError(f"{self.name}: scale_mode must be one of {SCALE_MODES}, got {scale_mode!r}")
+        if rank_rtol is not None and not rank_rtol > 0:
+            raise ValueError(f"{self.name}: rank_rtol must be positive")
+        w = torch.ones(self.n_tasks, dtype=torch.float64) if pref is None else \
+            torch.as_tensor(pref, dtype=torch.float64).detach().cpu().flatten()
+        if w.numel() != self.n_tasks or not torch.isfinite(w).all():
+            raise ValueError(f"{self.name}: pref needs {self.n_tasks} finite values")
+        self.register_buffer("pref", w, persistent=False)
+        self.scale_mode = scale_mode
+        self.rank_rtol = rank_rtol
+
+    def _weights(self, losses: Tensor, gram: Tensor | None, grad_norms: Tensor | None) -> Tensor:
+        m = as_gram64(gram)
+        b, info = balance_transformation(m, self.scale_mode, self.rank_rtol)
+        stats = gram_stats(m)
+        stats.update(info)
+        self.last_stats = stats
+        return b @ self.pref.to(device="cpu", dtype=torch.float64)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale_mode={self.scale_mode!r}, pref={self.pref.tolist()}"
+
+
+class AlignedMTLUB(AlignedMTL):
+    r"""Aligned-MTL-UB: Aligned-MTL on the Gram of the per-task gradients w.r.t. the shared
+    representation Z (Senushkin et al., CVPR 2023, the upper-bound variant).
+
+    Math. As :class:`AlignedMTL` with :math:`G` replaced by the matrix of the flattened (batch x
+    feature) :math:`\nabla_Z L_t`; then one backward of :math:`\sum_t\alpha_t L_t` propagates
+    :math:`\sum_t \alpha_t \nabla_Z L_t = (BZ\text{-grads})^\top w` through the encoder. The
+    weights are invariant to a positive scaling of the Gram (e.g. the :math:`R^2` of a
+    data-parallel sum of local Grams).
+
+    Cost: T backward passes through the heads only (to Z) + 1 backward pass through the
+    whole network, i.e. O(1) encoder backward passes per step.
+    """
+
+    name = "aligned_ub"
+    level = "z"
+    cost = "T backward passes through the heads only (to Z) + 1 backward through encoder and heads"

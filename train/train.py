@@ -1,0 +1,405 @@
+"""Train the Siamese relative-pose network with a multi-task-learning method.
+
+    python -m reloc_train.train --data .cache/demo/synth_a --method mgda --out runs/mgda
+    python -m reloc_train.train --config config/train_cpu.yaml --data DIR --set optim.lr=3e-4
+    torchrun --nproc_per_node 4 -m reloc_train.train --data /data/7scenes --method aligned_ub
+    python -m reloc_train.train --out runs/mgda --resume      # continue an interrupted run
+
+Writes to ``run.out``: ``checkpoint.pt`` (atomic, every epoch and optionally every N
+steps), ``model.pt`` (the self-describing model file the node loads), ``config.yaml``,
+``history.csv`` (per-step losses and task weights), ``metrics.json`` (validation per
+epoch) and TensorBoard scalars under ``tb/``.
+
+Distributed training (torchrun): every rank trains on its shard of the pairs. The per-task
+gradients are reduced across ranks *before* the MTL method weighs them, so every rank
+computes the same weights and applies the same update (see ``reloc_train.mtl.engine``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader, Subset
+
+from reloc_ros.data.pairs import PairConfig
+from reloc_ros.data.sevenscenes import open_scenes
+from reloc_ros.model import ModelConfig, RelPoseNet, atomic_save, load_imagenet_weights, save_model
+from reloc_train.config import load_config, resume_mismatches
+from reloc_train.dataset import FrameSet, ImageStore, PairDataset
+from reloc_train.evaluate_model import evaluate
+from reloc_train.losses import task_losses
+from reloc_train.mtl import build_method
+from reloc_train.mtl.engine import mtl_backward
+
+log = logging.getLogger("reloc_train")
+
+
+# --------------------------------------------------------------------------- environment
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> CUDA when present, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise ValueError(f"unknown device {name!r} (auto | cuda | cpu)")
+    return torch.device("cpu")
+
+
+def init_distributed(device_name: str) -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, local_rank
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """One training run (one process of it, under torchrun).
+
+    Args:
+        cfg: the merged configuration (see config/train.yaml).
+        resume: continue from ``run.out/checkpoint.pt`` when it exists.
+    """
+
+    def __init__(self, cfg: dict, resume: bool = False):
+        self.cfg = cfg
+        run = cfg["run"]
+        self.rank, self.world, local_rank = init_distributed(run["device"])
+        self.device = resolve_device(run["device"], local_rank)
+        self.main = self.rank == 0
+        self.out = Path(run["out"])
+        self.amp = bool(run["amp"]) and self.device.type == "cuda"
+        seed_everything(int(run["seed"]) + self.rank)
+
+        d = cfg["data"]
+        if not d["root"]:
+            raise ValueError("data.root is not set (--data DIR)")
+        self.scenes = open_scenes(d["root"], d["scenes"])
+        mc = cfg["model"]
+        self.model_cfg = ModelConfig(arch=mc["arch"], input_size=tuple(mc["input_size"]),
+                                     head_hidden=mc["head_hidden"], dropout=mc["dropout"])
+        size = self.model_cfg.input_size
+        self.train_fs = FrameSet.from_scenes(self.scenes, d["train_split"])
+        self.val_fs = FrameSet.from_scenes(self.scenes, d["val_split"])
+        self.dataset = PairDataset(self.train_fs, size, PairConfig(**d["pairs"]), seed=int(run["seed"]),
+                                   cache_limit_mb=d["cache_limit_mb"], rank=self.rank, world_size=self.world)
+        self.val_store = ImageStore(self.val_fs, size, d["cache_limit_mb"]) if self.main else None
+
+        torch.manual_seed(int(run["seed"]))  # identical initial weights on every rank
+        self.model = RelPoseNet(self.model_cfg)
+        self.init_source = load_imagenet_weights(self.model, mc.get("pretrained"))
+        self.model.to(self.device)
+        if self.world > 1:
+            for p in self.model.state_dict().values():
+                dist.broadcast(p, 0)
+        self.tasks = self.model_cfg.tasks
+        self.method = build_method(cfg["mtl"]["method"], len(self.tasks), **(cfg["mtl"]["options"] or {}))
+        self.method.to(self.device)
+        o = cfg["optim"]
+        groups = [{"params": self.model.parameters(), "lr": o["lr"]}]
+        own = [p for p in self.method.parameters() if p.requires_grad]
+        if own:
+            groups.append({"params": own, "lr": o["method_lr"]})
+        self.opt = torch.optim.Adam(groups, lr=o["lr"], weight_decay=o["weight_decay"])
+        self.steps_per_epoch = self._steps_per_epoch()
+        total = max(1, self.steps_per_epoch * int(o["epochs"]))
+        sched = o["schedule"]
+        if sched not in ("cosine", "constant"):
+            raise ValueError(f"unknown schedule {sched!r}")
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) if sched == "cosine" else 1.0)
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.history: list[dict] = []
+        self.metrics: list[dict] = []
+        self.tb = None
+        if resume:
+            self._resume()
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.global_step or None)
+
+    def _steps_per_epoch(self) -> int:
+        n = len(self.dataset) // int(self.cfg["optim"]["batch_size"])
+        cap = self.cfg["run"]["max_steps_per_epoch"]
+        return min(n, int(cap)) if cap else n
+
+    # -- distributed reductions ----------------------------------------------------------
+    def _all_reduce_mean(self, t: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.div_(self.world)
+
+    def _all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        if not self.main:
+            return
+        atomic_save({
+            "config": self.cfg, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step, "model": self.model.state_dict(),
+            "method": self.method.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(), "rng": rng_state(),
+            "history": self.history, "metrics": self.metrics,
+        }, self.checkpoint_path())
+        self._write_history()
+
+    def _resume(self) -> None:
+        path = self.checkpoint_path()
+        if not path.is_file():
+            log.warning("--resume: no checkpoint at %s, starting a new run", path)
+            return
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        bad = resume_mismatches(ck["config"], self.cfg)
+        if bad:
+            raise SystemExit(f"{path}: the checkpoint was made with another config; differs in: "
+                             + "; ".join(bad))
+        self.model.load_state_dict(ck["model"])
+        self.method.load_state_dict(ck["method"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        set_rng_state(ck["rng"])
+        self.epoch, self.step_in_epoch, self.global_step = ck["epoch"], ck["step_in_epoch"], ck["global_step"]
+        self.history, self.metrics = ck["history"], ck["metrics"]
+        if self.step_in_epoch >= self.steps_per_epoch:
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
+
+    def _write_history(self) -> None:
+        if not self.history:
+            return
+        keys = list(self.history[0].keys())
+        tmp = self.out / ".history.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.history)
+        os.replace(tmp, self.out / "history.csv")
+        tmp = self.out / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(self.metrics, indent=2))
+        os.replace(tmp, self.out / "metrics.json")
+
+    # -- one step ------------------------------------------------------------------------
+    def train_step(self, batch) -> dict:
+        xa, xb, t, q = (b.to(self.device, non_blocking=True) for b in batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            pred, z = self.model.forward_pair(self.model.preprocess(xa), self.model.preprocess(xb))
+        losses = task_losses(pred, {"t": t, "q": q}, self.tasks)
+        self.opt.zero_grad(set_to_none=True)
+        dist_on = self.world > 1
+        stats = mtl_backward(
+            self.method, losses,
+            shared_params=self.model.shared_parameters(),
+            task_params=self.model.task_parameters(),
+            z=z, layer_params=self.model.encoder.last_shared_layer(),
+            reduce_grads=self._all_reduce_mean if dist_on else None,
+            reduce_gram=self._all_reduce_sum if dist_on else None,
+        )
+        clip = float(self.cfg["optim"]["grad_clip"])
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.opt.step()
+        self.method.after_step()
+        self.sched.step()
+        return stats
+
+    # -- loop ----------------------------------------------------------------------------
+    def fit(self) -> dict:
+        from tqdm import tqdm
+
+        o, run = self.cfg["optim"], self.cfg["run"]
+        bs, epochs = int(o["batch_size"]), int(o["epochs"])
+        ck_every = int(run["checkpoint_every_steps"] or 0)
+        if self.steps_per_epoch == 0:
+            raise SystemExit(f"not enough training pairs ({len(self.dataset)}) for one batch of {bs}")
+        if self.main:
+            log.info("training %s on %d frames of %s (%d pairs/epoch/rank, %d steps/epoch, %d rank%s) on %s; "
+                     "method %s; encoder init: %s", self.model_cfg.arch, len(self.train_fs),
+                     ", ".join(s.name for s in self.scenes), len(self.dataset), self.steps_per_epoch,
+                     self.world, "s" if self.world > 1 else "", self.device, self.method.name, self.init_source)
+        while self.epoch < epochs:
+            self.dataset.set_epoch(self.epoch)
+            start = self.step_in_epoch
+            sub = Subset(self.dataset, range(start * bs, self.steps_per_epoch * bs))
+            loader = DataLoader(sub, batch_size=bs, shuffle=False, drop_last=True,
+                                num_workers=int(run["workers"]), pin_memory=self.device.type == "cuda",
+                                persistent_workers=False)
+            bar = tqdm(loader, total=self.steps_per_epoch, initial=start, disable=not self.main,
+                       desc=f"epoch {self.epoch + 1}/{epochs}", dynamic_ncols=True, leave=False)
+            t0 = time.time()
+            for batch in bar:
+                stats = self.train_step(batch)
+                self.step_in_epoch += 1
+                self.global_step += 1
+                if self.main:
+                    self._log_step(stats, bar)
+                if ck_every and self.global_step % ck_every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                    self.save_checkpoint()
+            bar.close()
+            val = self.validate()
+            if self.main:
+                row = {"epoch": self.epoch + 1, "step": self.global_step, "seconds": round(time.time() - t0, 2), **val}
+                self.metrics.append(row)
+                log.info("epoch %d/%d: %s", self.epoch + 1, epochs,
+                         ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+            self.save_checkpoint()  # epoch complete (step_in_epoch == steps_per_epoch)
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        result = self.finish()
+        if self.world > 1:
+            dist.barrier()
+        return result
+
+    def _log_step(self, stats: dict, bar) -> None:
+        losses, weights = stats["losses"], stats["weights"]
+        row = {"step": self.global_step, "epoch": self.epoch + 1, "lr": self.sched.get_last_lr()[0]}
+        for name, l, w in zip(self.tasks, losses, weights):
+            row[f"loss_{name}"], row[f"weight_{name}"] = float(l), float(w)
+        for k, v in (stats.get("method_stats") or {}).items():
+            if isinstance(v, (int, float)):
+                row[f"mtl_{k}"] = float(v)
+        self.history.append(row)
+        if self.global_step % int(self.cfg["run"]["log_every"]) == 0 or self.global_step == 1:
+            for k, v in row.items():
+                if k not in ("step", "epoch"):
+                    group = k.split("_", 1)
+                    tag = f"{group[0]}/{group[1]}" if len(group) == 2 else k
+                    self.tb.add_scalar(tag, v, self.global_step)
+        bar.set_postfix({f"L{n}": f"{float(l):.3f}" for n, l in zip(self.tasks, losses)}
+                        | {f"w{n}": f"{float(w):.2f}" for n, w in zip(self.tasks, weights)})
+
+    def validate(self) -> dict:
+        if not self.main:
+            return {}
+        res = evaluate(self.model, self.train_fs, self.dataset.images, self.val_fs, self.val_store,
+                       self.device, self.cfg["eval"]["max_frames"])
+        m = res["mean"]
+        val = {"val_median_t_m": m["median_t_m"], "val_median_r_deg": m["median_r_deg"],
+               "val_retrieval_median_t_m": m["retrieval_median_t_m"],
+               "val_retrieval_median_r_deg": m["retrieval_median_r_deg"]}
+        for k, v in val.items():
+            self.tb.add_scalar("val/" + k[4:], v, self.global_step)
+        for scene, s in res["scenes"].items():
+            self.tb.add_scalar(f"val_scene/{scene}/median_t_m", s["median_t_m"], self.global_step)
+            self.tb.add_scalar(f"val_scene/{scene}/median_r_deg", s["median_r_deg"], self.global_step)
+        self.last_eval = res
+        return val
+
+    def finish(self) -> dict:
+        if not self.main:
+            return {}
+        self.tb.flush()
+        d = self.cfg["data"]
+        fp = save_model(self.out / "model.pt", self.model, meta={
+            "mtl_method": self.method.name,
+            "mtl_options": self.cfg["mtl"]["options"],
+            "training_data": {"root": str(d["root"]), "scenes": [s.name for s in self.scenes],
+                              "split": d["train_split"], "frames": len(self.train_fs)},
+            "train_config": self.cfg,
+            "encoder_init": self.init_source,
+            "epochs": self.epoch, "steps": self.global_step, "world_size": self.world,
+            "validation": getattr(self, "last_eval", None),
+        })
+        log.info("model written to %s (fingerprint %s)", self.out / "model.pt", fp[:12])
+        return {"model": str(self.out / "model.pt"), "fingerprint": fp,
+                "validation": getattr(self, "last_eval", None)}
+
+
+# --------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description="Train the Siamese relative-pose network (reloc_ros)",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--config", action="append", default=[], help="YAML file(s) over config/train.yaml")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=3e-4")
+    ap.add_argument("--data", help="scene folder or dataset root (data.root)")
+    ap.add_argument("--method", help="MTL method (mtl.method)")
+    ap.add_argument("--out", help="run folder (run.out)")
+    ap.add_argument("--seed", type=int, help="run.seed")
+    ap.add_argument("--epochs", type=int, help="optim.epochs")
+    ap.add_argument("--device", help="auto | cuda | cpu (run.device)")
+    ap.add_argument("--resume", action="store_true", help="continue from run.out/checkpoint.pt")
+    return ap
+
+
+def config_from_args(args) -> dict:
+    """Defaults < --config files < flags and --set. ``--out X --resume`` with no --config
+    takes the run's own saved config.yaml as the base, so a bare resume needs no flags."""
+    sets = list(args.set)
+    for key, val in (("data.root", args.data), ("mtl.method", args.method), ("run.out", args.out),
+                     ("run.seed", args.seed), ("optim.epochs", args.epochs), ("run.device", args.device)):
+        if val is not None:
+            sets.append(f"{key}={json.dumps(val) if isinstance(val, str) else val}")
+    files = list(args.config)
+    if args.resume and not files:
+        out = Path(args.out) if args.out else Path(load_config([], sets)["run"]["out"])
+        if (out / "config.yaml").is_file():
+            files = [out / "config.yaml"]
+    return load_config(files, sets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    trainer = Trainer(cfg, resume=args.resume)
+    result = trainer.fit()
+    if trainer.main and result.get("validation"):
+        m = result["validation"]["mean"]
+        print(f"final validation: median {m['median_t_m']:.3f} m / {m['median_r_deg']:.2f} deg "
+              f"(retrieval only {m['retrieval_median_t_m']:.3f} m / {m['retrieval_median_r_deg']:.2f} deg); "
+              f"model: {result['model']}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
