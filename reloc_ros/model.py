@@ -179,8 +179,8 @@ class RelPoseNet(nn.Module):
         """uint8 (B, H, W, 3) RGB or float (B, 3, H, W) in [0, 1] -> normalised network input
         at ``cfg.input_size`` (antialiased bilinear resize when the size differs)."""
         if images.dtype == torch.uint8:
-            images = images.permute(0, 3, 1, 2).float().div_(255.0)
-        if tuple(images.shape[-2:]) != self.cfg.input_size:
+            images = _resize_uint8_nchw(images.permute(0, 3, 1, 2).float(), self.cfg.input_size).div_(255.0)
+        elif tuple(images.shape[-2:]) != self.cfg.input_size:
             images = F.interpolate(images, size=self.cfg.input_size, mode="bilinear",
                                    align_corners=False, antialias=True)
         return (images - self.mean.to(images.device)) / self.std.to(images.device)
@@ -221,6 +221,25 @@ class RelPoseNet(nn.Module):
 
     def task_parameters(self) -> list[nn.Parameter]:
         return list(self.heads.parameters())
+
+
+def _resize_uint8_nchw(x: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize of float-valued 0..255 images, rounded back to integer
+    levels: the one resize of the project (training cache, database, queries)."""
+    if tuple(x.shape[-2:]) == tuple(size_hw):
+        return x
+    y = F.interpolate(x, size=tuple(size_hw), mode="bilinear", align_corners=False, antialias=True)
+    return y.round_().clamp_(0, 255)
+
+
+def resize_rgb(image, size_hw: tuple[int, int]):
+    """Resize a uint8 (H, W, 3) RGB numpy image to (height, width) exactly as
+    :meth:`RelPoseNet.preprocess` does, so that images cached at the input size (training,
+    database) and images resized on the fly (queries) give the same network input."""
+    if tuple(image.shape[:2]) == tuple(size_hw):
+        return image
+    x = torch.tensor(image).permute(2, 0, 1).unsqueeze(0).float()
+    return _resize_uint8_nchw(x, size_hw)[0].permute(1, 2, 0).to(torch.uint8).numpy()
 
 
 # --------------------------------------------------------------------------- initialisation

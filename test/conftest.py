@@ -60,3 +60,38 @@ def tiny_scene(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("synth")
     return Path(synthetic.generate_scene(root, synthetic.PRESETS["tiny"], seed=0, workers=1, progress=False))
+
+
+#: Settings of the briefly trained test model (ResNet-18 at 48x64).
+TINY_TRAIN = [
+    "model.arch=resnet18", "model.input_size=[48,64]", "model.head_hidden=64", "model.pretrained=none",
+    "optim.batch_size=8", "optim.lr=1.0e-3", "run.workers=0", "run.log_every=50", "eval.max_frames=4",
+    "data.pairs.max_distance_m=1.5", "data.pairs.max_angle_deg=45",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_scene, tmp_path_factory) -> Path:
+    """model.pt of a ResNet-18 trained briefly (3 epochs of 8 steps) on the tiny scene."""
+    from reloc_train.config import load_config
+    from reloc_train.train import Trainer
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    cfg = load_config([], TINY_TRAIN + [f"data.root={tiny_scene}", f"run.out={out}", "optim.epochs=3",
+                                        "run.max_steps_per_epoch=8", "mtl.method=uniform"])
+    Trainer(cfg).fit()
+    return out / "model.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
+    """A database of the tiny scene's training frames, built with tiny_model."""
+    from reloc_ros.data.sevenscenes import Scene
+    from reloc_ros.database import build_database
+    from reloc_ros.model import load_model
+
+    model, info = load_model(tiny_model)
+    db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False)
+    path = tmp_path_factory.mktemp("db") / "tiny.db.pt"
+    db.save(path)
+    return path

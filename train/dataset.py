@@ -12,23 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from reloc_ros.data.pairs import PairConfig, PairSampler
 from reloc_ros.data.sevenscenes import Frame, Scene, read_color
 from reloc_ros.geometry import canonical_quat, pose_to_tq, relative_pose
+from reloc_ros.model import resize_rgb
 
 log = logging.getLogger(__name__)
 
 
 def load_resized(path, size_hw: tuple[int, int]) -> np.ndarray:
-    """Read an RGB image and resize it to (height, width) with an antialiased filter."""
-    img = read_color(path)
-    h, w = size_hw
-    if img.shape[:2] != (h, w):
-        img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR, reducing_gap=None))
-    return img
+    """Read an RGB image and resize it to (height, width) as the model's preprocessing does."""
+    return resize_rgb(read_color(path), size_hw)
 
 
 @dataclass

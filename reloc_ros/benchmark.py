@@ -1,0 +1,137 @@
+"""Localizer benchmark: per-query latency by stage, search time against map size, memory per frame.
+
+    python -m reloc_ros.benchmark --model model.pt --db db.pt --scene data/chess
+    python -m reloc_ros.benchmark --arch resnet34 --size 256 341      # random weights, synthetic map
+
+1. Latency: median per stage (encode, search, heads, fusion, total) over ``--queries``
+   queries after warm-up, and the ratio total / encode measured in the same run. The goal
+   is ≤ 1.2×: everything beyond the one encoder pass should cost little.
+2. Search: median time of one top-k query against 1k, 10k and 100k synthetic
+   L2-normalised descriptors, exact (torch) and HNSW (faiss, when installed).
+3. Memory: bytes per database frame (pose, descriptor, features, scene id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reloc_ros.database import FrameDatabase
+from reloc_ros.fusion import FusionConfig
+from reloc_ros.localizer import Localizer, LocalizerConfig, resolve_device
+from reloc_ros.model import ModelConfig, RelPoseNet, state_fingerprint
+from reloc_ros.retrieval import build_index
+
+
+def synthetic_database(model: RelPoseNet, n: int, seed: int = 0) -> FrameDatabase:
+    """A database of random (but well-formed) frames for timing only."""
+    g = torch.Generator().manual_seed(seed)
+    C = model.cfg.feature_dim
+    poses = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
+    poses[:, :3, 3] = torch.rand(n, 3, generator=g, dtype=torch.float64) * 5
+    d = torch.nn.functional.normalize(torch.randn(n, C, generator=g), dim=1)
+    return FrameDatabase(poses=poses, descriptors=d, features=torch.rand(n, C, generator=g),
+                         scene_index=torch.zeros(n, dtype=torch.int64), frame_ids=[f"f{i}" for i in range(n)],
+                         scenes=[{"name": "synthetic", "root": "", "intrinsics": {}, "image_size": [0, 0], "frames": n}],
+                         model={"fingerprint": state_fingerprint(model.state_dict())})
+
+
+def latency(loc: Localizer, images: list[np.ndarray], n: int) -> dict:
+    loc.warmup(5)
+    rows = [loc.localize(images[i % len(images)]).timings_ms for i in range(n)]
+    return {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+
+
+def search_scaling(dim: int, sizes: list[int], k: int, device: torch.device, queries: int = 200) -> list[dict]:
+    out = []
+    g = torch.Generator().manual_seed(1)
+    for n in sizes:
+        db = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
+        q = torch.nn.functional.normalize(torch.randn(queries, dim, generator=g), dim=1)
+        for kind in ("exact", "hnsw"):
+            try:
+                t0 = time.perf_counter()
+                idx = build_index(kind, db, device)
+                build_s = time.perf_counter() - t0
+            except ImportError:
+                continue
+            times = []
+            for i in range(queries):
+                t0 = time.perf_counter()
+                s, _ = idx.search(q[i:i + 1], k)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+            exact_idx = (q @ db.T).topk(k, dim=1).indices
+            got = torch.stack([idx.search(q[i:i + 1], k)[1][0].cpu() for i in range(min(queries, 100))])
+            recall = float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k
+                                    for a, b in zip(exact_idx[:len(got)], got)]))
+            out.append({"frames": n, "index": kind, "median_ms": 1e3 * float(np.median(times)),
+                        "build_s": build_s, "recall_vs_exact": recall})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Localizer latency, search scaling and memory")
+    ap.add_argument("--model", type=Path)
+    ap.add_argument("--db", type=Path)
+    ap.add_argument("--scene", type=Path, help="scene whose test images are the queries")
+    ap.add_argument("--arch", default="resnet34", help="without --model: random network of this arch")
+    ap.add_argument("--size", type=int, nargs=2, default=[256, 341], metavar=("H", "W"))
+    ap.add_argument("--db-frames", type=int, default=1000, help="without --db: synthetic map size")
+    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--queries", type=int, default=50)
+    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, help="write the tables as Markdown")
+    args = ap.parse_args(argv)
+    dev = resolve_device(args.device)
+    torch.set_grad_enabled(False)
+    cfg = LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method="consensus"))
+    if args.model and args.db:
+        loc = Localizer.from_files(args.model, args.db, cfg, dev)
+    else:
+        model = RelPoseNet(ModelConfig(arch=args.arch, input_size=tuple(args.size))).eval()
+        loc = Localizer(model, synthetic_database(model, args.db_frames), cfg, dev)
+    if args.scene:
+        from reloc_ros.data.sevenscenes import Scene, read_color
+
+        sc = Scene(args.scene)
+        images = [read_color(f.color_path) for f in sc.frames("test")[:20]]
+    else:
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(4)]
+    h, w = loc.model.cfg.input_size
+    hw = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"
+    lat = latency(loc, images, args.queries)
+    lines = [f"### Per-query latency: {loc.model.cfg.arch} at {h}x{w}, {images[0].shape[1]}x{images[0].shape[0]} "
+             f"input images, top-{args.top_k}, {len(loc.db)} database frames, {hw}", "",
+             "| stage | median ms | share of total |", "|---|---|---|"]
+    for k in ("encode", "search", "heads", "fusion", "total"):
+        lines.append(f"| {k} | {lat[k]:.2f} | {100 * lat[k] / lat['total']:.1f}% |")
+    lines += ["", f"total / encode = **{lat['total'] / lat['encode']:.3f}x** (goal ≤ 1.2x)", ""]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    sc_rows = search_scaling(loc.model.cfg.feature_dim, sizes, args.top_k, dev)
+    lines += [f"### Search time per query (top-{args.top_k}, {loc.model.cfg.feature_dim}-d descriptors, {dev.type})", "",
+              "| frames | index | median ms | build s | recall vs exact |", "|---|---|---|---|---|"]
+    for r in sc_rows:
+        lines.append(f"| {r['frames']} | {r['index']} | {r['median_ms']:.3f} | {r['build_s']:.2f} | {r['recall_vs_exact']:.3f} |")
+    bpf = loc.db.bytes_per_frame()
+    lines += ["", f"### Memory: {bpf:.0f} bytes per database frame ({bpf * 26000 / 2**20:.0f} MB for the "
+                  "26k training frames of 7-Scenes)"]
+    md = "\n".join(lines) + "\n"
+    print(md)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Evaluate the localizer on a test split: retrieval-only, top1, consensus and triangulate side by side.
+
+    python -m reloc_ros.evaluate --model model.pt --db db.pt --scene data/chess --out eval/chess
+
+Every query is encoded and regressed once; its k hypotheses are then fused by each method,
+so the columns differ only in fusion. ``retrieval-only`` is the pose of the top-1
+retrieved database frame, with no regression: if the learned pipeline does not beat it,
+the regression adds nothing.
+
+Metrics (per method): median and mean translation (m) and rotation (°) errors over the
+poses it returned; the share of *all* queries within (5 cm, 5°), (25 cm, 2°), (50 cm, 5°)
+and (5 m, 10°) (a rejected query counts as a miss); the rejection rate. Retrieval
+recall@k: the share of queries with at least one of the k retrieved frames within 0.5 m
+and 30° of the query. Per-stage latency means are reported too.
+
+Outputs in ``--out``: ``summary.md``, ``summary.csv``, ``per_frame.csv``, ``cdf.png``,
+``trajectory.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes
+from reloc_ros.database import DatabaseError
+from reloc_ros.fusion import FusionConfig
+from reloc_ros.geometry import pose_errors
+from reloc_ros.localizer import Localizer, LocalizerConfig
+from reloc_ros.model import ModelFileError
+
+THRESHOLDS = [(0.05, 5.0), (0.25, 2.0), (0.50, 5.0), (5.0, 10.0)]
+METHODS = ["retrieval-only", "top1", "consensus", "triangulate"]
+
+
+def recall_at_k(T_db: np.ndarray, T_gt: np.ndarray, max_t: float = 0.5, max_r: float = 30.0) -> bool:
+    te, re = pose_errors(T_db, T_gt[None])
+    return bool(np.any((te <= max_t) & (re <= max_r)))
+
+
+def summarize(per_method: dict[str, dict], n: int) -> dict:
+    """Statistics per method from arrays t, r (NaN = rejected)."""
+    out = {}
+    for m, d in per_method.items():
+        t, r = np.asarray(d["t"]), np.asarray(d["r"])
+        ok = np.isfinite(t)
+        row = {"accepted": int(ok.sum()), "rejection_rate": float(1 - ok.mean()) if n else float("nan"),
+               "median_t_m": float(np.median(t[ok])) if ok.any() else float("nan"),
+               "median_r_deg": float(np.median(r[ok])) if ok.any() else float("nan"),
+               "mean_t_m": float(np.mean(t[ok])) if ok.any() else float("nan"),
+               "mean_r_deg": float(np.mean(r[ok])) if ok.any() else float("nan")}
+        for tt, rr in THRESHOLDS:
+            row[f"acc_{int(tt * 100)}cm_{int(rr)}deg"] = float(np.mean(ok & (t <= tt) & (r <= rr))) if n else float("nan")
+        out[m] = row
+    return out
+
+
+def evaluate(loc: Localizer, scenes: list[Scene], split="test", max_frames: int | None = None,
+             fusion_base: FusionConfig | None = None, progress: bool = True) -> dict:
+    """Run every test frame through the localizer; returns per-frame rows and the summary."""
+    from reloc_ros.data.sevenscenes import read_color
+
+    base = fusion_base or loc.cfg.fusion
+    fusions = {m: replace(base, method=m) for m in ("top1", "consensus", "triangulate")}
+    rows, timings, recall = [], [], []
+    per = {m: {"t": [], "r": []} for m in METHODS}
+    for sc in scenes:
+        frames = sc.frames(split)
+        if max_frames is not None and len(frames) > max_frames:
+            frames = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, max_frames).round().astype(int))]
+        for fr in tqdm(frames, desc=f"evaluating {sc.name}", disable=not progress, dynamic_ncols=True, leave=False):
+            T_gt = sc.pose(fr)
+            h = loc.hypothesize(read_color(fr.color_path))
+            recall.append(recall_at_k(h.T_db, T_gt))
+            row = {"scene": sc.name, "frame": fr.id, "retrieved_scene": h.scene, "recall_at_k": recall[-1]}
+            est = {"retrieval-only": h.T_db[0]}
+            for m, fc in fusions.items():
+                r = loc.fuse(h, fc)
+                est[m] = r.pose if r.ok and h.scene == sc.name else None
+                row[f"{m}_inliers"] = r.n_inliers
+                if m == loc.cfg.fusion.method:
+                    timings.append(r.timings_ms)
+            if h.scene != sc.name:  # retrieved the wrong scene: every method fails
+                est["retrieval-only"] = None
+            for m in METHODS:
+                if est[m] is None:
+                    te = re = float("nan")
+                else:
+                    te, re = (float(v) for v in pose_errors(est[m], T_gt))
+                per[m]["t"].append(te)
+                per[m]["r"].append(re)
+                row[f"{m}_t_m"], row[f"{m}_r_deg"] = te, re
+                row[f"{m}_xyz"] = None if est[m] is None else est[m][:3, 3].tolist()
+            row["gt_xyz"] = T_gt[:3, 3].tolist()
+            rows.append(row)
+    n = len(rows)
+    summ = summarize(per, n)
+    tm = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]} if timings else {}
+    return {"rows": rows, "summary": summ, "recall_at_k": float(np.mean(recall)) if recall else float("nan"),
+            "top_k": loc.cfg.top_k, "queries": n, "timings_ms": tm}
+
+
+def table_markdown(res: dict, title: str = "") -> str:
+    s = res["summary"]
+    cols = ["median_t_m", "median_r_deg", "mean_t_m", "mean_r_deg"] + \
+           [f"acc_{int(t * 100)}cm_{int(r)}deg" for t, r in THRESHOLDS] + ["rejection_rate"]
+    head = ["method", "median t (m)", "median r (°)", "mean t (m)", "mean r (°)"] + \
+           [f"≤{int(t * 100)}cm,{int(r)}°" for t, r in THRESHOLDS] + ["rejected"]
+    lines = ([f"### {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in METHODS:
+        row = s[m]
+        cells = [m] + [f"{row[c]:.3f}" if "_t_" in c else f"{row[c]:.2f}" for c in cols[:4]] + \
+                [f"{100 * row[c]:.1f}%" for c in cols[4:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"{res['queries']} queries; retrieval recall@{res['top_k']} (a retrieved frame within 0.5 m "
+                  f"and 30°): {100 * res['recall_at_k']:.1f}%."]
+    if res["timings_ms"]:
+        lines.append("Mean latency (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in res["timings_ms"].items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = res["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, unit, lim in ((axes[0], "t_m", "m", None), (axes[1], "r_deg", "deg", None)):
+        for m in METHODS:
+            v = np.array([r[f"{m}_{key}"] for r in rows], dtype=float)
+            v = np.sort(np.where(np.isfinite(v), v, np.inf))
+            y = np.arange(1, len(v) + 1) / max(1, len(v))
+            ax.step(v[np.isfinite(v)], y[np.isfinite(v)], where="post", label=m)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{'translation' if key == 't_m' else 'rotation'} error ({unit})")
+        ax.set_ylabel("share of queries")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend()
+    fig.suptitle("Error CDF (rejected queries never reach 1)")
+    fig.tight_layout()
+    fig.savefig(out / "cdf.png", dpi=120)
+    plt.close(fig)
+
+    gt = np.array([r["gt_xyz"] for r in rows])
+    if len(gt) < 2:
+        return
+    # Top view: the plane of the two main axes of the ground-truth trajectory.
+    mu = gt.mean(0)
+    _, _, Vt = np.linalg.svd(gt - mu, full_matrices=False)
+    P = Vt[:2].T
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5), sharex=True, sharey=True)
+    for ax, m in zip(axes, ["retrieval-only", "consensus", "triangulate"]):
+        g2 = (gt - mu) @ P
+        ax.plot(g2[:, 0], g2[:, 1], "k-", lw=1, label="ground truth")
+        est = [(i, r[f"{m}_xyz"]) for i, r in enumerate(rows) if r[f"{m}_xyz"] is not None]
+        if est:
+            e2 = (np.array([e for _, e in est]) - mu) @ P
+            for (i, _), p in zip(est, e2):
+                ax.plot([g2[i, 0], p[0]], [g2[i, 1], p[1]], "r-", lw=0.4, alpha=0.5)
+            ax.plot(e2[:, 0], e2[:, 1], ".", ms=3, label=f"{m} ({len(est)})")
+        ax.set_title(m)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Top view (main plane of the ground-truth trajectory, m); red: error")
+    fig.tight_layout()
+    fig.savefig(out / "trajectory.png", dpi=110)
+    plt.close(fig)
+
+
+def write(res: dict, out: Path, title: str) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    md = table_markdown(res, title)
+    (out / "summary.md").write_text(md)
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        keys = list(next(iter(res["summary"].values())).keys())
+        w.writerow(["method"] + keys)
+        for m, row in res["summary"].items():
+            w.writerow([m] + [row[k] for k in keys])
+    with open(out / "per_frame.csv", "w", newline="") as f:
+        keys = [k for k in res["rows"][0] if not k.endswith("_xyz")] if res["rows"] else []
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(res["rows"])
+    (out / "summary.json").write_text(json.dumps({k: v for k, v in res.items() if k != "rows"}, indent=2))
+    plot(res, out)
+    return md
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Evaluate the relocalizer on a test split")
+    ap.add_argument("--model", required=True, type=Path)
+    ap.add_argument("--db", required=True, type=Path)
+    ap.add_argument("--scene", required=True, type=Path, help="scene folder or dataset root")
+    ap.add_argument("--scenes", nargs="*")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--inlier-t", type=float, default=FusionConfig.inlier_t_m)
+    ap.add_argument("--inlier-r", type=float, default=FusionConfig.inlier_r_deg)
+    ap.add_argument("--min-inliers", type=int, default=FusionConfig.min_inliers)
+    ap.add_argument("--max-frames", type=int, help="queries per scene (evenly spaced)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    try:
+        fcfg = FusionConfig(method="consensus", inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,
+                            min_inliers=args.min_inliers)
+        loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k, fusion=fcfg), args.device)
+        scenes = open_scenes(args.scene, args.scenes)
+    except (ModelFileError, DatabaseError, SevenScenesError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    loc.warmup()
+    t0 = time.time()
+    res = evaluate(loc, scenes, args.split, args.max_frames)
+    md = write(res, args.out, f"Localizer on {', '.join(s.name for s in scenes)} ({args.split}), "
+                              f"top-{args.top_k}, device {loc.device}")
+    print(md)
+    print(f"{res['queries']} queries in {time.time() - t0:.1f} s; written to {args.out}/ "
+          "(summary.md, summary.csv, per_frame.csv, cdf.png, trajectory.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

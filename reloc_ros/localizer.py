@@ -1,0 +1,188 @@
+"""The relocalizer: one RGB image in, one absolute pose with a covariance out (no ROS here).
+
+    image ─> encoder (once) ─> top-k retrieval ─> heads on k (db feature, query feature) pairs
+          ─> k hypotheses T_db,i @ T_rel,i ─> fusion ─> pose, 6x6 covariance, inliers, confidence
+
+Every stage is timed (``encode``, ``search``, ``heads``, ``fusion``, ``total``, in ms; with
+CUDA synchronisation on a GPU so the numbers are real).
+
+A multi-scene database is searched in two steps: the top-1 frame over all scenes picks the
+scene, then the k neighbours come from that scene only (hypotheses from different scenes
+live in unrelated world frames). ``LocalizerConfig.scene`` pins the scene instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reloc_ros.database import DatabaseError, FrameDatabase, load_pair
+from reloc_ros.fusion import FusionConfig, FusionResult, fuse, hypotheses
+from reloc_ros.model import RelPoseNet
+from reloc_ros.retrieval import build_index
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without CUDA is an error."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r} (auto | cuda | cpu)")
+    return torch.device(name)
+
+
+@dataclass
+class LocalizerConfig:
+    """Attributes:
+        top_k: database frames retrieved per query (hypotheses to fuse).
+        fusion: how hypotheses become one pose (:class:`reloc_ros.fusion.FusionConfig`).
+        scene: restrict to this scene of the database (None: pick by the top-1 match).
+        index: 'exact' (torch) or 'hnsw' (faiss).
+    """
+
+    top_k: int = 5
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    scene: str | None = None
+    index: str = "exact"
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise ValueError("top_k must be >= 1")
+
+
+@dataclass
+class Hypotheses:
+    """What one query produced before fusion."""
+
+    db_index: np.ndarray  # (k,) database rows, best first
+    scores: np.ndarray  # (k,) descriptor similarities
+    T_db: np.ndarray  # (k, 4, 4) database poses
+    t: np.ndarray  # (k, 3) predicted relative translations
+    q: np.ndarray  # (k, 4) predicted relative rotations (w-first)
+    scene: str
+    timings_ms: dict
+
+    @property
+    def poses(self) -> np.ndarray:
+        """(k, 4, 4) absolute-pose hypotheses of the query."""
+        return hypotheses(self.T_db, self.t, self.q)
+
+
+@dataclass
+class LocalizationResult:
+    """The localizer's answer. ``ok`` False means: do not use (``reason`` says why)."""
+
+    ok: bool
+    pose: np.ndarray | None
+    covariance: np.ndarray | None
+    confidence: float
+    n_inliers: int
+    inliers: np.ndarray
+    reason: str
+    scene: str
+    hypotheses: Hypotheses
+    timings_ms: dict
+
+
+class Localizer:
+    """Model + database + retrieval index + fusion.
+
+    Args:
+        model: the relative-pose network (its config gives input size and normalisation).
+        db: the frame database built with that model (checked by the caller, see from_files).
+        cfg: retrieval and fusion settings.
+        device: 'auto', 'cuda' or 'cpu'.
+    """
+
+    def __init__(self, model: RelPoseNet, db: FrameDatabase, cfg: LocalizerConfig = LocalizerConfig(),
+                 device: str | torch.device = "auto"):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.db = db
+        self.cfg = cfg
+        self.features = db.features.to(self.device, torch.float32)
+        self.poses = db.poses.numpy()
+        self.index = build_index(cfg.index, db.descriptors, self.device)
+        self.scene_rows = [torch.nonzero(db.scene_index == k).flatten() for k in range(len(db.scenes))]
+        if cfg.scene is not None and cfg.scene not in db.scene_names:
+            raise ValueError(f"scene {cfg.scene!r} is not in the database (has {db.scene_names})")
+        self._sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+
+    @classmethod
+    def from_files(cls, model_path: Path | str, db_path: Path | str, cfg: LocalizerConfig = LocalizerConfig(),
+                   device: str | torch.device = "auto") -> "Localizer":
+        """Load and cross-check a model file and a database (errors name the file)."""
+        dev = resolve_device(device)
+        model, info, db = load_pair(model_path, db_path, dev)
+        if len(db) == 0:
+            raise DatabaseError(db_path, "database holds no frame")
+        loc = cls(model, db, cfg, dev)
+        loc.model_info = info
+        return loc
+
+    def warmup(self, n: int = 3) -> None:
+        """Run a few dummy queries so that the first real one is not slow."""
+        h, w = self.model.cfg.input_size
+        img = np.zeros((h, w, 3), dtype=np.uint8)
+        for _ in range(n):
+            self.hypothesize(img)
+
+    # -- the pipeline ----------------------------------------------------------------------
+    @torch.no_grad()
+    def hypothesize(self, image: np.ndarray) -> Hypotheses:
+        """Encode, retrieve and regress: the k hypotheses of one RGB uint8 (H, W, 3) image."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        t = {}
+        t0 = time.perf_counter()
+        x = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0).to(self.device)
+        f, d = self.model.encode(self.model.preprocess(x))
+        self._sync()
+        t1 = time.perf_counter()
+        if self.cfg.scene is not None:
+            k_scene = self.db.scene_names.index(self.cfg.scene)
+        elif len(self.scene_rows) == 1:
+            k_scene = 0
+        else:
+            _, top = self.index.search(d, 1)
+            k_scene = int(self.db.scene_index[int(top[0, 0])])
+        subset = None if len(self.scene_rows) == 1 else self.scene_rows[k_scene]
+        scores, idx = self.index.search(d, self.cfg.top_k, subset)
+        self._sync()
+        t2 = time.perf_counter()
+        idx_dev = idx[0].to(self.device)
+        k = len(idx_dev)
+        pred = self.model.predict(self.features[idx_dev], f.float().expand(k, -1))
+        tt, qq = pred["t"].float().cpu().numpy(), pred["q"].float().cpu().numpy()
+        t3 = time.perf_counter()
+        rows = idx[0].cpu().numpy()
+        t.update(encode=(t1 - t0) * 1e3, search=(t2 - t1) * 1e3, heads=(t3 - t2) * 1e3)
+        return Hypotheses(db_index=rows, scores=scores[0].cpu().numpy(), T_db=self.poses[rows], t=tt, q=qq,
+                          scene=self.db.scenes[k_scene]["name"], timings_ms=t)
+
+    def fuse(self, h: Hypotheses, fusion: FusionConfig | None = None) -> LocalizationResult:
+        """Fuse hypotheses with the configured (or the given) fusion settings."""
+        t0 = time.perf_counter()
+        r: FusionResult = fuse(h.T_db, h.t, h.q, h.scores, fusion or self.cfg.fusion)
+        ms = (time.perf_counter() - t0) * 1e3
+        timings = dict(h.timings_ms, fusion=ms)
+        timings["total"] = sum(timings.values())
+        return LocalizationResult(ok=r.ok, pose=r.pose, covariance=r.covariance, confidence=r.confidence,
+                                  n_inliers=len(r.inliers), inliers=r.inliers, reason=r.reason,
+                                  scene=h.scene, hypotheses=h, timings_ms=timings)
+
+    def localize(self, image: np.ndarray) -> LocalizationResult:
+        """The whole pipeline for one RGB uint8 image."""
+        return self.fuse(self.hypothesize(image))
+
+    def with_fusion(self, **kw) -> FusionConfig:
+        """The configured fusion settings with some fields replaced."""
+        return replace(self.cfg.fusion, **kw)
