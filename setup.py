@@ -48,6 +48,14 @@ setup(
     entry_points={
         "console_scripts": [
             "reloc_synth = reloc_ros.data.synthetic:main",
+            "reloc_train = reloc_train.train:main",
+            "reloc_train_eval = reloc_train.evaluate:main",
+            "reloc_database = reloc_ros.database:main",
+            "reloc_evaluate = reloc_ros.evaluate:main",
+            "reloc_bag_convert = reloc_ros.rosbag.convert:main",
+            "reloc_bag_replay = reloc_ros.rosbag.replay:main",
+            "reloc_bag_evaluator = reloc_ros.rosbag.evaluator:main",
+            "relocalization_node = reloc_ros.node:main",
             "reloc_demo = reloc_ros.demo:main",
         ],
     },

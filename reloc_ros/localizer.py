@@ -128,10 +128,19 @@ class Localizer:
         loc.model_info = info
         return loc
 
-    def warmup(self, n: int = 3) -> None:
-        """Run a few dummy queries so that the first real one is not slow."""
-        h, w = self.model.cfg.input_size
-        img = np.zeros((h, w, 3), dtype=np.uint8)
+    def warmup(self, n: int = 3, image_size: tuple[int, int] | None = None) -> None:
+        """Run a few dummy queries so that the first real one is not slow.
+
+        Args:
+            n: number of queries.
+            image_size: (width, height) of the camera images to expect; by default the image
+                size recorded for the database's first scene, so that the resize path the
+                real frames take is warmed up too.
+        """
+        w, h = image_size or tuple(self.db.scenes[0].get("image_size") or (0, 0))
+        if not (w and h):
+            h, w = self.model.cfg.input_size
+        img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
         for _ in range(n):
             self.hypothesize(img)
 
@@ -143,7 +152,8 @@ class Localizer:
             raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
         t = {}
         t0 = time.perf_counter()
-        x = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0).to(self.device)
+        img = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)
+        x = torch.from_numpy(img).unsqueeze(0).to(self.device)
         f, d = self.model.encode(self.model.preprocess(x))
         self._sync()
         t1 = time.perf_counter()

@@ -44,8 +44,9 @@ def test_config_layers_and_rejects_typos(tmp_path):
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_method_trains_on_a_real_batch(method, tiny_scene, tmp_path):
-    """A few real training steps on one batch of the tiny scene: both task losses go down,
-    and the task weights stay finite."""
+    """A few real training steps on one batch of the tiny scene: the summed task loss goes
+    down and the task weights stay finite. (Each loss alone need not fall: MGDA may put all
+    the weight on one task, and under Adam's per-parameter steps the other can rise.)"""
     from reloc_train.train import Trainer
 
     torch.manual_seed(0)
@@ -68,7 +69,8 @@ def test_method_trains_on_a_real_batch(method, tiny_scene, tmp_path):
     after = losses()
     W = np.stack(weights)
     assert np.all(np.isfinite(W)), W
-    assert after[0] < before[0] and after[1] < before[1], (method, before, after, W[-1])
+    assert after.sum() < 0.9 * before.sum(), (method, before, after, W[-1])
+    assert np.all(np.isfinite(after))
 
 
 def test_fit_writes_model_history_tensorboard(tiny_scene, tmp_path):

@@ -1,0 +1,652 @@
+"""Convert a 7-Scenes scene (real or synthetic) into a ROS 2 bag (rosbag2, no ROS install).
+
+Command line::
+
+    python -m reloc_ros.rosbag.convert SCENE_DIR --out BAG_DIR [--split test|train|all | --sequences 1,4]
+        [--storage mcap|sqlite3] [--rate 30] [--compressed {none,jpeg,png}] [--depth]
+        [--start-time SECONDS|now] [--sequence-gap 1.0] [--max-frames N] [--overwrite]
+        [--remap FIELD=VALUE ...] [--distro kilted|jazzy] [--jpeg-quality 95] [--reencode]
+        [--workers 1] [--quiet] [--json]
+
+    python -m reloc_ros.rosbag.convert /data/7scenes/chess --out chess_test --depth
+
+What goes in (names: :mod:`reloc_ros.rosbag.topics`), for every frame and at the same stamp:
+
+* ``/tf``: ``map`` -> ``camera_gt``, the ground-truth camera-to-world pose (optical axes);
+* ``/camera_gt/pose``: the same pose as ``geometry_msgs/PoseStamped`` in ``map``;
+* ``/reloc/frame_id``: ``std_msgs/String`` "seq-01/frame-000000", the 7-Scenes frame;
+* ``/camera/color/camera_info`` and ``/camera/color/image_raw`` (rgb8), or
+  ``/camera/color/image_raw/compressed`` (jpeg/png, ``--compressed``);
+* with ``--depth``: ``/camera/depth/camera_info`` (the depth intrinsics) and
+  ``/camera/depth/image_raw`` (16UC1, the raw millimetres of the depth PNG; 0 and 65535
+  mean "no measurement").
+
+Once, at the first stamp, on ``/tf_static`` (offered transient-local): ``camera_link`` ->
+``camera_color_optical_frame`` (and ``camera_depth_optical_frame`` with ``--depth``), zero
+translation and the REP-103 optical rotation (x, y, z, w) = (-0.5, 0.5, -0.5, 0.5).
+
+Stamps: 7-Scenes has none. Frame ``i`` of a sequence gets ``t0 + i / rate``; the next
+sequence starts ``--sequence-gap`` seconds (default 1 s) after the last frame of the one
+before, so a consumer can tell sequences apart by the jump. ``t0`` of the first sequence is
+``--start-time`` (default 1 700 000 000 s, a fixed date so that bags are reproducible;
+``now`` for the wall clock). The bag's receive timestamps equal the header stamps.
+
+Images are checked against the intrinsics' size. With ``--compressed jpeg`` a source
+``.color.jpg`` (as in some 7-Scenes copies) is stored as is (no second lossy step), and
+with ``--compressed png`` a source RGB ``.color.png`` too; ``--reencode`` forces encoding.
+
+Colour and depth of the real 7-Scenes are not registered and their relative pose is not
+published with the data: the depth optical frame is put at the colour one (an
+approximation) unless the scene's ``intrinsics.yaml`` says ``depth_registered: true``, in
+which case it is exact. The bag's ``custom_data`` records the scene, split, sequences, rate,
+stamps of each sequence and the registration flag (keys ``reloc_ros.*``).
+
+Type definitions and RIHS01 hashes come from the rosbags type store of ROS 2 Kilted (same
+for these types in Jazzy); the metadata is version 9, as Jazzy writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from reloc_ros import __version__
+from reloc_ros.data.sevenscenes import (
+    Frame,
+    Intrinsics,
+    Scene,
+    SevenScenesError,
+    read_color,
+    read_depth_raw,
+    read_pose,
+)
+from reloc_ros.rosbag import topics as tp
+from reloc_ros.rosbag.topics import BagTopics
+
+__all__ = [
+    "DEFAULT_START_TIME_S",
+    "DEFAULT_RATE_HZ",
+    "DEFAULT_SEQUENCE_GAP_S",
+    "STORAGES",
+    "COMPRESSIONS",
+    "CUSTOM_PREFIX",
+    "frame_stamps",
+    "convert_scene",
+    "main",
+]
+
+#: Stamp of the first frame when none is given (2023-11-14 22:13:20 UTC): fixed, so that the
+#: same scene always gives the same bag.
+DEFAULT_START_TIME_S = 1_700_000_000
+DEFAULT_RATE_HZ = 30.0
+DEFAULT_SEQUENCE_GAP_S = 1.0
+STORAGES = ("mcap", "sqlite3")
+COMPRESSIONS = ("none", "jpeg", "png")
+#: Prefix of the keys this converter writes into the bag's custom_data.
+CUSTOM_PREFIX = "reloc_ros."
+#: Files a rosbag2 folder may hold; ``--overwrite`` deletes nothing else.
+_BAG_SUFFIXES = (".mcap", ".db3", ".db3-shm", ".db3-wal", ".db3-journal", ".zstd")
+_NS = 1_000_000_000
+
+
+# --------------------------------------------------------------------------- stamps
+def _to_ns(seconds: float | int | str | Decimal) -> int:
+    """Integer nanoseconds of a time in seconds, without float rounding for strings/ints."""
+    try:
+        d = Decimal(str(seconds)) if not isinstance(seconds, Decimal) else seconds
+    except InvalidOperation:
+        raise ValueError(f"not a time in seconds: {seconds!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"not a finite time: {seconds!r}")
+    return int((d * _NS).to_integral_value())
+
+
+def frame_stamps(
+    counts: Sequence[int],
+    rate_hz: float = DEFAULT_RATE_HZ,
+    start_time_s: float | int | str = DEFAULT_START_TIME_S,
+    sequence_gap_s: float = DEFAULT_SEQUENCE_GAP_S,
+) -> list[list[int]]:
+    """Stamps (integer ns) of the frames of consecutive sequences with ``counts`` frames.
+
+    Frame ``i`` of a sequence is ``i / rate_hz`` after its first frame (rounded to the
+    nanosecond, without accumulating error); a sequence starts ``sequence_gap_s`` after the
+    last frame of the previous one; the first starts at ``start_time_s``.
+    """
+    if not (rate_hz > 0 and np.isfinite(rate_hz)):
+        raise ValueError(f"rate must be a positive number of Hz, got {rate_hz!r}")
+    if not (sequence_gap_s > 0 and np.isfinite(sequence_gap_s)):
+        raise ValueError(f"sequence gap must be positive, got {sequence_gap_s!r}")
+    t0 = _to_ns(start_time_s)
+    if t0 < 0:
+        raise ValueError(f"start time must be >= 0, got {start_time_s!r}")
+    rate = Decimal(str(rate_hz))
+    gap = _to_ns(sequence_gap_s)
+    out: list[list[int]] = []
+    for n in counts:
+        stamps = [t0 + int((Decimal(i) * _NS / rate).to_integral_value()) for i in range(int(n))]
+        out.append(stamps)
+        if stamps:
+            t0 = stamps[-1] + gap
+    return out
+
+
+# --------------------------------------------------------------------------- output folder
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{out}: output already exists; pass --overwrite (overwrite=True) to replace it"
+        )
+    if out.is_symlink() or not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a bag folder; not replacing it")
+    foreign = [
+        p.name
+        for p in out.iterdir()
+        if p.is_dir() or p.is_symlink() or not (p.name == "metadata.yaml" or p.name.endswith(_BAG_SUFFIXES))
+    ]
+    if foreign:
+        raise FileExistsError(
+            f"{out}: does not look like a rosbag2 folder (holds {', '.join(sorted(foreign)[:5])}); "
+            "not deleting it with --overwrite"
+        )
+    shutil.rmtree(out)
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- frame sources
+def _check_size(path: Path, size: tuple[int, int], intr: Intrinsics, what: str) -> None:
+    if size != (intr.width, intr.height):
+        raise SevenScenesError(
+            path,
+            f"{what} image is {size[0]}x{size[1]} but the scene's {what} intrinsics are "
+            f"{intr.width}x{intr.height}",
+        )
+
+
+def _passthrough(path: Path, fmt: str) -> bytes | None:
+    """The file's bytes when it already is an 8-bit RGB ``fmt`` file (stored as is), else None."""
+    want = {"jpeg": "JPEG", "png": "PNG"}[fmt]
+    try:
+        with PILImage.open(path) as im:
+            ok = im.format == want and im.mode == "RGB"
+    except FileNotFoundError:
+        raise SevenScenesError(path, "image file is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise SevenScenesError(path, f"unreadable image ({e})") from None
+    return path.read_bytes() if ok else None
+
+
+def _image_size(data: bytes, path: Path) -> tuple[int, int]:
+    import io
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise SevenScenesError(path, f"unreadable image ({e})") from None
+
+
+def _ordered_map(fn, items: Sequence, workers: int) -> Iterator:
+    """``map(fn, items)`` computed by ``workers`` threads, in order, at most ``2 x workers``
+    items ahead of the consumer. Exceptions surface at their item."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bagload") as pool:
+        pending: deque = deque()
+        it = iter(items)
+        try:
+            for item in it:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What goes into the bag, resolved and validated before anything is written."""
+
+    scene: Scene
+    split: str | list[int]
+    sequences: list[int]
+    frames: list[Frame]
+    stamps: list[int]
+    starts: list[dict]
+
+
+def _plan(
+    scene_dir: Path | str,
+    split: str | Sequence[int],
+    max_frames: int | None,
+    depth: bool,
+    rate_hz: float,
+    start_time_s,
+    sequence_gap_s: float,
+) -> _Plan:
+    scene = Scene(Path(scene_dir))
+    if isinstance(split, str) and split not in ("train", "test", "all"):
+        raise ValueError(f"unknown split {split!r}: use 'train', 'test', 'all' or a list of sequences")
+    if not isinstance(split, str):
+        split = [int(s) for s in split]
+        if not split:
+            raise ValueError("the list of sequences is empty")
+        if len(set(split)) != len(split):
+            raise ValueError(f"a sequence is listed twice: {split}")
+        for s in split:
+            if not scene.seq_dir(s).is_dir():
+                raise SevenScenesError(scene.seq_dir(s), "sequence folder is missing")
+    if max_frames is not None and int(max_frames) < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    sequences = scene.sequences(split)
+    frames = scene.frames(split)
+    if max_frames is not None:
+        frames = frames[: int(max_frames)]
+    if depth:
+        for f in frames:
+            if f.depth_path is None:
+                raise SevenScenesError(
+                    f.pose_path.with_name(f"frame-{f.index:06d}.depth.png"),
+                    "depth file is missing (needed by --depth)",
+                )
+    # group consecutive frames by sequence (frames are sorted by sequence then index)
+    groups: list[tuple[int, int]] = []
+    for f in frames:
+        if groups and groups[-1][0] == f.seq:
+            groups[-1] = (f.seq, groups[-1][1] + 1)
+        else:
+            groups.append((f.seq, 1))
+    per_seq = frame_stamps([n for _, n in groups], rate_hz, start_time_s, sequence_gap_s)
+    stamps = [t for seq_stamps in per_seq for t in seq_stamps]
+    starts = [
+        {"seq": seq, "frames": n, "first_ns": st[0], "last_ns": st[-1]}
+        for (seq, n), st in zip(groups, per_seq)
+    ]
+    return _Plan(scene, split, [s for s, _ in groups], frames, stamps, starts)
+
+
+# --------------------------------------------------------------------------- conversion
+def convert_scene(
+    scene_dir: Path | str,
+    out: Path | str,
+    split: str | Sequence[int] = "test",
+    *,
+    storage: str = "mcap",
+    rate_hz: float = DEFAULT_RATE_HZ,
+    compressed: str | None = None,
+    depth: bool = False,
+    start_time_s: float | int | str = DEFAULT_START_TIME_S,
+    sequence_gap_s: float = DEFAULT_SEQUENCE_GAP_S,
+    max_frames: int | None = None,
+    overwrite: bool = False,
+    topics: BagTopics | None = None,
+    jpeg_quality: int = 95,
+    reencode: bool = False,
+    distro: str = tp.DEFAULT_DISTRO,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Write the frames of a 7-Scenes scene into a rosbag2 folder ``out``.
+
+    Args:
+        scene_dir: the scene folder (``TrainSplit.txt``, ``TestSplit.txt``, ``seq-XX``).
+        out: the bag folder to create (it must not exist unless ``overwrite``).
+        split: 'test', 'train', 'all' or a list of sequence numbers (in that order).
+        storage: 'mcap' or 'sqlite3'.
+        rate_hz: frame rate of the stamps.
+        compressed: None / 'none' (rgb8 Image), 'jpeg' or 'png' (CompressedImage).
+        depth: also write the depth images and their camera info.
+        start_time_s: stamp of the first frame (seconds since the epoch; a string keeps
+            every digit; 'now' for the wall clock).
+        sequence_gap_s: time between the last frame of a sequence and the next one's first.
+        max_frames: keep only the first N frames of the split.
+        overwrite: replace an existing bag folder (never a folder holding other files).
+        topics: topic and frame names (defaults: :class:`BagTopics`).
+        jpeg_quality: quality of re-encoded JPEGs.
+        reencode: encode compressed images even when the source file could be stored as is.
+        distro: type definitions of 'kilted' or 'jazzy' (same hashes for these types).
+        workers: threads that read and decode the images ahead of the writer (1: none, the
+            default; more helps only where spare cores are free).
+        progress: print a line per sequence.
+
+    Returns:
+        A summary: bag, storage, scene, split, sequences, frames, topics (type, count),
+        messages, start_ns, end_ns, duration_s (bag time), seconds (wall), frames_per_s, bytes.
+
+    Raises:
+        SevenScenesError: the scene or one of its files is missing or malformed.
+        FileExistsError: ``out`` exists (without ``overwrite``) or is not a bag folder.
+        ValueError: a bad option.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    compressed = None if compressed in (None, "none", "") else compressed
+    if compressed not in (None, "jpeg", "png"):
+        raise ValueError(f"compressed must be one of {', '.join(COMPRESSIONS)}, got {compressed!r}")
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    if isinstance(start_time_s, str) and start_time_s.strip().lower() == "now":
+        start_time_s = repr(time.time())
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    topics = topics or BagTopics()
+    ts = tp.get_typestore(distro)
+    plan = _plan(scene_dir, split, max_frames, depth, rate_hz, start_time_s, sequence_gap_s)
+    scene = plan.scene
+    color_intr, depth_intr = scene.color_intrinsics, scene.depth_intrinsics
+    registered = bool(scene.camera["depth_registered"])
+    _prepare_output(out, overwrite)
+
+    color_topic = topics.color_compressed if compressed else topics.color_image
+    color_type = tp.COMPRESSED_IMAGE if compressed else tp.IMAGE
+    # (topic, type, qos) in the order the connections are added
+    conn_specs = [
+        (topics.tf_static, tp.TF_MESSAGE, tp.QOS_TF_STATIC),
+        (topics.tf, tp.TF_MESSAGE, tp.QOS_TF),
+        (topics.gt_pose, tp.POSE_STAMPED, tp.QOS_SENSOR),
+        (topics.frame_id, tp.STRING, tp.QOS_SENSOR),
+        (topics.color_info, tp.CAMERA_INFO, tp.QOS_SENSOR),
+        (color_topic, color_type, tp.QOS_SENSOR),
+    ]
+    if depth:
+        conn_specs += [
+            (topics.depth_info, tp.CAMERA_INFO, tp.QOS_SENSOR),
+            (topics.depth_image, tp.IMAGE, tp.QOS_SENSOR),
+        ]
+    counts = {topic: 0 for topic, _, _ in conn_specs}
+
+    writer = Writer(
+        out, version=9, storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    )
+    custom = {
+        "scene": scene.name,
+        "scene_dir": str(Path(scene_dir).resolve()),
+        "split": plan.split if isinstance(plan.split, str) else ",".join(map(str, plan.split)),
+        "sequences": ",".join(map(str, plan.sequences)),
+        "frames": str(len(plan.frames)),
+        "rate_hz": repr(float(rate_hz)),
+        "start_time_ns": str(plan.stamps[0]) if plan.stamps else "",
+        "sequence_gap_s": repr(float(sequence_gap_s)),
+        "sequence_stamps": json.dumps(plan.starts, separators=(",", ":")),
+        "frame_id_topic": topics.frame_id,
+        "depth_registered": "true" if registered else "false",
+        "intrinsics_source": str(scene.camera["source"]),
+        "converter": f"reloc_ros.rosbag.convert {__version__}",
+    }
+    for k, v in custom.items():
+        writer.set_custom_data(CUSTOM_PREFIX + k, v)
+
+    created = False
+    loaded: Iterator | None = None
+    try:
+        writer.open()
+        created = True
+        conns = {
+            topic: writer.add_connection(
+                topic, msgtype, typestore=ts, serialization_format="cdr", offered_qos_profiles=[qos]
+            )
+            for topic, msgtype, qos in conn_specs
+        }
+
+        def write(topic: str, msg, msgtype: str, stamp: int) -> None:
+            writer.write(conns[topic], stamp, ts.serialize_cdr(msg, msgtype))
+            counts[topic] += 1
+
+        if plan.frames:
+            links = [(topics.camera_frame, topics.color_optical_frame)]
+            if depth:
+                links.append((topics.camera_frame, topics.depth_optical_frame))
+            write(
+                topics.tf_static, tp.static_tf_msg(links, plan.stamps[0], ts), tp.TF_MESSAGE, plan.stamps[0]
+            )
+
+        def load(f: Frame):
+            """Read and check one frame's files (run in worker threads: PIL decodes without the GIL)."""
+            T = read_pose(f.pose_path)
+            if compressed:
+                data = None if reencode else _passthrough(f.color_path, compressed)
+                if data is None:
+                    rgb = read_color(f.color_path)
+                    _check_size(f.color_path, (rgb.shape[1], rgb.shape[0]), color_intr, "colour")
+                    data = tp.encode_compressed(rgb, compressed, jpeg_quality=jpeg_quality)
+                else:
+                    _check_size(f.color_path, _image_size(data, f.color_path), color_intr, "colour")
+                color = data
+            else:
+                color = read_color(f.color_path)
+                _check_size(f.color_path, (color.shape[1], color.shape[0]), color_intr, "colour")
+            raw = None
+            if depth:
+                raw = read_depth_raw(f.depth_path)
+                _check_size(f.depth_path, (raw.shape[1], raw.shape[0]), depth_intr, "depth")
+            return T, color, raw
+
+        loaded = _ordered_map(load, plan.frames, workers)
+        i = 0
+        for group in plan.starts:
+            t_seq = time.perf_counter()
+            for _ in range(group["frames"]):
+                f, stamp = plan.frames[i], plan.stamps[i]
+                i += 1
+                T, color, raw = next(loaded)
+                write(
+                    topics.tf,
+                    tp.tf_msg(T, stamp, topics.map_frame, topics.gt_frame, ts),
+                    tp.TF_MESSAGE,
+                    stamp,
+                )
+                write(
+                    topics.gt_pose,
+                    tp.pose_stamped_msg(T, stamp, topics.map_frame, ts),
+                    tp.POSE_STAMPED,
+                    stamp,
+                )
+                write(topics.frame_id, tp.string_msg(f.id, ts), tp.STRING, stamp)
+                write(
+                    topics.color_info,
+                    tp.camera_info_msg(color_intr, stamp, topics.color_optical_frame, ts),
+                    tp.CAMERA_INFO,
+                    stamp,
+                )
+                if compressed:
+                    msg = tp.compressed_image_msg(color, compressed, stamp, topics.color_optical_frame, ts)
+                    write(color_topic, msg, tp.COMPRESSED_IMAGE, stamp)
+                else:
+                    msg = tp.image_msg(color, stamp, topics.color_optical_frame, "rgb8", ts)
+                    write(color_topic, msg, tp.IMAGE, stamp)
+                if depth:
+                    write(
+                        topics.depth_info,
+                        tp.camera_info_msg(depth_intr, stamp, topics.depth_optical_frame, ts),
+                        tp.CAMERA_INFO,
+                        stamp,
+                    )
+                    msg = tp.image_msg(raw, stamp, topics.depth_optical_frame, "16UC1", ts)
+                    write(topics.depth_image, msg, tp.IMAGE, stamp)
+            if progress:
+                dt = time.perf_counter() - t_seq
+                print(
+                    f"  seq-{group['seq']:02d}: {group['frames']} frames, "
+                    f"t = {group['first_ns'] / _NS:.3f} .. {group['last_ns'] / _NS:.3f} s "
+                    f"({group['frames'] / max(dt, 1e-9):.0f} frames/s)",
+                    flush=True,
+                )
+        writer.close()
+    except BaseException:
+        if loaded is not None:
+            loaded.close()  # stop the reading threads first
+        writer.abort()
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+    seconds = time.perf_counter() - t_start
+    n = len(plan.frames)
+    return {
+        "bag": str(out),
+        "storage": storage,
+        "scene": scene.name,
+        "split": plan.split,
+        "sequences": plan.sequences,
+        "frames": n,
+        "topics": {topic: {"type": msgtype, "count": counts[topic]} for topic, msgtype, _ in conn_specs},
+        "messages": sum(counts.values()),
+        "compressed": compressed or "none",
+        "depth": bool(depth),
+        "depth_registered": registered,
+        "rate_hz": float(rate_hz),
+        "start_ns": plan.stamps[0] if n else None,
+        "end_ns": plan.stamps[-1] if n else None,
+        "duration_s": (plan.stamps[-1] - plan.stamps[0]) / _NS if n else 0.0,
+        "seconds": seconds,
+        "frames_per_s": n / seconds if seconds > 0 else float("inf"),
+        "bytes": _folder_bytes(out),
+    }
+
+
+def summary_line(s: dict) -> str:
+    """One line describing a :func:`convert_scene` summary."""
+    seqs = ", ".join(str(x) for x in s["sequences"])
+    return (
+        f"wrote {s['frames']} frames of {s['scene']} (sequence(s) {seqs}) to {s['bag']}: "
+        f"{s['storage']}, {s['bytes'] / 1e6:.1f} MB, {len(s['topics'])} topics, {s['messages']} messages, "
+        f"{s['duration_s']:.2f} s of bag time; "
+        f"converted in {s['seconds']:.2f} s ({s['frames_per_s']:.0f} frames/s)"
+    )
+
+
+# --------------------------------------------------------------------------- command line
+def _parse_sequences(text: str) -> list[int]:
+    try:
+        seqs = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sequence numbers, got {text!r}") from None
+    if not seqs:
+        raise argparse.ArgumentTypeError("no sequence given")
+    return seqs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m reloc_ros.rosbag.convert SCENE_DIR --out BAG_DIR ...``."""
+    p = argparse.ArgumentParser(
+        prog="python -m reloc_ros.rosbag.convert",
+        description="Convert a 7-Scenes scene into a ROS 2 bag (images, camera info, ground-truth TF and pose).",
+    )
+    p.add_argument(
+        "scene_dir", type=Path, help="7-Scenes scene folder (holds TrainSplit.txt, TestSplit.txt, seq-XX)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="bag folder to create")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--split", choices=("test", "train", "all"), default="test", help="split to convert (default: test)"
+    )
+    which.add_argument(
+        "--sequences", type=_parse_sequences, help="explicit sequences, e.g. 1,4 (instead of --split)"
+    )
+    p.add_argument("--storage", choices=STORAGES, default="mcap", help="storage plugin (default: mcap)")
+    p.add_argument(
+        "--rate", type=float, default=DEFAULT_RATE_HZ, help="frame rate of the stamps in Hz (default: 30)"
+    )
+    p.add_argument(
+        "--compressed",
+        choices=COMPRESSIONS,
+        default="none",
+        help="colour as CompressedImage (default: none = rgb8 Image)",
+    )
+    p.add_argument("--jpeg-quality", type=int, default=95, help="quality of encoded JPEGs (default: 95)")
+    p.add_argument(
+        "--reencode",
+        action="store_true",
+        help="encode compressed images even when the source file fits as is",
+    )
+    p.add_argument("--depth", action="store_true", help="also write depth (16UC1 mm) and its camera info")
+    p.add_argument(
+        "--start-time",
+        default=str(DEFAULT_START_TIME_S),
+        help=f"stamp of the first frame in seconds since the epoch, or 'now' (default: {DEFAULT_START_TIME_S})",
+    )
+    p.add_argument(
+        "--sequence-gap",
+        type=float,
+        default=DEFAULT_SEQUENCE_GAP_S,
+        help="seconds between the last frame of a sequence and the first of the next (default: 1)",
+    )
+    p.add_argument("--max-frames", type=int, help="keep only the first N frames")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bag folder")
+    p.add_argument(
+        "--remap",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help=f"rename a topic or frame (fields: {', '.join(BagTopics.field_names())})",
+    )
+    p.add_argument(
+        "--distro", choices=tp.DISTROS, default=tp.DEFAULT_DISTRO, help="type definitions (default: kilted)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="threads reading images ahead of the writer (default: 1)"
+    )
+    p.add_argument("--quiet", action="store_true", help="print only the summary line")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
+    args = p.parse_args(argv)
+
+    try:
+        topics = BagTopics().with_overrides(args.remap)
+        split = args.sequences if args.sequences is not None else args.split
+        if not args.quiet:
+            which = split if isinstance(split, str) else "sequences " + ",".join(map(str, split))
+            print(f"converting {args.scene_dir} ({which}) -> {args.out}", flush=True)
+        summary = convert_scene(
+            args.scene_dir,
+            args.out,
+            split,
+            storage=args.storage,
+            rate_hz=args.rate,
+            compressed=args.compressed,
+            depth=args.depth,
+            start_time_s=args.start_time,
+            sequence_gap_s=args.sequence_gap,
+            max_frames=args.max_frames,
+            overwrite=args.overwrite,
+            topics=topics,
+            jpeg_quality=args.jpeg_quality,
+            reencode=args.reencode,
+            distro=args.distro,
+            workers=args.workers,
+            progress=not args.quiet,
+        )
+    except (SevenScenesError, FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2) if args.json else summary_line(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

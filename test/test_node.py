@@ -1,0 +1,341 @@
+"""The relocalization node as a separate process over real Fast DDS.
+
+The test process is a second ROS participant (its own rclpy context on the same private
+domain) that publishes camera frames and odometry TF, calls the trigger service, and
+listens to ~/pose, /tf and /diagnostics.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rosutil import ros_env
+
+pytestmark = pytest.mark.timeout(240)
+
+POSE_TOPIC = "/relocalization_node/pose"
+CAMERA_FRAME = "camera_color_optical_frame"
+
+
+class Client:
+    """A ROS participant inside the test process, spinning in a background thread."""
+
+    def __init__(self, env: dict):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from tf2_msgs.msg import TFMessage
+
+        for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_BUILTIN_TRANSPORTS"):
+            os.environ[k] = env[k]
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
+        self.node = rclpy.create_node("test_client", context=self.ctx)
+        self.poses, self.tf, self.diag = [], [], []
+        self.lock = threading.Lock()
+        self.node.create_subscription(PoseWithCovarianceStamped, POSE_TOPIC, self._keep(self.poses), 50)
+        self.node.create_subscription(TFMessage, "/tf", self._keep(self.tf), 100)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diag), 10)
+        self.pub_image = self.node.create_publisher(Image, "/camera/image", QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        from reloc_ros.ros.tf_compat import TfBroadcaster
+
+        self.tf_pub = TfBroadcaster(self.node, backend="fallback")
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _keep(self, store):
+        def cb(msg):
+            with self.lock:
+                store.append((time.time(), msg))
+        return cb
+
+    def wait(self, cond, timeout: float) -> bool:
+        end = time.time() + timeout
+        while time.time() < end:
+            with self.lock:
+                if cond():
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def wait_for_node(self, proc, timeout: float = 90.0) -> None:
+        end = time.time() + timeout
+        while time.time() < end:
+            if proc.poll() is not None:
+                raise AssertionError(f"node exited early:\n{proc.stdout.read()}")
+            if self.node.count_subscribers("/camera/image") > 0 and self.node.count_publishers(POSE_TOPIC) > 0:
+                time.sleep(0.3)  # let the endpoints match both ways
+                return
+            time.sleep(0.05)
+        raise AssertionError("node did not come up")
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        import rclpy
+
+        rclpy.shutdown(context=self.ctx)
+
+
+def start_node(tmp_path, env, model, db, *params):
+    args = [sys.executable, "-m", "reloc_ros.node", "--ros-args",
+            "--params-file", str(Path(__file__).resolve().parents[1] / "config" / "relocalization.yaml"),
+            "-p", f"model_path:={model}", "-p", f"database_path:={db}", "-p", "device:=cpu",
+            "-p", "warmup_iterations:=1", "-r", "image:=/camera/image"]
+    for p in params:
+        args += ["-p", p]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_node(proc) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.stdout.read()
+
+
+def frames_of(scene_dir, n=None):
+    from reloc_ros.data.sevenscenes import Scene, read_color
+
+    sc = Scene(scene_dir)
+    fr = sc.frames("test")[:n]
+    return [(f, read_color(f.color_path), sc.pose(f)) for f in fr]
+
+
+def image_msg(rgb, k):
+    from reloc_ros.ros.image_convert import rgb_to_image_msg
+
+    return rgb_to_image_msg(rgb, stamp=1000.0 + 0.1 * k, frame_id=CAMERA_FRAME)
+
+
+@pytest.fixture
+def env(tmp_path):
+    return ros_env(tmp_path)
+
+
+def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_model, tiny_db, tiny_scene):
+    from reloc_ros.fusion import FusionConfig
+    from reloc_ros.geometry import make_pose, pose_errors, quat_from_ros
+    from reloc_ros.localizer import Localizer, LocalizerConfig
+    from reloc_ros.ros import stamp_to_ns
+    from reloc_ros.ros.tf_compat import make_transform_stamped, transform_to_matrix
+
+    proc = start_node(tmp_path, env, tiny_model, tiny_db, "tf_mode:=map_to_odom", "max_rate_hz:=0.0",
+                      "image_reliable:=true", "min_inliers:=1", "diagnostics_period_s:=0.5")
+    client = Client(env)
+    try:
+        client.wait_for_node(proc)
+        offline = Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(
+            top_k=5, fusion=FusionConfig(method="consensus", min_inliers=1)), device="cpu")
+        data = frames_of(tiny_scene, 8)
+        T_odom_cam = {}
+        for k, (_, rgb, _) in enumerate(data):
+            msg = image_msg(rgb, k)
+            # odometry that drifted from the map by a known transform
+            T_oc = make_pose([0.3 * k, -0.1, 0.05], [np.cos(0.1 * k), 0, 0, np.sin(0.1 * k)])
+            T_odom_cam[stamp_to_ns(msg.header.stamp)] = T_oc
+            client.tf_pub.send(make_transform_stamped(T_oc, msg.header.stamp, "odom", CAMERA_FRAME))
+            time.sleep(0.05)
+            client.pub_image.publish(msg)
+            n = k + 1
+            assert client.wait(lambda: len(client.poses) >= n, 20), f"no pose for frame {k}"
+        assert client.wait(lambda: len([1 for _, m in client.tf if m.transforms[0].child_frame_id == "odom"]) >= 8, 5)
+        assert client.wait(lambda: len(client.diag) > 0, 5)
+        poses = {stamp_to_ns(m.header.stamp): m for _, m in client.poses}
+        for k, (_, rgb, T_gt) in enumerate(data):
+            ns = stamp_to_ns(image_msg(rgb, k).header.stamp)
+            m = poses[ns]
+            assert m.header.frame_id == "map"
+            p, o = m.pose.pose.position, m.pose.pose.orientation
+            T = make_pose([p.x, p.y, p.z], quat_from_ros(o.x, o.y, o.z, o.w))
+            ref = offline.localize(rgb)
+            te, re = pose_errors(T, ref.pose)
+            assert te < 1e-3 and re < 0.05, (k, te, re)
+            C = np.array(m.pose.covariance).reshape(6, 6)
+            np.testing.assert_allclose(C, ref.covariance, rtol=1e-3, atol=1e-9)
+            assert np.all(np.linalg.eigvalsh(C) > 0)
+        # map->odom composes with odom->camera to the published camera pose
+        for _, tfm in client.tf:
+            tr = tfm.transforms[0]
+            if tr.child_frame_id != "odom":
+                continue
+            ns = stamp_to_ns(tr.header.stamp)
+            assert tr.header.frame_id == "map"
+            m = poses[ns]
+            p, o = m.pose.pose.position, m.pose.pose.orientation
+            T_pose = make_pose([p.x, p.y, p.z], quat_from_ros(o.x, o.y, o.z, o.w))
+            te, re = pose_errors(transform_to_matrix(tr) @ T_odom_cam[ns], T_pose)
+            assert te < 1e-6 and re < 1e-4
+        kv = {v.key: v.value for v in client.diag[-1][1].status[0].values}
+        assert int(kv["poses published"]) == 8 and int(kv["frames received"]) == 8 and kv["device"] == "cpu"
+    finally:
+        client.close()
+        out = stop_node(proc)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "ready:" in out
+
+
+def test_on_demand_publishes_only_after_trigger(tmp_path, env, tiny_model, tiny_db, tiny_scene):
+    from std_srvs.srv import Trigger
+
+    proc = start_node(tmp_path, env, tiny_model, tiny_db, "mode:=on_demand", "min_inliers:=1")
+    client = Client(env)
+    try:
+        client.wait_for_node(proc)
+        data = frames_of(tiny_scene, 4)
+        stop = threading.Event()
+
+        def stream():
+            k = 0
+            while not stop.is_set():
+                client.pub_image.publish(image_msg(data[k % len(data)][1], k))
+                k += 1
+                time.sleep(0.1)
+
+        th = threading.Thread(target=stream, daemon=True)
+        th.start()
+        time.sleep(2.0)
+        assert len(client.poses) == 0  # nothing before the trigger
+        cli = client.node.create_client(Trigger, "/relocalization_node/relocalize")
+        assert cli.wait_for_service(timeout_sec=10)
+        fut = cli.call_async(Trigger.Request())
+        assert client.wait(lambda: fut.done(), 20)
+        res = fut.result()
+        assert res.success, res.message
+        assert "localized" in res.message and "inliers" in res.message
+        time.sleep(1.0)
+        assert len(client.poses) == 1  # exactly one localization per trigger
+        stop.set()
+        th.join()
+    finally:
+        client.close()
+        out = stop_node(proc)
+    assert proc.returncode == 0 and "Traceback" not in out, out
+
+
+def malformed_images(n, seed=0):
+    from sensor_msgs.msg import Image
+
+    rng = np.random.default_rng(seed)
+    encodings = ["rgb8", "bgr8", "mono8", "mono16", "16UC1", "rgba8", "yuv422", "garbage", "", "32FC1"]
+    out = []
+    for i in range(n):
+        m = Image()
+        m.encoding = str(rng.choice(encodings))
+        m.width, m.height = int(rng.integers(0, 80)), int(rng.integers(0, 60))
+        m.step = int(rng.integers(0, 300))
+        m.data = rng.integers(0, 256, int(rng.integers(0, 4000)), dtype=np.uint8).tobytes()
+        m.header.stamp.sec = 5000 + i
+        m.header.frame_id = CAMERA_FRAME
+        out.append(m)
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@pytest.mark.timeout(300)
+def test_fuzz_and_flood_keep_the_node_up_and_bounded(tmp_path, env, tiny_model, tiny_db, tiny_scene):
+    proc = start_node(tmp_path, env, tiny_model, tiny_db, "max_rate_hz:=0.0", "min_inliers:=1",
+                      "diagnostics_period_s:=0.5", "image_reliable:=true")
+    client = Client(env)
+    try:
+        client.wait_for_node(proc)
+        # 1. several hundred malformed images, then a valid one still gets a pose
+        bad = malformed_images(400)
+        for m in bad:  # paced, so that DDS delivers them all to the node's (keep-last) reader
+            client.pub_image.publish(m)
+            time.sleep(0.02)
+        rgb = frames_of(tiny_scene, 1)[0][1]
+        time.sleep(0.5)
+        client.pub_image.publish(image_msg(rgb, 0))
+        assert client.wait(lambda: len(client.poses) >= 1, 20), "no pose after the fuzz set"
+        assert proc.poll() is None
+        time.sleep(1.0)
+        kv = {v.key: v.value for v in client.diag[-1][1].status[0].values}
+        handled = int(kv["frames malformed"]) + int(kv["frames dropped"])
+        # The reader keeps the newest samples only, so under load DDS itself replaces some;
+        # of those that reach the node, every one is found malformed, processed or replaced.
+        assert int(kv["frames received"]) >= 100 and int(kv["frames malformed"]) >= 80, kv
+        print(f"fuzz: 400 sent, {kv['frames received']} received, {kv['frames malformed']} malformed, "
+              f"{kv['frames dropped']} dropped, {kv['frames processed']} processed")
+        assert handled + int(kv["frames processed"]) >= int(kv["frames received"]) - 1, kv
+        # 2. a flood at 100 Hz for 30 s: the node processes what it can, keeps only the newest
+        #    frame (drops counted), and memory and latency stay bounded
+        data = [f[1] for f in frames_of(tiny_scene, 8)]
+        n0 = len(client.poses)
+        rss = []
+        t0 = time.time()
+        k = 0
+        while time.time() - t0 < 30.0:
+            client.pub_image.publish(image_msg(data[k % len(data)], 100 + k))
+            k += 1
+            if k % 500 == 0:
+                rss.append(rss_mb(proc.pid))
+            time.sleep(max(0.0, t0 + k / 100.0 - time.time()))
+        time.sleep(1.0)
+        kv = {v.key: v.value for v in client.diag[-1][1].status[0].values}
+        published = len(client.poses) - n0
+        assert proc.poll() is None
+        received = int(kv["frames received"])
+        assert published >= 300 and received >= 0.8 * k, (published, received, k)
+        # nothing is queued: every frame received was processed, dropped or found malformed
+        assert int(kv["frames dropped"]) + int(kv["frames processed"]) + int(kv["frames malformed"]) >= received - 1, kv
+        assert float(kv["latency ms (max of last 100)"]) < 500, kv
+        assert max(rss) - rss[0] < 60, rss  # no growth beyond noise
+        print(f"flood: {k} frames sent in 30 s, {published} poses, {kv['frames dropped']} dropped, "
+              f"latency median {kv['latency ms (median of last 100)']} ms max {kv['latency ms (max of last 100)']} ms, "
+              f"rss {rss[0]:.0f} -> {max(rss):.0f} MB")
+    finally:
+        client.close()
+        out = stop_node(proc)
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    assert "malformed image skipped" in out  # throttled warning was logged
+
+
+@pytest.mark.parametrize("case", ["missing_model", "truncated_db", "mismatched_db", "bad_parameter"])
+def test_startup_failures_name_the_file_and_publish_nothing(case, tmp_path, env, tiny_model, tiny_db):
+    from reloc_ros.model import ModelConfig, RelPoseNet, save_model
+
+    model, db, extra, expect = tiny_model, tiny_db, [], []
+    if case == "missing_model":
+        model = tmp_path / "nope.pt"
+        expect = [str(model), "does not exist"]
+    elif case == "truncated_db":
+        db = tmp_path / "cut.db.pt"
+        db.write_bytes(tiny_db.read_bytes()[:3000])
+        expect = [str(db), "truncated"]
+    elif case == "mismatched_db":
+        model = tmp_path / "other.pt"
+        save_model(model, RelPoseNet(ModelConfig(arch="resnet18", input_size=(48, 64), head_hidden=64)))
+        expect = [str(tiny_db), "does not match the model", "fingerprint"]
+    else:
+        extra = ["fusion.method:=median", "top_k:=0"]
+        expect = ["invalid parameters", "fusion.method", "top_k must be >= 1"]
+    proc = start_node(tmp_path, env, model, db, *extra)
+    out = proc.communicate(timeout=90)[0]
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out
+    assert "cannot start" in out and all(e in out for e in expect), out
+    assert "ready:" not in out
