@@ -39,7 +39,9 @@ def synthetic_database(model: RelPoseNet, n: int, seed: int = 0) -> FrameDatabas
     return FrameDatabase(poses=poses, descriptors=d, features=torch.rand(n, C, generator=g),
                          scene_index=torch.zeros(n, dtype=torch.int64), frame_ids=[f"f{i}" for i in range(n)],
                          scenes=[{"name": "synthetic", "root": "", "intrinsics": {}, "image_size": [0, 0], "frames": n}],
-                         model={"fingerprint": state_fingerprint(model.state_dict())})
+                         model={"fingerprint": state_fingerprint(model.state_dict()), "arch": model.cfg.arch,
+                                "input_size": list(model.cfg.input_size), "mean": list(model.cfg.mean),
+                                "std": list(model.cfg.std), "path": "(synthetic)"})
 
 
 def latency(loc: Localizer, images: list[np.ndarray], n: int) -> dict:

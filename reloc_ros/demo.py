@@ -1,124 +1,287 @@
 """The end-to-end demo (README quick start, first command: ``scripts/demo``).
 
-Stages that exist so far:
+1. data: render the default synthetic 7-Scenes-format scene (or take ``--scene PATH``);
+2. model: train a small CPU model on its training split (or take ``--model FILE``);
+3. database: encode the training frames with that model;
+4. bag: convert the test sequences to a rosbag2 (mcap);
+5. online: start the relocalization node, the online evaluator and the bag replay as three
+   separate processes talking over Fast DDS; the evaluator matches the node's poses to the
+   ground truth by stamp and writes a report (CSV, Markdown, plots);
+6. print the summary table and where the plots are.
 
-1. data: generate the default synthetic 7-Scenes-format scene (cached: a second run reuses
-   it), or take a real 7-Scenes scene with ``--scene PATH``;
-2. read it back with the 7-Scenes reader and validate every pose and image;
-3. sample the overlapping training pairs that relative-pose training uses;
-4. print a summary.
+Every stage is cached in ``--out`` under a key of its inputs, so a second run only repeats
+the online part. ``--fresh`` ignores the caches.
 
-Training, the frame database, the node and the rosbag replay join this command as they
-land (see the README's roadmap).
+    scripts/demo                                    # synthetic scene, small CPU model
+    scripts/demo --scene /data/7scenes/chess --model runs/chess/model.pt --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import random
+import shutil
+import signal
+import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / ".cache" / "demo"
+POSE_TOPIC = "/relocalization_node/pose"
+IMAGE_TOPIC = "/camera/color/image_raw"
 
-from reloc_ros.data.pairs import PairConfig, PairSampler
-from reloc_ros.data.sevenscenes import Scene, SevenScenesError
-
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "demo"
+#: The demo's training run: ResNet-18 at 64x85 on the CPU (config/train_cpu.yaml) for a few
+#: minutes on 2 cores; Aligned-MTL on Z costs one encoder backward per step.
+TRAIN_SETTINGS = ["optim.epochs=5", "run.max_steps_per_epoch=60", "eval.max_frames=50"]
+QUICK_TRAIN = ["model.input_size=[48,64]", "model.head_hidden=64", "optim.epochs=2",
+               "run.max_steps_per_epoch=6", "optim.batch_size=8", "optim.lr=1.0e-3", "eval.max_frames=4",
+               "data.pairs.max_distance_m=1.5", "data.pairs.max_angle_deg=45"]
 
 
 def log(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def synthetic_scene(out: Path, preset: str, seed: int, workers: int) -> Path:
-    """Generate (or reuse) the synthetic scene for ``preset`` and ``seed``."""
+def key_of(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cached(stamp: Path, key: str) -> bool:
+    return stamp.is_file() and stamp.read_text().strip() == key
+
+
+# --------------------------------------------------------------------------- stages
+def stage_data(args) -> Path:
+    if args.scene:
+        return args.scene
     from reloc_ros.data import synthetic
 
-    cfg = synthetic.PRESETS[preset]
-    key = {"preset": preset, "seed": seed, "config": asdict(cfg), "version": 1}
-    stamp = out / f"{cfg.name}.synthetic.json"
-    scene_dir = out / cfg.name
-    if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(key)) and scene_dir.is_dir():
-        log(f"reusing synthetic scene {scene_dir} (preset {preset!r}, seed {seed})")
+    cfg = synthetic.PRESETS[args.preset]
+    key = key_of({"preset": args.preset, "seed": args.seed, "config": asdict(cfg)})
+    root = args.out / f"data_{key}"
+    scene_dir = root / cfg.name
+    if not args.fresh and cached(root / "stamp", key):
+        log(f"1/5 data: reusing {scene_dir}")
         return scene_dir
-    log(f"rendering synthetic scene (preset {preset!r}, seed {seed}, {workers} workers) ...")
+    log(f"1/5 data: rendering the synthetic scene (preset {args.preset!r}, {cfg.total_frames} frames at "
+        f"{cfg.width}x{cfg.height}, {args.workers} workers) ...")
     t0 = time.time()
-    scene_dir = Path(synthetic.generate_scene(out, cfg, seed=seed, workers=workers))
-    log(f"rendered in {time.time() - t0:.1f} s")
-    stamp.write_text(json.dumps(key, indent=2))
+    shutil.rmtree(root, ignore_errors=True)
+    scene_dir = Path(synthetic.generate_scene(root, cfg, seed=args.seed, workers=args.workers, progress=True))
+    (root / "stamp").write_text(key)
+    log(f"    rendered in {time.time() - t0:.0f} s")
     return scene_dir
 
 
-def summarize(scene: Scene, pair_cfg: PairConfig) -> dict:
+def stage_model(args, scene_dir: Path) -> Path:
+    if args.model:
+        log(f"2/5 model: using {args.model}")
+        return args.model
+    sets = (QUICK_TRAIN if args.quick else TRAIN_SETTINGS) + [f"mtl.method={args.method}"] + list(args.set)
+    key = key_of({"scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir), "sets": sets,
+                  "config": (ROOT / "config" / "train_cpu.yaml").read_text(),
+                  "defaults": (ROOT / "config" / "train.yaml").read_text()})
+    run = args.out / f"model_{key}"
+    if not args.fresh and (run / "model.pt").is_file() and cached(run / "stamp", key):
+        log(f"2/5 model: reusing {run / 'model.pt'}")
+        return run / "model.pt"
+    log(f"2/5 model: training ResNet-18 with {args.method} on the training split (CPU-sized; progress below) ...")
     t0 = time.time()
-    n = scene.validate("all", images=True)
-    t_val = time.time() - t0
-    train = scene.frames("train")
-    poses = scene.poses(train)
-    sampler = PairSampler(poses, pair_cfg, seq_ids=np.array([f.seq for f in train]), seed=0)
-    pairs = sampler.pairs(0)
-    img = scene.color(train[0])
-    depth = scene.depth(train[0]) if train[0].depth_path else None
-    return {
-        "scene": scene.name,
-        "root": str(scene.root),
-        "frames": n,
-        "train": scene.summary("train"),
-        "test": scene.summary("test"),
-        "image": f"{img.shape[1]}x{img.shape[0]} RGB",
-        "depth_valid": None if depth is None else float(np.isfinite(depth).mean()),
-        "intrinsics": scene.color_intrinsics.as_dict(),
-        "pairs": int(len(pairs)),
-        "frames_without_partner": sampler.n_isolated,
-        "validate_s": round(t_val, 2),
-    }
+    shutil.rmtree(run, ignore_errors=True)
+    cmd = [sys.executable, "-m", "reloc_train.train", "--config", str(ROOT / "config" / "train_cpu.yaml"),
+           "--data", str(scene_dir), "--out", str(run), "--device", args.device]
+    for s in sets:
+        cmd += ["--set", s]
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        raise SystemExit(f"training failed (exit {r.returncode}); see the output above")
+    (run / "stamp").write_text(key)
+    log(f"    trained in {time.time() - t0:.0f} s")
+    return run / "model.pt"
 
 
-def print_summary(s: dict) -> None:
-    rows = [
-        ("scene", f"{s['scene']}  ({s['root']})"),
-        ("frames", f"{s['frames']} (train {s['train']['frames']} in seq {s['train']['sequences']}, "
-                   f"test {s['test']['frames']} in seq {s['test']['sequences']})"),
-        ("image", s["image"]),
-        ("intrinsics", "fx {fx:.1f} fy {fy:.1f} cx {cx:.1f} cy {cy:.1f}".format(**s["intrinsics"])),
-        ("train extent (m)", " x ".join(f"{v:.2f}" for v in s["train"]["extent_m"])),
-        ("depth valid (frame 0)", "n/a" if s["depth_valid"] is None else f"{100 * s['depth_valid']:.1f} %"),
-        ("training pairs (epoch 0)", f"{s['pairs']} ({s['frames_without_partner']} frames without partner)"),
-        ("validated all files in", f"{s['validate_s']} s"),
-    ]
-    w = max(len(k) for k, _ in rows)
-    print()
-    print("reloc_ros demo summary")
-    print("-" * 72)
-    for k, v in rows:
-        print(f"{k:<{w}}  {v}")
-    print("-" * 72)
+def _scene_key(scene_dir: Path) -> str:
+    stamp = scene_dir.parent / "stamp"
+    return stamp.read_text() if stamp.is_file() else str(scene_dir.stat().st_mtime)
+
+
+def stage_database(args, model: Path, scene_dir: Path) -> Path:
+    from reloc_ros.model import read_model_file
+
+    fp = read_model_file(model)["fingerprint"]
+    key = key_of({"model": fp, "scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir)})
+    db = args.out / f"db_{key}.pt"
+    if not args.fresh and db.is_file():
+        log(f"3/5 database: reusing {db}")
+        return db
+    log("3/5 database: encoding the training frames ...")
+    r = subprocess.run([sys.executable, "-m", "reloc_ros.database", "build", "--model", str(model),
+                        "--scene", str(scene_dir), "--split", "train", "--out", str(db), "--device", args.device])
+    if r.returncode != 0:
+        raise SystemExit("database build failed; see the output above")
+    return db
+
+
+def stage_bag(args, scene_dir: Path) -> Path:
+    key = key_of({"scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir),
+                  "max_frames": args.max_frames})
+    bag = args.out / f"bag_{key}"
+    if not args.fresh and (bag / "metadata.yaml").is_file():
+        log(f"4/5 bag: reusing {bag}")
+        return bag
+    log("4/5 bag: converting the test sequences to rosbag2 (mcap) ...")
+    shutil.rmtree(bag, ignore_errors=True)
+    cmd = [sys.executable, "-m", "reloc_ros.rosbag.convert", str(scene_dir), "--out", str(bag), "--split", "test"]
+    if args.max_frames:
+        cmd += ["--max-frames", str(args.max_frames)]
+    if subprocess.run(cmd).returncode != 0:
+        raise SystemExit("bag conversion failed; see the output above")
+    return bag
+
+
+class Proc:
+    """A child process whose output is echoed with a prefix and scanned for a marker."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict, marker: str | None = None, echo: bool = True):
+        self.name, self.marker_seen = name, threading.Event()
+        self.lines: list[str] = []
+        self.p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  bufsize=1)
+        self._t = threading.Thread(target=self._pump, args=(marker, echo), daemon=True)
+        self._t.start()
+
+    def _pump(self, marker, echo):
+        for line in self.p.stdout:
+            line = line.rstrip()
+            self.lines.append(line)
+            if echo:
+                print(f"  [{self.name}] {line}", flush=True)
+            if marker and marker in line:
+                self.marker_seen.set()
+
+    def wait_marker(self, timeout: float) -> bool:
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.marker_seen.wait(0.2):
+                return True
+            if self.p.poll() is not None:
+                return False
+        return False
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self._t.join(timeout=5)
+        return self.p.returncode
+
+
+def stage_online(args, model: Path, db: Path, bag: Path) -> Path:
+    env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    env.setdefault("ROS_LOG_DIR", str(args.out / "ros_log"))
+    env["PYTHONUNBUFFERED"] = "1"
+    report = args.out / "report"
+    shutil.rmtree(report, ignore_errors=True)
+    timeline = args.out / "timeline.json"
+    log(f"5/5 online: node + evaluator + replay over Fast DDS (ROS_DOMAIN_ID {env['ROS_DOMAIN_ID']}) ...")
+    node = Proc("node", [sys.executable, "-m", "reloc_ros.node", "--ros-args", "--params-file",
+                         str(ROOT / "config" / "relocalization.yaml"), "-p", f"model_path:={model}",
+                         "-p", f"database_path:={db}", "-p", f"device:={args.device}", "-p", "max_rate_hz:=0.0",
+                         "-p", "image_reliable:=true", "-p", f"top_k:={args.top_k}",
+                         "-p", f"fusion.method:={args.fusion}", "-r", f"image:={IMAGE_TOPIC}"], env, marker="ready:")
+    procs = [node]
+    try:
+        if not node.wait_marker(180):
+            raise SystemExit("the node did not start; see its output above")
+        ev = Proc("evaluator", [sys.executable, "-m", "reloc_ros.rosbag.evaluator", "--bag", str(bag), "--out",
+                                str(report), "--pose-topic", POSE_TOPIC, "--until-idle", "4", "--timeline",
+                                str(timeline), "--progress", "5"], env)
+        procs.append(ev)
+        time.sleep(2.0)  # the evaluator subscribes before the first frame goes out
+        rp = Proc("replay", [sys.executable, "-m", "reloc_ros.rosbag.replay", str(bag), "--rate", str(args.rate),
+                             "--wait-subscribers", "1", "--timeline", str(timeline), "--progress", "5"], env)
+        procs.append(rp)
+        rp.p.wait()
+        if rp.p.returncode != 0:
+            raise SystemExit("the replay failed; see its output above")
+        ev.p.wait(timeout=120)
+        if ev.p.returncode != 0:
+            raise SystemExit("the evaluator failed; see its output above")
+    finally:
+        for p in reversed(procs):
+            p.stop()
+    if node.p.returncode not in (0, None):
+        log(f"warning: the node exited with {node.p.returncode}")
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="reloc_ros end-to-end demo")
-    ap.add_argument("--scene", type=Path, help="a real 7-Scenes scene folder instead of the synthetic one")
-    ap.add_argument("--preset", default="demo", help="synthetic scene preset (see reloc_ros.data.synthetic.PRESETS)")
+    ap = argparse.ArgumentParser(description="reloc_ros end-to-end demo: data, training, database, bag, "
+                                             "node + replay + online evaluation")
+    ap.add_argument("--scene", type=Path, help="a 7-Scenes-format scene instead of the synthetic one")
+    ap.add_argument("--model", type=Path, help="a trained model file (skips training)")
+    ap.add_argument("--preset", default="demo", help="synthetic scene preset (reloc_ros.data.synthetic.PRESETS)")
+    ap.add_argument("--method", default="aligned_ub", help="MTL method of the demo's training run")
+    ap.add_argument("--set", action="append", default=[], help="extra training overrides (key=value)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--fusion", default="consensus", help="consensus | top1 | triangulate")
+    ap.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    ap.add_argument("--max-frames", type=int, help="test frames in the bag (default all)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="work folder (cached between runs)")
+    ap.add_argument("--fresh", action="store_true", help="ignore cached stages")
+    ap.add_argument("--quick", action="store_true", help="tiny scene and a few training steps (CI)")
     args = ap.parse_args(argv)
-
-    t0 = time.time()
+    if args.quick and not args.scene:
+        args.preset = "tiny"
     args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    times = {}
+    from reloc_ros.data.sevenscenes import SevenScenesError
+    from reloc_ros.model import ModelFileError
+
     try:
-        scene_dir = args.scene or synthetic_scene(args.out, args.preset, args.seed, args.workers)
-        scene = Scene(scene_dir)
-        s = summarize(scene, PairConfig())
-    except SevenScenesError as e:
+        t = time.time()
+        scene_dir = stage_data(args)
+        times["data"] = time.time() - t
+        t = time.time()
+        model = stage_model(args, scene_dir)
+        times["model"] = time.time() - t
+        t = time.time()
+        db = stage_database(args, model, scene_dir)
+        times["database"] = time.time() - t
+        t = time.time()
+        bag = stage_bag(args, scene_dir)
+        times["bag"] = time.time() - t
+        t = time.time()
+        report = stage_online(args, model, db, bag)
+        times["online"] = time.time() - t
+    except (SevenScenesError, ModelFileError) as e:
         print(f"[demo] error: {e}", file=sys.stderr)
         return 2
-    print_summary(s)
-    (args.out / "summary.json").write_text(json.dumps(s, indent=2))
-    log(f"done in {time.time() - t0:.1f} s; summary written to {args.out / 'summary.json'}")
+    summary = report / "summary.md"
+    print()
+    print(summary.read_text() if summary.is_file() else "(no summary written)")
+    total = time.time() - t0
+    print("stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f"; total {total:.0f} s")
+    print(f"report: {report}/ (summary.md, per_frame.csv, trajectory.png, errors_over_time.png, cdf.png)")
+    (args.out / "demo_times.json").write_text(json.dumps(times | {"total": total}, indent=2))
     return 0
 
 

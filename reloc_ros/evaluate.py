@@ -31,11 +31,11 @@ import numpy as np
 from tqdm import tqdm
 
 from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes
-from reloc_ros.database import DatabaseError
 from reloc_ros.fusion import FusionConfig
 from reloc_ros.geometry import pose_errors
-from reloc_ros.localizer import Localizer, LocalizerConfig
-from reloc_ros.model import ModelFileError
+
+# The localizer (and torch) are imported inside evaluate()/main(): the metric definitions
+# here (THRESHOLDS, summarize) are shared with the online evaluator, which needs no torch.
 
 THRESHOLDS = [(0.05, 5.0), (0.25, 2.0), (0.50, 5.0), (5.0, 10.0)]
 METHODS = ["retrieval-only", "top1", "consensus", "triangulate"]
@@ -63,7 +63,7 @@ def summarize(per_method: dict[str, dict], n: int) -> dict:
     return out
 
 
-def evaluate(loc: Localizer, scenes: list[Scene], split="test", max_frames: int | None = None,
+def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = None,
              fusion_base: FusionConfig | None = None, progress: bool = True) -> dict:
     """Run every test frame through the localizer; returns per-frame rows and the summary."""
     from reloc_ros.data.sevenscenes import read_color
@@ -214,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    from reloc_ros.database import DatabaseError
+    from reloc_ros.localizer import Localizer, LocalizerConfig
+    from reloc_ros.model import ModelFileError
+
     try:
         fcfg = FusionConfig(method="consensus", inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,
                             min_inliers=args.min_inliers)

@@ -130,6 +130,7 @@ class RelocalizationNode(Node):
         self._stop = False
         self._latencies = deque(maxlen=100)
         self._proc_times = deque(maxlen=100)
+        self._stage_ms = deque(maxlen=100)  # localizer timings per frame
         self._last_warn: dict[str, float] = {}
         self._camera_info = None
 
@@ -306,6 +307,7 @@ class RelocalizationNode(Node):
         stamp = msg.header.stamp
         res = self.localizer.localize(rgb)
         with self._lock:
+            self._stage_ms.append(res.timings_ms)
             self.stats.processed += 1
             self.stats.last_inliers = res.n_inliers
             self.stats.last_confidence = res.confidence
@@ -389,6 +391,7 @@ class RelocalizationNode(Node):
             s = Stats(**vars(self.stats))
             lat = list(self._latencies)
             proc = list(self._proc_times)
+            stages = list(self._stage_ms)
         since = time.time() - s.last_success_wall if s.last_success_wall else float("inf")
         return {
             "frames received": s.received, "frames processed": s.processed, "frames dropped": s.dropped,
@@ -396,6 +399,9 @@ class RelocalizationNode(Node):
             "latency ms (median of last 100)": round(1e3 * float(np.median(lat)), 1) if lat else float("nan"),
             "latency ms (max of last 100)": round(1e3 * float(np.max(lat)), 1) if lat else float("nan"),
             "processing rate hz": round(1.0 / float(np.mean(proc)), 2) if proc else 0.0,
+            "model ms (median: encode + heads)": round(float(np.median(
+                [t["encode"] + t["heads"] for t in stages])), 2) if stages else float("nan"),
+            "localize ms (median)": round(float(np.median([t["total"] for t in stages])), 2) if stages else float("nan"),
             "last inliers": s.last_inliers, "last confidence": round(s.last_confidence, 3),
             "seconds since last success": round(since, 1) if math.isfinite(since) else "never",
             "last rejection": s.last_reason, "device": str(self.localizer.device), "mode": self.p["mode"],

@@ -69,20 +69,33 @@ def evaluate_runs(runs: list[Path], data: str | None, max_frames: int | None, de
     return rows
 
 
-def aggregate(rows: list[dict]) -> tuple[list[str], list[str], dict]:
-    """methods, scenes, table[method][scene] = {t, r, t_std, r_std, n, t_seeds, r_seeds}."""
+#: The two ways of reading the results: (prefix of the metric keys, baseline row, baseline prefix).
+VARIANTS = {
+    "retrieval": ("", "retrieval-only", "retrieval_"),
+    "oracle": ("oracle_", "neighbour pose", "oracle_neighbour_"),
+}
+
+
+def aggregate(rows: list[dict], variant: str = "retrieval") -> tuple[list[str], list[str], dict]:
+    """methods, scenes, table[method][scene] = {t, r, t_std, r_std, n, t_seeds, r_seeds}.
+
+    ``variant`` 'retrieval': top-1 retrieval + regression, with retrieval-only as the
+    baseline row; 'oracle': regression from the nearest training frame by ground truth, with
+    that frame's own pose as the baseline row.
+    """
+    prefix, base_name, base_prefix = VARIANTS[variant]
     by: dict = defaultdict(lambda: defaultdict(lambda: {"t": [], "r": []}))
     scenes: list[str] = []
     for r in rows:
         for sc, s in r["scenes"].items():
             if sc not in scenes:
                 scenes.append(sc)
-            by[r["method"]][sc]["t"].append(s["median_t_m"])
-            by[r["method"]][sc]["r"].append(s["median_r_deg"])
-            by["retrieval-only"][sc]["t"].append(s["retrieval_median_t_m"])
-            by["retrieval-only"][sc]["r"].append(s["retrieval_median_r_deg"])
-    methods = [m for m in ORDER if m in by] + sorted(m for m in by if m not in ORDER and m != "retrieval-only")
-    methods.append("retrieval-only")
+            by[r["method"]][sc]["t"].append(s[f"{prefix}median_t_m"])
+            by[r["method"]][sc]["r"].append(s[f"{prefix}median_r_deg"])
+            by[base_name][sc]["t"].append(s[f"{base_prefix}median_t_m"])
+            by[base_name][sc]["r"].append(s[f"{base_prefix}median_r_deg"])
+    methods = [m for m in ORDER if m in by] + sorted(m for m in by if m not in ORDER and m != base_name)
+    methods.append(base_name)
     table: dict = {}
     for m in methods:
         table[m] = {}
@@ -101,26 +114,7 @@ def aggregate(rows: list[dict]) -> tuple[list[str], list[str], dict]:
     return methods, scenes, table
 
 
-def write_outputs(out: Path, rows: list[dict], methods, scenes, table, title: str) -> str:
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "per_run.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["run", "method", "seed", "scene", "median_t_m", "median_r_deg",
-                    "retrieval_median_t_m", "retrieval_median_r_deg"])
-        for r in rows:
-            for sc, s in r["scenes"].items():
-                w.writerow([r["run"], r["method"], r["seed"], sc, f"{s['median_t_m']:.4f}",
-                            f"{s['median_r_deg']:.3f}", f"{s['retrieval_median_t_m']:.4f}",
-                            f"{s['retrieval_median_r_deg']:.3f}"])
-    with open(out / "table4.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "scene", "median_t_m", "median_r_deg", "t_std", "r_std", "seeds"])
-        for m in methods:
-            for sc in scenes:
-                c = table[m][sc]
-                w.writerow([m, sc, f"{c['t']:.4f}", f"{c['r']:.3f}", f"{c['t_std']:.4f}", f"{c['r_std']:.3f}", c["n"]])
-            c = table[m]["mean"]
-            w.writerow([m, "mean", f"{c['t']:.4f}", f"{c['r']:.3f}", "", "", c["n"]])
+def markdown_table(methods, scenes, table, title: str, note: str) -> str:
     head = ["Method"] + scenes + ["Mean", "R_t", "R_r", "seeds"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
@@ -132,21 +126,70 @@ def write_outputs(out: Path, rows: list[dict], methods, scenes, table, title: st
         cells.append(f"**{c['t']:.3f} m / {c['r']:.2f}°**")
         cells += [f"{c['R_t']:+.2f}" if "R_t" in c else "", f"{c['R_r']:+.2f}" if "R_r" in c else "", str(c["n"])]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Cells: median translation / rotation error per scene, averaged over seeds. "
-              "R = 1 − P_method / P_uniform on the mean (positive: better than Uniform). "
-              "retrieval-only: the pose of the top-1 retrieved training frame, with no regression."]
-    md = "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", note, ""])
+
+
+NOTES = {
+    "retrieval": "Cells: median translation / rotation error per scene, averaged over seeds. R = 1 − P_method / "
+                 "P_uniform on the mean (positive: better than Uniform). retrieval-only: the pose of the top-1 "
+                 "retrieved training frame, with no regression.",
+    "oracle": "Regression from the training frame nearest to the true pose (closest centre within 30° of view "
+              "direction) instead of the retrieved one: the relative-pose regression alone, which is what the "
+              "MTL methods change. neighbour pose: that frame's own pose, the baseline the regression must beat.",
+}
+TITLES = {
+    "retrieval": "Top-1 retrieval + relative-pose regression (the paper's Table 4 setting)",
+    "oracle": "Relative-pose regression from the oracle neighbour",
+}
+
+
+def write_outputs(out: Path, rows: list[dict], tables: dict, title: str) -> str:
+    """tables: variant -> (methods, scenes, table). Writes CSVs and one Markdown file."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "per_run.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        keys = ["median_t_m", "median_r_deg", "retrieval_median_t_m", "retrieval_median_r_deg",
+                "oracle_median_t_m", "oracle_median_r_deg", "oracle_neighbour_median_t_m",
+                "oracle_neighbour_median_r_deg"]
+        w.writerow(["run", "method", "seed", "scene"] + keys)
+        for r in rows:
+            for sc, s in r["scenes"].items():
+                w.writerow([r["run"], r["method"], r["seed"], sc] + [f"{s[k]:.4f}" for k in keys])
+    with open(out / "table4.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["variant", "method", "scene", "median_t_m", "median_r_deg", "t_std", "r_std", "seeds"])
+        for variant, (methods, scenes, table) in tables.items():
+            for m in methods:
+                for sc in scenes:
+                    c = table[m][sc]
+                    w.writerow([variant, m, sc, f"{c['t']:.4f}", f"{c['r']:.3f}", f"{c['t_std']:.4f}",
+                                f"{c['r_std']:.3f}", c["n"]])
+                c = table[m]["mean"]
+                w.writerow([variant, m, "mean", f"{c['t']:.4f}", f"{c['r']:.3f}", "", "", c["n"]])
+    md = f"## {title}\n\n" + "\n".join(markdown_table(*tables[v], TITLES[v], NOTES[v]) for v in tables)
     (out / "table4.md").write_text(md)
     return md
 
 
-def plot(out: Path, rows: list[dict], methods, scenes, table) -> None:
+def plot(out: Path, rows: list[dict], tables: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(methods) + 2), 4))
+    methods = next(iter(tables.values()))[0]
+    fig, axes = plt.subplots(len(tables), 2, figsize=(max(8, 1.1 * len(methods) + 2), 4 * len(tables)),
+                             squeeze=False)
+    for row, (variant, (methods, scenes, table)) in zip(axes, tables.items()):
+        _bars(row, methods, scenes, table, TITLES[variant])
+    fig.suptitle("Mean over scenes of per-scene median errors (bars: seed std)")
+    fig.tight_layout()
+    fig.savefig(out / "bars.png", dpi=120)
+    plt.close(fig)
+    _weight_curves(out, rows, methods)
+
+
+def _bars(axes, methods, scenes, table, title) -> None:
     x = np.arange(len(methods))
     for ax, key, unit in ((axes[0], "t", "m"), (axes[1], "r", "deg")):
         vals = [table[m]["mean"][key] for m in methods]
@@ -160,10 +203,11 @@ def plot(out: Path, rows: list[dict], methods, scenes, table) -> None:
         ax.set_xticks(x, [LABELS.get(m, m) for m in methods], rotation=45, ha="right")
         ax.set_ylabel(f"median {'translation' if key == 't' else 'rotation'} error ({unit})")
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Mean over scenes of per-scene median errors (bars: seed std)")
-    fig.tight_layout()
-    fig.savefig(out / "bars.png", dpi=120)
-    plt.close(fig)
+        ax.set_title(title, fontsize=9)
+
+
+def _weight_curves(out: Path, rows: list[dict], methods: list[str]) -> None:
+    import matplotlib.pyplot as plt
 
     curves = defaultdict(list)
     for r in rows:
@@ -208,17 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", help="dataset root (default: the one recorded in each model file)")
     ap.add_argument("--max-frames", type=int, default=None, help="test queries per scene (default all)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--title", default="Relative-pose MTL methods: median errors (top-1 retrieval + regression)")
+    ap.add_argument("--title", default="Relative-pose MTL methods: median errors")
     args = ap.parse_args(argv)
     runs = [r for r in args.runs if (r / "model.pt").is_file()]
     if not runs:
         print("no run folder with a model.pt given", file=sys.stderr)
         return 2
     rows = evaluate_runs(runs, args.data, args.max_frames, args.device)
-    methods, scenes, table = aggregate(rows)
-    md = write_outputs(args.out, rows, methods, scenes, table, args.title)
-    plot(args.out, rows, methods, scenes, table)
-    (args.out / "table4.json").write_text(json.dumps({"methods": methods, "scenes": scenes, "table": table}, indent=2))
+    tables = {v: aggregate(rows, v) for v in VARIANTS}
+    md = write_outputs(args.out, rows, tables, args.title)
+    plot(args.out, rows, tables)
+    (args.out / "table4.json").write_text(json.dumps(
+        {v: {"methods": m, "scenes": sc, "table": t} for v, (m, sc, t) in tables.items()}, indent=2))
     print(md)
     print(f"written: {args.out}/table4.md, table4.csv, per_run.csv, bars.png, weights.png")
     return 0

@@ -1,0 +1,119 @@
+"""Launch files and parameter files, checked by shape (``launch`` cannot run here).
+
+The launch modules are imported against small stand-ins of ``launch`` and ``launch_ros``
+that record what the file builds; the test then checks it against the node's declared
+parameters, the package's console scripts and the installed config files.
+"""
+
+import importlib.util
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Recorder:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class LaunchConfiguration:
+    def __init__(self, name, default=None):
+        self.name, self.default = name, default
+
+    def __repr__(self):
+        return f"LaunchConfiguration({self.name!r})"
+
+
+@pytest.fixture
+def launch_stubs(monkeypatch):
+    mods = {}
+    launch = types.ModuleType("launch")
+    launch.LaunchDescription = type("LaunchDescription", (_Recorder,), {})
+    actions = types.ModuleType("launch.actions")
+    for n in ("DeclareLaunchArgument", "ExecuteProcess", "IncludeLaunchDescription", "TimerAction",
+              "RegisterEventHandler", "Shutdown", "LogInfo"):
+        setattr(actions, n, type(n, (_Recorder,), {}))
+    subs = types.ModuleType("launch.substitutions")
+    subs.LaunchConfiguration = LaunchConfiguration
+    subs.PythonExpression = type("PythonExpression", (_Recorder,), {})
+    conds = types.ModuleType("launch.conditions")
+    conds.IfCondition = type("IfCondition", (_Recorder,), {})
+    conds.UnlessCondition = type("UnlessCondition", (_Recorder,), {})
+    events = types.ModuleType("launch.event_handlers")
+    events.OnProcessExit = type("OnProcessExit", (_Recorder,), {})
+    lr = types.ModuleType("launch_ros")
+    lra = types.ModuleType("launch_ros.actions")
+    lra.Node = type("Node", (_Recorder,), {})
+    for name, mod in {"launch": launch, "launch.actions": actions, "launch.substitutions": subs,
+                      "launch.conditions": conds, "launch.event_handlers": events,
+                      "launch_ros": lr, "launch_ros.actions": lra}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+        mods[name] = mod
+    # the package share directory: the source tree stands in for the install
+    import ament_index_python.packages as aip
+
+    monkeypatch.setattr(aip, "get_package_share_directory", lambda pkg: str(ROOT))
+    return mods
+
+
+def load_launch(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.generate_launch_description()
+
+
+def console_scripts() -> set[str]:
+    text = (ROOT / "setup.py").read_text()
+    return set(re.findall(r'"([a-z_]+) = [a-z_.]+:main"', text))
+
+
+def flatten(d: dict, prefix="") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_relocalization_launch_shape(launch_stubs):
+    from reloc_ros.node import PARAMETERS
+
+    ld = load_launch(ROOT / "launch" / "relocalization.launch.py")
+    entities = ld.args[0]
+    declared = {e.args[0] if e.args else e.kwargs["name"]: e.kwargs for e in entities
+                if type(e).__name__ == "DeclareLaunchArgument"}
+    assert {"model", "database", "image_topic", "device", "tf_mode", "mode", "config"} <= set(declared)
+    assert all(kw.get("description") for kw in declared.values())
+    assert declared["config"]["default_value"].endswith("config/relocalization.yaml")
+    assert Path(declared["config"]["default_value"]).is_file()
+    nodes = [e for e in entities if type(e).__name__ == "Node"]
+    assert len(nodes) == 1
+    kw = nodes[0].kwargs
+    assert kw["package"] == "reloc_ros" and kw["executable"] in console_scripts()
+    overrides = [p for p in kw["parameters"] if isinstance(p, dict)][0]
+    assert set(overrides) <= set(PARAMETERS)
+    used = {v.name for v in overrides.values() if isinstance(v, LaunchConfiguration)}
+    assert used <= set(declared)
+    assert ("image", ) == tuple(r[0] for r in kw["remappings"])
+    assert kw["remappings"][0][1].name == "image_topic"
+
+
+def test_parameter_file_matches_the_node_declarations():
+    from reloc_ros.node import PARAMETERS
+
+    cfg = yaml.safe_load((ROOT / "config" / "relocalization.yaml").read_text())
+    params = flatten(cfg["/**"]["ros__parameters"])
+    assert set(params) == set(PARAMETERS), set(params) ^ set(PARAMETERS)
+    for name, value in params.items():
+        default = PARAMETERS[name][0]
+        assert type(value) is type(default), (name, value, default)  # ROS parameter types are strict
+        assert value == default, (name, value, default)
