@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 
 def ros_env(tmp_path: Path) -> dict:
@@ -30,3 +34,27 @@ def run_python(args: list[str], env: dict, **kw) -> subprocess.Popen:
     """Start ``python args...`` with this interpreter as a separate process."""
     return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def finish(procs, timeout: float = 90.0) -> list[str]:
+    """Outputs of the processes, in order. One still running after ``timeout`` gets SIGABRT
+    (``PYTHONFAULTHANDLER`` is set: it prints every thread's stack) and the test fails with
+    all the outputs."""
+    outs, late = [], []
+    deadline = time.time() + timeout
+    for p in procs:
+        try:
+            out, _ = p.communicate(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            late.append(p.args)
+            p.send_signal(signal.SIGABRT)
+            try:
+                out, _ = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+        outs.append(out)
+    if late:
+        pytest.fail("still running after {:g} s: {}\n".format(timeout, late)
+                    + "\n----\n".join(o or "" for o in outs))
+    return outs

@@ -23,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rosutil import ros_env as _ros_env  # noqa: E402
-from rosutil import run_python  # noqa: E402
+from rosutil import finish, run_python  # noqa: E402
 
 
 def ros_env(tmp_path: Path) -> dict:
@@ -152,30 +152,6 @@ def bag(tiny_scene, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("evalbag") / "tiny40"
     convert_scene(tiny_scene, out, "all", max_frames=N_FRAMES, progress=False)
     return out
-
-
-def finish(procs, timeout: float = 90.0) -> list[str]:
-    """Outputs of the processes, in order. One still running after ``timeout`` gets SIGABRT
-    (``PYTHONFAULTHANDLER`` is set: it prints every thread's stack) and the test fails with
-    all the outputs."""
-    outs, late = [], []
-    deadline = time.time() + timeout
-    for p in procs:
-        try:
-            out, _ = p.communicate(timeout=max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            late.append(p.args)
-            p.send_signal(signal.SIGABRT)
-            try:
-                out, _ = p.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                out, _ = p.communicate()
-        outs.append(out)
-    if late:
-        pytest.fail("still running after {:g} s: {}\n".format(timeout, late)
-                    + "\n----\n".join(o or "" for o in outs))
-    return outs
 
 
 def check_report(out: Path, timeline: bool) -> dict:

@@ -117,3 +117,35 @@ def test_parameter_file_matches_the_node_declarations():
         default = PARAMETERS[name][0]
         assert type(value) is type(default), (name, value, default)  # ROS parameter types are strict
         assert value == default, (name, value, default)
+
+
+def test_replay_launch_shape(launch_stubs):
+    from reloc_ros.node import PARAMETERS
+
+
+    ld = load_launch(ROOT / "launch" / "replay_7scenes.launch.py")
+    entities = ld.args[0]
+    declared = {e.args[0]: e.kwargs for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+    assert {"bag", "model", "database", "report", "rate", "image_topic", "device", "config"} <= set(declared)
+    nodes = {e.kwargs["executable"]: e.kwargs for e in entities if type(e).__name__ == "Node"}
+    assert set(nodes) == {"relocalization_node", "reloc_bag_evaluator"}
+    assert set(nodes) <= console_scripts()
+    node_params = [p for p in nodes["relocalization_node"]["parameters"] if isinstance(p, dict)][0]
+    assert set(node_params) <= set(PARAMETERS)
+    ev_args = nodes["reloc_bag_evaluator"]["arguments"]
+    # the evaluator's arguments are ones its CLI accepts
+    flags = [a for a in ev_args if isinstance(a, str) and a.startswith("--")]
+    from reloc_ros.rosbag import evaluator
+
+    parser_flags = {o for a in evaluator.build_parser()._actions for o in a.option_strings} \
+        if hasattr(evaluator, "build_parser") else None
+    if parser_flags is not None:
+        assert set(flags) <= parser_flags
+    else:
+        src = Path(evaluator.__file__).read_text()
+        assert all(f'"{f}"' in src for f in flags)
+    play = [e for e in entities if type(e).__name__ == "ExecuteProcess"][0]
+    cmd = play.kwargs["cmd"]
+    assert cmd[:3] == ["ros2", "bag", "play"] and cmd[3].name == "bag"
+    handlers = [e for e in entities if type(e).__name__ == "RegisterEventHandler"]
+    assert handlers and handlers[0].args[0].kwargs["target_action"].kwargs["executable"] == "reloc_bag_evaluator"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from reloc_ros.data.sevenscenes import Scene, read_color
-from reloc_ros.database import DatabaseError, FrameDatabase, build_database, main as db_main
+from reloc_ros.database import DatabaseError, FrameDatabase, main as db_main
 from reloc_ros.fusion import FusionConfig
 from reloc_ros.geometry import make_pose, pose_errors
 from reloc_ros.localizer import Localizer, LocalizerConfig

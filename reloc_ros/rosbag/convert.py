@@ -260,7 +260,6 @@ def _plan(
                 raise SevenScenesError(scene.seq_dir(s), "sequence folder is missing")
     if max_frames is not None and int(max_frames) < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    sequences = scene.sequences(split)
     frames = scene.frames(split)
     if max_frames is not None:
         frames = frames[: int(max_frames)]

@@ -670,7 +670,6 @@ def run_evaluator(
     context, until ``duration`` / ``until_idle`` / ``stop_event``; write the report to
     ``out`` and return its summary (``domain_id``: default ``$ROS_DOMAIN_ID``; ``teardown_timeout_s``: see
     :func:`reloc_ros.rosbag.replay.run_bounded`)."""
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
