@@ -154,3 +154,21 @@ def test_torchrun_two_cpu_processes(method, tiny_scene, tmp_path):
     assert info.meta["world_size"] == 2 and info.meta["mtl_method"] == method
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert len(rows) == 3 and all(np.isfinite(float(r["weight_t"])) for r in rows)
+
+
+def test_table3_benchmark_command(tmp_path):
+    """The per-method cost benchmark runs each method in a child process and reports ratios."""
+    out = tmp_path / "table3.md"
+    r = subprocess.run([sys.executable, "-m", "reloc_train.benchmark", "--methods", "uniform,mgda,aligned_ub",
+                        "--arch", "resnet18", "--size", "32", "43", "--batch", "2", "--steps", "2", "--warmup", "1",
+                        "--repeats", "1", "--device", "cpu", "--out", str(out)],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows["uniform"][3] == "1.00x"
+    # encoder backward passes: T for theta-level MGDA, one for the Z-level and loss-level methods
+    assert rows["mgda"][0] == "2" and rows["aligned_ub"][0] == "1" and rows["uniform"][0] == "1"
+    assert rows["aligned_ub"][1] == "2"  # two head-only passes for the Z Gram
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert all(r["step_s"] > 0 for r in data["results"])

@@ -4,8 +4,9 @@
     python -m reloc_train.benchmark --arch resnet34 --size 256 341 --batch 16 --device cuda
 
 Every method runs in its own child process (so that its peak memory is its own) on the
-same batches (fixed seed) with the same model initialisation. Per method: the median
-wall time of one full step (forward, MTL backward, optimiser step) after warm-up, the
+same batches (fixed seed) with the same model initialisation; the list is run ``--repeats``
+times in alternating order so that drifts of the machine do not favour one method, and the
+timed steps are pooled. Per method: the median wall time of one full step (forward, MTL backward, optimiser step) after warm-up, the
 number of backward passes the engine reports, and the peak memory of the steps (GPU:
 ``torch.cuda.max_memory_allocated``; CPU: the growth of the process's peak RSS during the
 steps, with the peak reset first through ``/proc/self/clear_refs``). Ratios are taken to
@@ -90,15 +91,15 @@ def run_method(method: str, arch: str, size: tuple[int, int], batch: int, steps:
         st = step(batches[i % len(batches)])
         sync()
         times.append(time.perf_counter() - t0)
-        n_backward = st.get("n_backward", st.get("backward_passes"))
+        n_backward = (st.get("encoder_backwards"), st.get("head_backwards"))
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) - base
         total_peak = torch.cuda.max_memory_allocated(dev)
     else:
         total_peak = _rss_kb("VmHWM") * 1024
         peak = total_peak - base
-    return {"method": method, "step_s": float(np.median(times)), "step_s_min": float(np.min(times)),
-            "backward_passes": n_backward, "peak_mb": peak / 2**20, "total_peak_mb": total_peak / 2**20}
+    return {"method": method, "step_times": times, "encoder_backwards": n_backward[0],
+            "head_backwards": n_backward[1], "peak_mb": peak / 2**20, "total_peak_mb": total_peak / 2**20}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="run the method list this many times, alternating its order; times are pooled")
     ap.add_argument("--out", type=Path, help="write the table as Markdown (and .json beside it)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -124,27 +127,34 @@ def main(argv: list[str] | None = None) -> int:
              else [s.strip() for s in args.methods.split(",")])
     if "uniform" not in names:
         names = ["uniform"] + names
-    results = []
-    for name in names:
-        cmd = [sys.executable, "-m", "reloc_train.benchmark", "--child", name, "--arch", args.arch,
-               "--size", *map(str, args.size), "--batch", str(args.batch), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--device", device]
-        r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
-        line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
-        if r.returncode != 0 or not line:
-            print(f"{name}: failed\n{r.stderr[-2000:]}", file=sys.stderr)
-            continue
-        results.append(json.loads(line[0][7:]))
-        print(f"  {name:<12} {results[-1]['step_s'] * 1000:8.1f} ms/step", file=sys.stderr, flush=True)
+    pooled: dict[str, dict] = {}
+    for rep in range(args.repeats):
+        for name in (names if rep % 2 == 0 else names[::-1]):
+            cmd = [sys.executable, "-m", "reloc_train.benchmark", "--child", name, "--arch", args.arch,
+                   "--size", *map(str, args.size), "--batch", str(args.batch), "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--device", device]
+            r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+            line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
+            if r.returncode != 0 or not line:
+                print(f"{name}: failed\n{r.stderr[-2000:]}", file=sys.stderr)
+                continue
+            res = json.loads(line[0][7:])
+            agg = pooled.setdefault(name, res | {"step_times": [], "peak_mb": 0.0})
+            agg["step_times"] += res["step_times"]
+            agg["peak_mb"] = max(agg["peak_mb"], res["peak_mb"])
+            print(f"  round {rep + 1}: {name:<12} {1e3 * float(np.median(res['step_times'])):8.1f} ms/step",
+                  file=sys.stderr, flush=True)
+    results = [pooled[n] | {"step_s": float(np.median(pooled[n]["step_times"]))} for n in names if n in pooled]
     base = next(r for r in results if r["method"] == "uniform")
     hw = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
     lines = [f"Training-step cost per MTL method: {args.arch} at {args.size[0]}x{args.size[1]}, "
-             f"batch {args.batch} pairs, {args.steps} timed steps after {args.warmup} warm-up, on {hw}.", "",
-             "| method | backward passes | step (ms) | time / uniform | peak mem (MB) | mem / uniform |",
-             "|---|---|---|---|---|---|"]
+             f"batch {args.batch} pairs, {args.repeats} x {args.steps} timed steps after {args.warmup} warm-up each, on {hw}.", "",
+             "| method | encoder backward passes | head-only backward passes | step (ms) | time / uniform | "
+             "peak mem (MB) | mem / uniform |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         mem_ratio = f"{r['peak_mb'] / base['peak_mb']:.2f}x" if base["peak_mb"] > 0 else "n/a"
-        lines.append(f"| {r['method']} | {r['backward_passes']} | {r['step_s'] * 1000:.1f} | "
+        lines.append(f"| {r['method']} | {r['encoder_backwards']} | {r['head_backwards']} | {r['step_s'] * 1000:.1f} | "
                      f"{r['step_s'] / base['step_s']:.2f}x | {r['peak_mb']:.0f} | {mem_ratio} |")
     md = "\n".join(lines) + "\n"
     print(md)
