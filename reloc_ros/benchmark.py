@@ -94,7 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the tables as Markdown")
     args = ap.parse_args(argv)
     dev = resolve_device(args.device)
-    torch.set_grad_enabled(False)
     cfg = LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method="consensus"))
     if args.model and args.db:
         loc = Localizer.from_files(args.model, args.db, cfg, dev)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,13 @@ def tiny_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("db") / "tiny.db.pt"
     db.save(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _autograd_left_enabled():
+    """A test that leaves torch's autograd disabled would break every later training test."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("the test left torch's autograd disabled")

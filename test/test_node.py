@@ -182,8 +182,12 @@ def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_mode
             T_pose = make_pose([p.x, p.y, p.z], quat_from_ros(o.x, o.y, o.z, o.w))
             te, re = pose_errors(transform_to_matrix(tr) @ T_odom_cam[ns], T_pose)
             assert te < 1e-6 and re < 1e-4
-        kv = {v.key: v.value for v in client.diag[-1][1].status[0].values}
-        assert int(kv["poses published"]) == 8 and int(kv["frames received"]) == 8 and kv["device"] == "cpu"
+        def last_diag():
+            return {v.key: v.value for v in client.diag[-1][1].status[0].values}
+
+        assert client.wait(lambda: int(last_diag()["poses published"]) == 8, 5), last_diag()
+        kv = last_diag()
+        assert int(kv["frames received"]) == 8 and kv["device"] == "cpu"
     finally:
         client.close()
         out = stop_node(proc)
