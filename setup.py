@@ -1,6 +1,8 @@
 """ament_python package reloc_ros: `colcon build` and `pip install -e .` both accept it.
 
-The folder ``train/`` (offline training) installs as the Python package ``reloc_train``.
+Three Python packages: ``reloc_ros`` (runtime core, ROS layer, 7-Scenes reader, tools),
+``reloc_train`` (the folder ``train/``: training and database building) and ``reloc_sim``
+(the synthetic scene generator). Each has its requirements file in ``requirements/``.
 """
 
 from glob import glob
@@ -17,7 +19,7 @@ def requirement_names(path: str) -> list[str]:
     out = []
     for line in (here / path).read_text().splitlines():
         line = line.split("#")[0].strip()
-        if line:
+        if line and not line.startswith("-"):
             out.append(line.split("==")[0].split(">=")[0].split("<")[0].split("[")[0])
     return out
 
@@ -25,6 +27,7 @@ def requirement_names(path: str) -> list[str]:
 train_packages = ["reloc_train"] + [
     "reloc_train." + p for p in find_packages(where="train")
 ]
+sim_packages = find_packages(include=["reloc_sim", "reloc_sim.*"])
 
 setup(
     name=package_name,
@@ -32,7 +35,7 @@ setup(
     description="Learned camera relocalization for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["reloc_ros", "reloc_ros.*"]) + train_packages,
+    packages=find_packages(include=["reloc_ros", "reloc_ros.*"]) + train_packages + sim_packages,
     package_dir={"reloc_train": "train"},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
@@ -42,21 +45,22 @@ setup(
     ],
     # torch and torchvision are left to the user's environment (a CUDA build, the system's,
     # or scripts/setup_env.sh): pip must never replace a working torch.
-    install_requires=["setuptools"] + requirement_names("requirements/core.txt"),
-    extras_require={"test": requirement_names("requirements/test.txt")},
+    install_requires=["setuptools"] + requirement_names("requirements/runtime.txt")
+    + requirement_names("requirements/tools.txt"),
+    extras_require={extra: requirement_names(f"requirements/{extra}.txt") for extra in ("train", "sim", "test")},
     zip_safe=False,
     entry_points={
         "console_scripts": [
-            "reloc_synth = reloc_ros.data.synthetic:main",
+            "reloc_synth = reloc_sim.synthetic:main",
             "reloc_train = reloc_train.train:main",
             "reloc_train_eval = reloc_train.evaluate:main",
-            "reloc_database = reloc_ros.database:main",
-            "reloc_evaluate = reloc_ros.evaluate:main",
-            "reloc_bag_convert = reloc_ros.rosbag.convert:main",
-            "reloc_bag_replay = reloc_ros.rosbag.replay:main",
-            "reloc_bag_evaluator = reloc_ros.rosbag.evaluator:main",
-            "relocalization_node = reloc_ros.node:main",
-            "reloc_demo = reloc_ros.demo:main",
+            "reloc_database = reloc_train.database:main",
+            "reloc_evaluate = reloc_ros.tools.evaluate:main",
+            "reloc_bag_convert = reloc_ros.tools.bag.convert:main",
+            "reloc_bag_replay = reloc_ros.tools.bag.replay:main",
+            "reloc_bag_evaluator = reloc_ros.tools.bag.evaluate:main",
+            "relocalization_node = reloc_ros.ros.node:main",
+            "reloc_demo = reloc_ros.tools.demo:main",
         ],
     },
 )

@@ -70,9 +70,10 @@ else
 fi
 # numpy and Pillow first: torchvision imports them. torch is already there, so nothing here
 # (torchjd included) can make pip resolve a different torch.
-log "installing Python dependencies (requirements/core.txt, requirements/test.txt)"
-pip_install -r "$ROOT/requirements/core.txt" -r "$ROOT/requirements/test.txt"
-tv_check="import sys; sys.path.insert(0, '$ROOT'); from reloc_ros._torchvision import import_torchvision; import_torchvision()"
+log "installing Python dependencies (requirements/{runtime,tools,train,sim,test}.txt)"
+pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tools.txt" \
+  -r "$ROOT/requirements/train.txt" -r "$ROOT/requirements/sim.txt" -r "$ROOT/requirements/test.txt"
+tv_check="import sys; sys.path.insert(0, '$ROOT'); from reloc_ros.core.model._torchvision import import_torchvision; import_torchvision()"
 if ! "$VPY" -c "$tv_check" >/dev/null 2>&1; then
   tv="$("$VPY" - "$TORCH_DEFAULT" "$TORCHVISION_DEFAULT" <<'EOF'
 import sys, torch
@@ -106,8 +107,8 @@ pip_install --no-deps --no-build-isolation -e "$ROOT"
 "$VPY" - <<'EOF'
 import importlib, sys
 mods = ["torch", "numpy", "transforms3d", "PIL", "cv2", "yaml", "scipy", "skimage", "rosbags",
-        "rosbags.image", "pytest", "hypothesis", "torchjd", "reloc_ros.geometry",
-        "reloc_ros.data.sevenscenes", "reloc_train", "rclpy", "sensor_msgs.msg", "tf2_msgs.msg"]
+        "pytest", "hypothesis", "torchjd", "reloc_ros.core.geometry",
+        "reloc_ros.data.sevenscenes", "reloc_train", "reloc_sim", "rclpy", "sensor_msgs.msg", "tf2_msgs.msg"]
 bad = []
 for m in mods:
     try:

@@ -57,7 +57,7 @@ def scene_copy(copy_sample, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory) -> Path:
     """A tiny synthetic 7-Scenes-format scene (preset 'tiny', seed 0), rendered once per run."""
-    from reloc_ros.data import synthetic
+    from reloc_sim import synthetic
 
     root = tmp_path_factory.mktemp("synth")
     return Path(synthetic.generate_scene(root, synthetic.PRESETS["tiny"], seed=0, workers=1, progress=False))
@@ -88,8 +88,8 @@ def tiny_model(tiny_scene, tmp_path_factory) -> Path:
 def tiny_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
     """A database of the tiny scene's training frames, built with tiny_model."""
     from reloc_ros.data.sevenscenes import Scene
-    from reloc_ros.database import build_database
-    from reloc_ros.model import load_model
+    from reloc_train.database import build_database
+    from reloc_ros.core.model import load_model
 
     model, info = load_model(tiny_model)
     db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False)

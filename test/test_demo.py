@@ -14,7 +14,7 @@ from rosutil import ros_env
 def test_quick_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     env = ros_env(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "reloc_ros.demo", "--quick", "--out", str(out), "--device", "cpu"],
+    r = subprocess.run([sys.executable, "-m", "reloc_ros.tools.demo", "--quick", "--out", str(out), "--device", "cpu"],
                        env=env, capture_output=True, text=True, timeout=580)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "Online evaluation" in r.stdout and "stage times:" in r.stdout
@@ -27,7 +27,7 @@ def test_quick_demo_end_to_end(tmp_path):
     rows = (report / "per_frame.csv").read_text().splitlines()
     assert len(rows) == 1 + 16  # header + every test frame of the tiny scene
     # a second run reuses every cached stage and redoes only the online part
-    r2 = subprocess.run([sys.executable, "-m", "reloc_ros.demo", "--quick", "--out", str(out), "--device", "cpu"],
+    r2 = subprocess.run([sys.executable, "-m", "reloc_ros.tools.demo", "--quick", "--out", str(out), "--device", "cpu"],
                         env=env, capture_output=True, text=True, timeout=580)
     assert r2.returncode == 0, r2.stdout[-4000:]
     assert "1/5 data: reusing" in r2.stdout and "2/5 model: reusing" in r2.stdout

@@ -1,4 +1,4 @@
-"""The online evaluator (reloc_ros.rosbag.evaluator): known pose errors in, known statistics out.
+"""The online evaluator (reloc_ros.tools.bag.evaluate): known pose errors in, known statistics out.
 
 A fake relocalization node (this file run as a script) publishes, for most ground-truth
 frames of a converted bag, the true pose moved by a known offset (0.1 m, 3°) and nothing for
@@ -50,7 +50,7 @@ def rejected(i: int) -> bool:
 
 def perturb(T: np.ndarray) -> np.ndarray:
     """T moved by OFFSET_M (camera centre) and turned by OFFSET_DEG (about a fixed axis)."""
-    from reloc_ros.geometry import quat_to_matrix
+    from reloc_ros.core.geometry import quat_to_matrix
 
     axis = np.array([1.0, 2.0, 2.0]) / 3.0
     half = np.deg2rad(OFFSET_DEG) / 2
@@ -66,7 +66,7 @@ def _teardown(node) -> int:
     """Destroy the node and shut rclpy down, but leave if Fast DDS hangs doing it."""
     import rclpy
 
-    from reloc_ros.rosbag.replay import run_bounded
+    from reloc_ros.ros.shutdown import run_bounded
 
     def down() -> None:
         node.destroy_node()
@@ -87,8 +87,8 @@ def fake(argv: list[str]) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from reloc_ros.geometry import matrix_to_quat, quat_to_ros
-    from reloc_ros.rosbag.evaluator import load_ground_truth
+    from reloc_ros.core.geometry import matrix_to_quat, quat_to_ros
+    from reloc_ros.tools.bag.evaluate import load_ground_truth
 
     bag, mode = argv
     gt = load_ground_truth(bag)
@@ -147,7 +147,7 @@ def fake(argv: list[str]) -> int:
 # --------------------------------------------------------------------------- helpers
 @pytest.fixture(scope="module")
 def bag(tiny_scene, tmp_path_factory) -> Path:
-    from reloc_ros.rosbag.convert import convert_scene
+    from reloc_ros.tools.bag.convert import convert_scene
 
     out = tmp_path_factory.mktemp("evalbag") / "tiny40"
     convert_scene(tiny_scene, out, "all", max_frames=N_FRAMES, progress=False)
@@ -162,7 +162,7 @@ def check_report(out: Path, timeline: bool) -> dict:
     assert s["mean_t_m"] == pytest.approx(OFFSET_M, abs=1e-6)
     assert s["median_r_deg"] == pytest.approx(OFFSET_DEG, abs=1e-6)
     assert s["rejection_rate"] == pytest.approx(1 - n_ok / N_FRAMES)
-    # thresholds of reloc_ros.evaluate: (5 cm, 5°) (25 cm, 2°) missed; (50 cm, 5°) (5 m, 10°) met
+    # thresholds of reloc_ros.tools.evaluate: (5 cm, 5°) (25 cm, 2°) missed; (50 cm, 5°) (5 m, 10°) met
     assert s["acc_5cm_5deg"] == 0 and s["acc_25cm_2deg"] == 0
     assert s["acc_50cm_5deg"] == pytest.approx(n_ok / N_FRAMES) == s["acc_500cm_10deg"]
     assert s["cov_trace_median"] == pytest.approx(sum(COV_DIAG))
@@ -190,7 +190,7 @@ def test_known_offsets_and_rejections(bag, tmp_path):
     """Poses published directly (no replay): the report gives back the offsets exactly."""
     env = ros_env(tmp_path)
     out = tmp_path / "report"
-    ev = run_python(["-m", "reloc_ros.rosbag.evaluator", "--bag", str(bag), "--out", str(out),
+    ev = run_python(["-m", "reloc_ros.tools.bag.evaluate", "--bag", str(bag), "--out", str(out),
                      "--until-idle", "1.0", "--duration", "90", "--progress", "0.5"], env)
     fk = run_python([HERE, "fake", str(bag), "direct"], env)
     ev_out, fk_out = finish([ev, fk])
@@ -207,10 +207,10 @@ def test_replay_node_evaluator_chain(bag, tmp_path):
     env = ros_env(tmp_path)
     out, tl = tmp_path / "report", tmp_path / "timeline.jsonl"
     tl.write_text('{"type":"start","run":"old"}\n{"type":"end","wall":1.0}\n')  # a stale run
-    ev = run_python(["-m", "reloc_ros.rosbag.evaluator", "--bag", str(bag), "--out", str(out), "--timeline", str(tl),
+    ev = run_python(["-m", "reloc_ros.tools.bag.evaluate", "--bag", str(bag), "--out", str(out), "--timeline", str(tl),
                      "--until-idle", "1.0", "--duration", "90", "--json"], env)
     fk = run_python([HERE, "fake", str(bag), "node"], env)
-    rp = run_python(["-m", "reloc_ros.rosbag.replay", str(bag), "--rate", "2", "--wait-subscribers", "1",
+    rp = run_python(["-m", "reloc_ros.tools.bag.replay", str(bag), "--rate", "2", "--wait-subscribers", "1",
                      "--timeline", str(tl)], env)
     rp_out, fk_out, ev_out = finish([rp, fk, ev])
     assert rp.returncode == 0, rp_out
@@ -226,8 +226,8 @@ def test_replay_node_evaluator_chain(bag, tmp_path):
 def test_state_timeline_and_report_without_ros(bag, tmp_path):
     """EvalState, TimelineReader and write_report directly: stale runs, restarts, loops,
     the /tf fallback for the ground truth, and a report with no estimate at all."""
-    from reloc_ros.rosbag.evaluator import EvalState, TimelineReader, load_ground_truth, write_report
-    from reloc_ros.rosbag.topics import BagTopics
+    from reloc_ros.tools.bag.evaluate import EvalState, TimelineReader, load_ground_truth, write_report
+    from reloc_ros.tools.bag.topics import BagTopics
 
     gt = load_ground_truth(bag)
     assert len(gt) == N_FRAMES and gt.frame_ids[gt.stamps[0]] == "seq-01/frame-000000"
@@ -283,7 +283,7 @@ def test_sigint_writes_the_report(bag, tmp_path):
     """Ctrl-C: the report is written (every frame rejected: no pose came), exit status 0."""
     env = ros_env(tmp_path)
     out = tmp_path / "report"
-    ev = run_python(["-m", "reloc_ros.rosbag.evaluator", "--bag", str(bag), "--out", str(out)], env)
+    ev = run_python(["-m", "reloc_ros.tools.bag.evaluate", "--bag", str(bag), "--out", str(out)], env)
     try:
         line = ""
         deadline = time.time() + 60
@@ -303,7 +303,7 @@ def test_sigint_writes_the_report(bag, tmp_path):
 
 
 def test_cli_errors(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "reloc_ros.rosbag.evaluator", "--bag", str(tmp_path / "nope"),
+    r = subprocess.run([sys.executable, "-m", "reloc_ros.tools.bag.evaluate", "--bag", str(tmp_path / "nope"),
                         "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=60,
                        env=ros_env(tmp_path))
     assert r.returncode == 2 and "not a rosbag2 folder" in r.stderr

@@ -1,4 +1,4 @@
-"""Tests of reloc_ros.fusion: top1 / consensus / triangulate, rotation averaging, covariance.
+"""Tests of reloc_ros.core.fusion: top1 / consensus / triangulate, rotation averaging, covariance.
 
 The scenes are made by hand from a known true pose. Each hypothesis H_i is built first:
 the true pose, or the true pose moved by a chosen offset. The predictions are then
@@ -16,8 +16,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from reloc_ros import fusion as fu
-from reloc_ros import geometry as g
+from reloc_ros.core import fusion as fu
+from reloc_ros.core import geometry as g
 
 SETTINGS = settings(max_examples=30, deadline=None)
 FLOOR_T = 0.02

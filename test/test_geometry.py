@@ -1,4 +1,4 @@
-"""Property-based tests of reloc_ros.geometry (pose algebra, quaternion order, metrics).
+"""Property-based tests of reloc_ros.core.geometry (pose algebra, quaternion order, metrics).
 
 transforms3d is the oracle for rotations of a known angle; hypothesis draws random unit
 quaternions and translations.
@@ -15,7 +15,7 @@ import transforms3d.quaternions as t3q
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from reloc_ros import geometry as g
+from reloc_ros.core import geometry as g
 
 SETTINGS = settings(max_examples=150, deadline=None)
 

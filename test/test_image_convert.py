@@ -1,4 +1,4 @@
-"""reloc_ros.ros.image_convert: every encoding against numpy ground truth, compressed images,
+"""reloc_ros.ros.messages: every encoding against numpy ground truth, compressed images,
 strict validation, a fuzz test (ImageConversionError or a valid image, nothing else), and
 both backends (the numpy fallback is always tested, cv_bridge when it is installed)."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from reloc_ros.ros import image_convert as ic
-from reloc_ros.ros.image_convert import ImageConversionError
+from reloc_ros.ros import messages as ic
+from reloc_ros.ros.messages import ImageConversionError
 
 try:  # ROS 2's cv_bridge, present on robots, absent from the venv
     from cv_bridge import CvBridge  # noqa: F401

@@ -85,7 +85,7 @@ def flatten(d: dict, prefix="") -> dict:
 
 
 def test_relocalization_launch_shape(launch_stubs):
-    from reloc_ros.node import PARAMETERS
+    from reloc_ros.ros.node import PARAMETERS
 
     ld = load_launch(ROOT / "launch" / "relocalization.launch.py")
     entities = ld.args[0]
@@ -108,7 +108,7 @@ def test_relocalization_launch_shape(launch_stubs):
 
 
 def test_parameter_file_matches_the_node_declarations():
-    from reloc_ros.node import PARAMETERS
+    from reloc_ros.ros.node import PARAMETERS
 
     cfg = yaml.safe_load((ROOT / "config" / "relocalization.yaml").read_text())
     params = flatten(cfg["/**"]["ros__parameters"])
@@ -120,7 +120,7 @@ def test_parameter_file_matches_the_node_declarations():
 
 
 def test_replay_launch_shape(launch_stubs):
-    from reloc_ros.node import PARAMETERS
+    from reloc_ros.ros.node import PARAMETERS
 
 
     ld = load_launch(ROOT / "launch" / "replay_7scenes.launch.py")
@@ -135,7 +135,7 @@ def test_replay_launch_shape(launch_stubs):
     ev_args = nodes["reloc_bag_evaluator"]["arguments"]
     # the evaluator's arguments are ones its CLI accepts
     flags = [a for a in ev_args if isinstance(a, str) and a.startswith("--")]
-    from reloc_ros.rosbag import evaluator
+    from reloc_ros.tools.bag import evaluate as evaluator
 
     parser_flags = {o for a in evaluator.build_parser()._actions for o in a.option_strings} \
         if hasattr(evaluator, "build_parser") else None

@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from reloc_ros.data.sevenscenes import Scene, read_color
-from reloc_ros.database import DatabaseError, FrameDatabase, main as db_main
-from reloc_ros.fusion import FusionConfig
-from reloc_ros.geometry import make_pose, pose_errors
-from reloc_ros.localizer import Localizer, LocalizerConfig
-from reloc_ros.model import ModelConfig, RelPoseNet, atomic_save, load_model, save_model
-from reloc_ros.retrieval import ExactIndex, HNSWIndex
+from reloc_ros.core.database import DatabaseError, FrameDatabase
+from reloc_train.database import main as db_main
+from reloc_ros.core.fusion import FusionConfig
+from reloc_ros.core.geometry import make_pose, pose_errors
+from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.files import atomic_save
+from reloc_ros.core.model import ModelConfig, RelPoseNet, load_model, save_model
+from reloc_ros.core.retrieval import ExactIndex, HNSWIndex
 
 
 def test_database_round_trip(tiny_db, tiny_scene):
@@ -134,7 +136,7 @@ def test_multi_scene_database_keeps_scene_ids(tiny_model, tiny_scene, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     shutil.copytree(tiny_scene, root / "alpha")
-    from reloc_ros.data import synthetic
+    from reloc_sim import synthetic
 
     cfg = synthetic.PRESETS["tiny"]
     other = synthetic.generate_scene(tmp_path / "gen", cfg, seed=5, workers=1, progress=False)
@@ -158,7 +160,7 @@ def test_multi_scene_database_keeps_scene_ids(tiny_model, tiny_scene, tmp_path):
 
 
 def test_evaluate_and_benchmark_commands(tiny_model, tiny_db, tiny_scene, tmp_path, capsys):
-    from reloc_ros import benchmark, evaluate
+    from reloc_ros.tools import benchmark, evaluate
 
     out = tmp_path / "eval"
     assert evaluate.main(["--model", str(tiny_model), "--db", str(tiny_db), "--scene", str(tiny_scene),

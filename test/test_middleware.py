@@ -17,7 +17,7 @@ OFFICIAL_TF_HASH = "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5ab
 def test_core_imports_without_rclpy():
     """geometry and the data layer must not pull in rclpy."""
     code = (
-        "import sys; import reloc_ros.geometry, reloc_ros.data.sevenscenes, reloc_ros.data.pairs; "
+        "import sys; import reloc_ros.core.geometry, reloc_ros.data.sevenscenes, reloc_train.pairs; "
         "bad = [m for m in sys.modules if m.startswith('rclpy')]; assert not bad, bad; print('ok')"
     )
     import subprocess

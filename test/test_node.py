@@ -48,7 +48,7 @@ class Client:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diag), 10)
         self.pub_image = self.node.create_publisher(Image, "/camera/image", QoSProfile(
             depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        from reloc_ros.ros.tf_compat import TfBroadcaster
+        from reloc_ros.ros.tf import TfBroadcaster
 
         self.tf_pub = TfBroadcaster(self.node, backend="fallback")
         self.executor = SingleThreadedExecutor(context=self.ctx)
@@ -91,7 +91,7 @@ class Client:
 
 
 def start_node(tmp_path, env, model, db, *params):
-    args = [sys.executable, "-m", "reloc_ros.node", "--ros-args",
+    args = [sys.executable, "-m", "reloc_ros.ros.node", "--ros-args",
             "--params-file", str(Path(__file__).resolve().parents[1] / "config" / "relocalization.yaml"),
             "-p", f"model_path:={model}", "-p", f"database_path:={db}", "-p", "device:=cpu",
             "-p", "warmup_iterations:=1", "-r", "image:=/camera/image"]
@@ -119,7 +119,7 @@ def frames_of(scene_dir, n=None):
 
 
 def image_msg(rgb, k):
-    from reloc_ros.ros.image_convert import rgb_to_image_msg
+    from reloc_ros.ros.messages import rgb_to_image_msg
 
     return rgb_to_image_msg(rgb, stamp=1000.0 + 0.1 * k, frame_id=CAMERA_FRAME)
 
@@ -130,11 +130,11 @@ def env(tmp_path):
 
 
 def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_model, tiny_db, tiny_scene):
-    from reloc_ros.fusion import FusionConfig
-    from reloc_ros.geometry import make_pose, pose_errors, quat_from_ros
-    from reloc_ros.localizer import Localizer, LocalizerConfig
-    from reloc_ros.ros import stamp_to_ns
-    from reloc_ros.ros.tf_compat import make_transform_stamped, transform_to_matrix
+    from reloc_ros.core.fusion import FusionConfig
+    from reloc_ros.core.geometry import make_pose, pose_errors, quat_from_ros
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+    from reloc_ros.ros.messages import stamp_to_ns
+    from reloc_ros.ros.messages import transform_stamped_msg, transform_to_matrix
 
     proc = start_node(tmp_path, env, tiny_model, tiny_db, "tf_mode:=map_to_odom", "max_rate_hz:=0.0",
                       "image_reliable:=true", "min_inliers:=1", "diagnostics_period_s:=0.5")
@@ -150,7 +150,7 @@ def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_mode
             # odometry that drifted from the map by a known transform
             T_oc = make_pose([0.3 * k, -0.1, 0.05], [np.cos(0.1 * k), 0, 0, np.sin(0.1 * k)])
             T_odom_cam[stamp_to_ns(msg.header.stamp)] = T_oc
-            client.tf_pub.send(make_transform_stamped(T_oc, msg.header.stamp, "odom", CAMERA_FRAME))
+            client.tf_pub.send(transform_stamped_msg(T_oc, msg.header.stamp, "odom", CAMERA_FRAME))
             time.sleep(0.05)
             client.pub_image.publish(msg)
             n = k + 1
@@ -320,7 +320,7 @@ def test_fuzz_and_flood_keep_the_node_up_and_bounded(tmp_path, env, tiny_model, 
 
 @pytest.mark.parametrize("case", ["missing_model", "truncated_db", "mismatched_db", "bad_parameter"])
 def test_startup_failures_name_the_file_and_publish_nothing(case, tmp_path, env, tiny_model, tiny_db):
-    from reloc_ros.model import ModelConfig, RelPoseNet, save_model
+    from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
 
     model, db, extra, expect = tiny_model, tiny_db, [], []
     if case == "missing_model":

@@ -59,7 +59,8 @@ def test_colcon_build_installs_package_and_data_files(tmp_path):
             assert (share / sub / f.name).is_file(), f"{sub}/{f.name} not installed"
     assert list((ROOT / "config").glob("*.yaml")), "config/ holds no YAML file"
     site = next((inst / "lib").glob("python3*/site-packages"))
-    assert (site / "reloc_ros" / "geometry.py").is_file()
-    assert (site / "reloc_train" / "__init__.py").is_file()
+    for module in ("reloc_ros/core/geometry.py", "reloc_ros/ros/node.py", "reloc_ros/tools/demo.py",
+                   "reloc_train/__init__.py", "reloc_sim/synthetic.py"):
+        assert (site / module).is_file(), module
     for exe in ("reloc_demo", "reloc_synth"):
         assert (inst / "lib" / "reloc_ros" / exe).is_file(), exe

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from reloc_ros.data.pairs import PairConfig, PairSampler, candidate_partners, sample_pairs
-from reloc_ros.geometry import make_pose
+from reloc_train.pairs import PairConfig, PairSampler, candidate_partners, sample_pairs
+from reloc_ros.core.geometry import make_pose
 
 
 def random_poses(n, seed=0, extent=3.0):

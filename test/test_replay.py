@@ -1,4 +1,4 @@
-"""The bag replay tool (reloc_ros.rosbag.replay) against real subscribers in other processes.
+"""The bag replay tool (reloc_ros.tools.bag.replay) against real subscribers in other processes.
 
 The replay publishes the raw CDR bytes of converted bags over Fast DDS (loopback); a
 listener process (this file run as a script: ``python test_replay.py listen OUT ...``)
@@ -30,7 +30,7 @@ def ros_env(tmp_path: Path) -> dict:
     return env
 
 HERE = str(Path(__file__).resolve())
-REPLAY = ["-m", "reloc_ros.rosbag.replay"]
+REPLAY = ["-m", "reloc_ros.tools.bag.replay"]
 IMAGE = "/camera/color/image_raw"
 NS = 1_000_000_000
 
@@ -103,7 +103,7 @@ def listen(argv: list[str]) -> int:
             break
     Path(a.out + ".tmp").write_text(json.dumps(got))
     os.replace(a.out + ".tmp", a.out)
-    from reloc_ros.rosbag.replay import run_bounded
+    from reloc_ros.ros.shutdown import run_bounded
 
     def down() -> None:
         node.destroy_node()
@@ -139,7 +139,7 @@ def image_crc(msg) -> int:
 @pytest.fixture(scope="module")
 def tiny_1s_bag(tiny_scene, tmp_path_factory) -> Path:
     """16 frames of the tiny synthetic scene at 15 Hz: exactly 1 s of bag time."""
-    from reloc_ros.rosbag.convert import convert_scene
+    from reloc_ros.tools.bag.convert import convert_scene
 
     out = tmp_path_factory.mktemp("replay") / "tiny_1s"
     convert_scene(tiny_scene, out, "all", rate_hz=15.0, max_frames=16, progress=False)
@@ -151,7 +151,7 @@ def long_real_bag(sample_dir, tmp_path_factory) -> Path:
     """A converted bag of 120 real 640x480 frames at 30 Hz (4 s): the 12 sample frames
     cycled through one sequence (links to the read-only sample)."""
     from reloc_ros.data.sevenscenes import Scene
-    from reloc_ros.rosbag.convert import convert_scene
+    from reloc_ros.tools.bag.convert import convert_scene
 
     root = tmp_path_factory.mktemp("long") / "stairs_long"
     frames = Scene(sample_dir).frames("all")
@@ -311,7 +311,7 @@ def test_tf_static_for_a_late_subscriber_loop_and_sigint(tiny_1s_bag, tmp_path):
 
 def test_api_loop_in_process(tiny_1s_bag, tmp_path):
     """The function API with its private context: two passes, topic selection, statistics."""
-    from reloc_ros.rosbag.replay import replay
+    from reloc_ros.tools.bag.replay import replay
 
     lines: list[str] = []
     s = replay(tiny_1s_bag, rate=8, loop=True, max_loops=2, topics=[IMAGE, "/tf_static"], progress_s=0.05,
@@ -338,7 +338,7 @@ def test_cli_errors(tiny_1s_bag, tmp_path):
 
 
 def test_helpers(tiny_1s_bag):
-    from reloc_ros.rosbag.replay import default_image_topic, header_stamp_ns, message_class, open_bag_topics
+    from reloc_ros.tools.bag.replay import default_image_topic, header_stamp_ns, message_class, open_bag_topics
 
     topics = open_bag_topics(tiny_1s_bag)
     assert topics["/tf_static"].latched and not topics["/tf"].latched

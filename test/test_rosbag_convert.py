@@ -16,12 +16,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from reloc_ros import geometry as g
+from reloc_ros.core import geometry as g
 from reloc_ros.data.sevenscenes import Scene, SevenScenesError, read_color, read_depth_raw
-from reloc_ros.rosbag import topics as tp
-from reloc_ros.rosbag.convert import DEFAULT_START_TIME_S, convert_scene, frame_stamps, main
+from reloc_ros.ros import messages as rm
+from reloc_ros.tools.bag import topics as tp
+from reloc_ros.tools.bag.convert import DEFAULT_START_TIME_S, convert_scene, frame_stamps, main
 
-TS = tp.get_typestore("kilted")
+TYPES = rm.rosbags_types("kilted")
+TS = TYPES.store
 RATE = 30.0
 NS = 1_000_000_000
 OPTICAL_ROS = (-0.5, 0.5, -0.5, 0.5)
@@ -132,10 +134,10 @@ def test_stairs_images_equal_source_jpegs(stairs_bag, sample_dir):
             src = np.asarray(im.convert("RGB"))
         got = np.asarray(msg.data, dtype=np.uint8).reshape(480, 640, 3)
         np.testing.assert_array_equal(got, src)
-    # rosbags-image (OpenCV) reads the message as the same picture
-    from rosbags.image import message_to_cvimage
+    # the project's one codec reads the bag's message as the same picture
+    from reloc_ros.ros.messages import image_to_rgb
 
-    np.testing.assert_array_equal(message_to_cvimage(images[0], "rgb8"), read_color(frames[0].color_path))
+    np.testing.assert_array_equal(image_to_rgb(images[0]), read_color(frames[0].color_path))
 
 
 def test_stairs_camera_info(stairs_bag, sample_dir):
@@ -149,7 +151,7 @@ def test_stairs_camera_info(stairs_bag, sample_dir):
         assert msg.distortion_model == "plumb_bob" and not np.any(np.asarray(msg.d))
         assert (msg.width, msg.height) == (640, 480)
         assert msg.header.frame_id == "camera_color_optical_frame"
-        assert tp.camera_info_to_intrinsics(msg) == intr
+        assert rm.camera_info_to_intrinsics(msg) == intr
 
 
 def test_stairs_tf_and_pose_equal_pose_files(stairs_bag, sample_dir):
@@ -166,7 +168,7 @@ def test_stairs_tf_and_pose_equal_pose_files(stairs_bag, sample_dir):
         want = g.quat_to_ros(g.matrix_to_quat(T[:3, :3]))
         assert _quat_close_up_to_sign([q.x, q.y, q.z, q.w], want)
         # the rotation is the pose's (up to the 7-Scenes files' non-orthonormality)
-        assert g.rotation_error_deg(tp.transform_to_matrix(ts_), T) < 0.05
+        assert g.rotation_error_deg(rm.transform_to_matrix(ts_), T) < 0.05
         assert ps.header.frame_id == "map"
         p, o = ps.pose.position, ps.pose.orientation
         np.testing.assert_allclose([p.x, p.y, p.z], T[:3, 3], rtol=0, atol=1e-9)
@@ -188,7 +190,7 @@ def test_stairs_stamps_rate_and_sequence_gap(stairs_bag):
         assert bag.stamps(topic) == t
     for topic in ("/tf", "/camera_gt/pose", "/camera/color/camera_info", "/camera/color/image_raw"):
         heads = [
-            tp.time_to_ns(m.transforms[0].header.stamp if topic == "/tf" else m.header.stamp)
+            rm.stamp_to_ns(m.transforms[0].header.stamp if topic == "/tf" else m.header.stamp)
             for m in bag.list(topic)
         ]
         assert heads == t  # ... equal to the header stamps
@@ -209,7 +211,7 @@ def test_stairs_static_tf(stairs_bag):
     assert (tr.x, tr.y, tr.z) == (0.0, 0.0, 0.0)
     assert (q.x, q.y, q.z, q.w) == OPTICAL_ROS
     # REP-103: optical z (forward) is body x, optical x (right) is body -y, optical y (down) is body -z
-    R = tp.transform_to_matrix(link)[:3, :3]
+    R = rm.transform_to_matrix(link)[:3, :3]
     np.testing.assert_allclose(R @ [0, 0, 1], [1, 0, 0], atol=1e-15)
     np.testing.assert_allclose(R @ [1, 0, 0], [0, -1, 0], atol=1e-15)
     np.testing.assert_allclose(R @ [0, 1, 0], [0, 0, -1], atol=1e-15)
@@ -240,7 +242,7 @@ def test_stairs_jpeg_passthrough_is_the_source_file(sample_dir, tmp_path):
     for f, msg in zip(frames, bag.list("/camera/color/image_raw/compressed"), strict=True):
         assert msg.format == "rgb8; jpeg compressed bgr8"
         assert np.asarray(msg.data, dtype=np.uint8).tobytes() == f.color_path.read_bytes()
-        np.testing.assert_array_equal(tp.decode_compressed(msg), read_color(f.color_path))
+        np.testing.assert_array_equal(rm.compressed_to_rgb(msg), read_color(f.color_path))
 
 
 # --------------------------------------------------------------------------- synthetic scene
@@ -271,7 +273,7 @@ def test_tiny_all_frames_with_depth_sqlite3(tiny_depth_bag, tiny_scene):
         assert msg.header.frame_id == "camera_depth_optical_frame"
         got = np.frombuffer(np.asarray(msg.data, dtype=np.uint8).tobytes(), dtype="<u2").reshape(60, 80)
         np.testing.assert_array_equal(got, png)
-        np.testing.assert_array_equal(tp.image_to_array(msg), read_depth_raw(f.depth_path))
+        np.testing.assert_array_equal(rm.image_to_array(msg), read_depth_raw(f.depth_path))
     for msg in bag.list("/camera/depth/camera_info"):
         np.testing.assert_array_equal(np.asarray(msg.k).reshape(3, 3), scene.depth_intrinsics.K)
         assert msg.header.frame_id == "camera_depth_optical_frame" and (msg.width, msg.height) == (80, 60)
@@ -343,7 +345,7 @@ def test_tiny_compressed_png_and_jpeg(tiny_scene, tmp_path):
             assert msg.format == f"rgb8; {fmt} compressed bgr8"
             raw = np.asarray(msg.data, dtype=np.uint8)
             assert raw.tobytes().startswith(b"\x89PNG\r\n" if fmt == "png" else b"\xff\xd8\xff")
-            dec = tp.decode_compressed(msg)
+            dec = rm.compressed_to_rgb(msg)
             bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)  # what image_transport's decoder does
             if fmt == "png":
                 np.testing.assert_array_equal(dec, rgb)
@@ -470,7 +472,7 @@ def test_cli_remap_json_and_no_rclpy(sample_dir, tmp_path):
     code = (
         "import sys, runpy\n"
         "try:\n"
-        "    runpy.run_module('reloc_ros.rosbag.convert', run_name='__main__', alter_sys=True)\n"
+        "    runpy.run_module('reloc_ros.tools.bag.convert', run_name='__main__', alter_sys=True)\n"
         "except SystemExit as e:\n"
         "    rc = e.code\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('rclpy', 'torch')]\n"
@@ -512,22 +514,22 @@ def test_helpers_round_trip():
     rng = np.random.default_rng(0)
     q = g.normalize_quat(rng.normal(size=4))
     T = g.make_pose(rng.normal(size=3), q)
-    msg = tp.pose_stamped_msg(T, 5, "map", TS)
+    msg = rm.pose_stamped_msg(T, 5, "map", TYPES)
     back = TS.deserialize_cdr(TS.serialize_cdr(msg, tp.POSE_STAMPED), tp.POSE_STAMPED)
-    np.testing.assert_allclose(tp.pose_to_matrix(back), T, atol=1e-12)
-    tf = tp.tf_msg(T, 7 * NS + 3, "map", "cam", TS)
-    assert tp.time_to_ns(tf.transforms[0].header.stamp) == 7 * NS + 3
-    np.testing.assert_allclose(tp.transform_to_matrix(tf.transforms[0]), T, atol=1e-12)
+    np.testing.assert_allclose(rm.pose_to_matrix(back), T, atol=1e-12)
+    tf = rm.tf_message(rm.transform_stamped_msg(T, 7 * NS + 3, "map", "cam", types=TYPES), TYPES)
+    assert rm.stamp_to_ns(tf.transforms[0].header.stamp) == 7 * NS + 3
+    np.testing.assert_allclose(rm.transform_to_matrix(tf.transforms[0]), T, atol=1e-12)
     for arr in (
         rng.integers(0, 255, (4, 5, 3), dtype=np.uint8),
         rng.integers(0, 65535, (4, 5), dtype=np.uint16),
         rng.random((4, 5), dtype=np.float32),
         rng.integers(0, 255, (4, 5), dtype=np.uint8),
     ):
-        m = tp.image_msg(arr, 0, "f", typestore=TS)
+        m = rm.image_msg(arr, 0, "f", types=TYPES)
         m2 = TS.deserialize_cdr(TS.serialize_cdr(m, tp.IMAGE), tp.IMAGE)
-        np.testing.assert_array_equal(tp.image_to_array(m2), arr)
+        np.testing.assert_array_equal(rm.image_to_array(m2), arr)
     with pytest.raises(ValueError):
-        tp.image_msg(np.zeros((2, 2, 3), np.uint16), 0, "f")
-    data = tp.encode_compressed(np.zeros((4, 4, 3), np.uint8), "png")
+        rm.image_msg(np.zeros((2, 2, 3), np.uint16), 0, "f", types=TYPES)
+    data = rm.encode_compressed(np.zeros((4, 4, 3), np.uint8), "png")
     assert Image.open(io.BytesIO(data)).format == "PNG"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from reloc_ros import geometry as g
+from reloc_ros.core import geometry as g
 from reloc_ros.data import sevenscenes as s7
 from reloc_ros.data.sevenscenes import (
     Dataset,

@@ -1,4 +1,4 @@
-"""Tests of the synthetic 7-Scenes-format scene generator (reloc_ros.data.synthetic).
+"""Tests of the synthetic 7-Scenes-format scene generator (reloc_sim.synthetic).
 
 The 'tiny' scene of the shared ``tiny_scene`` fixture (preset 'tiny', seed 0) is read back
 with the 7-Scenes reader and checked for the dataset's byte quirks, determinism, the
@@ -16,8 +16,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from reloc_ros import geometry as g
-from reloc_ros.data import synthetic as syn
+from reloc_ros.core import geometry as g
+from reloc_sim import synthetic as syn
 from reloc_ros.data.sevenscenes import DEFAULT_COLOR_INTRINSICS, Dataset, Intrinsics, Scene, read_depth_raw
 
 TINY = syn.PRESETS["tiny"]

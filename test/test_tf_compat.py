@@ -1,4 +1,4 @@
-"""reloc_ros.ros.tf_compat: message conversions, the fallback buffer's logic fed directly
+"""reloc_ros.ros.tf: message conversions, the fallback buffer's logic fed directly
 (chains, both directions, interpolation, expiry, threads), broadcaster plumbing, and a real
 Fast DDS exchange between two nodes in one process (fallback forced)."""
 
@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import TransformStamped
 
-from reloc_ros import geometry as geo
-from reloc_ros.ros import stamp_to_msg, stamp_to_ns
-from reloc_ros.ros import tf_compat as tfc
-from reloc_ros.ros.tf_compat import TfBuffer, TfLookupError, TransformStore
+from reloc_ros.core import geometry as geo
+from reloc_ros.ros import messages as msgs
+from reloc_ros.ros.messages import stamp_to_ns
+from reloc_ros.ros.messages import time_msg as stamp_to_msg
+from reloc_ros.ros import tf as tfc
+from reloc_ros.ros.tf import FallbackTfBuffer, TfLookupError, TransformStore, tf_backend
 
 
 def rot_z(deg: float) -> np.ndarray:
@@ -45,7 +47,8 @@ def yaw_deg(T: np.ndarray) -> float:
 # --------------------------------------------------------------------------- time helpers
 def test_stamp_helpers():
     assert stamp_to_ns(None) == 0
-    assert stamp_to_ns(12) == 12_000_000_000
+    assert stamp_to_ns(12) == 12  # ints are nanoseconds, floats seconds
+    assert stamp_to_ns(12.0) == 12_000_000_000
     assert stamp_to_ns(1.25) == 1_250_000_000
     assert stamp_to_ns(1_700_000_000.123456789) == pytest.approx(1_700_000_000_123_456_789, abs=500)
     m = stamp_to_msg(3.5)
@@ -64,7 +67,7 @@ def test_stamp_helpers():
 # --------------------------------------------------------------------------- conversions
 def test_make_transform_stamped_fields_and_quaternion_order():
     T = pose((1.5, -2.0, 0.25), rot_z(90))
-    msg = tfc.make_transform_stamped(T, 1234.5, "map", "camera")
+    msg = msgs.transform_stamped_msg(T, 1234.5, "map", "camera")
     assert isinstance(msg, TransformStamped)
     assert (msg.header.frame_id, msg.child_frame_id) == ("map", "camera")
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1234, 500_000_000)
@@ -73,8 +76,8 @@ def test_make_transform_stamped_fields_and_quaternion_order():
     h = math.sqrt(0.5)  # 90 deg about z: (x, y, z, w) = (0, 0, sin 45, cos 45) in ROS order
     np.testing.assert_allclose([tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w],
                                [0, 0, h, h], atol=1e-12)
-    np.testing.assert_allclose(tfc.transform_to_matrix(msg), T, atol=1e-12)
-    np.testing.assert_allclose(tfc.transform_to_matrix(msg.transform), T, atol=1e-12)
+    np.testing.assert_allclose(msgs.transform_to_matrix(msg), T, atol=1e-12)
+    np.testing.assert_allclose(msgs.transform_to_matrix(msg.transform), T, atol=1e-12)
 
 
 def test_conversion_round_trip_random_poses():
@@ -82,7 +85,7 @@ def test_conversion_round_trip_random_poses():
     for _ in range(50):
         q = geo.normalize_quat(rng.normal(size=4))
         T = geo.make_pose(rng.normal(size=3) * 5, q)
-        back = tfc.transform_to_matrix(tfc.make_transform_stamped(T, 0.0, "a", "b"))
+        back = msgs.transform_to_matrix(msgs.transform_stamped_msg(T, 0.0, "a", "b"))
         np.testing.assert_allclose(back, T, atol=1e-12)
 
 
@@ -96,14 +99,14 @@ def test_conversion_round_trip_random_poses():
 ])
 def test_make_transform_stamped_rejects(T, parent, child):
     with pytest.raises(ValueError):
-        tfc.make_transform_stamped(T, 0.0, parent, child)
+        msgs.transform_stamped_msg(T, 0.0, parent, child)
 
 
 def test_transform_to_matrix_rejects_zero_quaternion():
-    msg = tfc.make_transform_stamped(np.eye(4), 0.0, "a", "b")
+    msg = msgs.transform_stamped_msg(np.eye(4), 0.0, "a", "b")
     msg.transform.rotation.w = 0.0
     with pytest.raises(ValueError):
-        tfc.transform_to_matrix(msg)
+        msgs.transform_to_matrix(msg)
 
 
 # --------------------------------------------------------------------------- fallback logic
@@ -160,7 +163,7 @@ def test_interpolation_at_mid_stamp_is_lerp_and_slerp():
 def test_slerp_takes_the_short_way_when_quaternion_signs_differ():
     s = TransformStore()
     s.set_matrix("a", "b", 1.0, pose(R=rot_z(170)))
-    msg = tfc.make_transform_stamped(pose(R=rot_z(-170)), 2.0, "a", "b")
+    msg = msgs.transform_stamped_msg(pose(R=rot_z(-170)), 2.0, "a", "b")
     r = msg.transform.rotation  # the same rotation with the opposite quaternion sign
     r.x, r.y, r.z, r.w = -r.x, -r.y, -r.z, -r.w
     assert s.set_transform(msg)
@@ -247,11 +250,11 @@ def test_loop_in_the_tree_is_reported_not_hung():
 
 def test_malformed_transforms_are_rejected_and_counted():
     s = TransformStore()
-    good = tfc.make_transform_stamped(np.eye(4), 1.0, "a", "b")
+    good = msgs.transform_stamped_msg(np.eye(4), 1.0, "a", "b")
     assert s.set_transform(good)
 
     def variant(**kw):
-        m = tfc.make_transform_stamped(np.eye(4), 1.0, "a", "b")
+        m = msgs.transform_stamped_msg(np.eye(4), 1.0, "a", "b")
         for path, v in kw.items():
             obj = m
             *head, last = path.split(".")
@@ -330,11 +333,11 @@ def test_concurrent_writers_and_readers():
 
 
 def test_tf_buffer_without_node_is_fed_directly():
-    buf = TfBuffer(None, cache_time_s=5.0, backend="fallback")
+    buf = FallbackTfBuffer(None, cache_time_s=5.0)
     assert buf.backend == "fallback"
-    buf.set_transform(tfc.make_transform_stamped(M, T0, "map", "odom"))
-    buf.set_transform(tfc.make_transform_stamped(ODOM_BASE_0, T0, "odom", "base"))
-    buf.set_transform(tfc.make_transform_stamped(CAM, 0.0, "base", "camera"), static=True)
+    buf.set_transform(msgs.transform_stamped_msg(M, T0, "map", "odom"))
+    buf.set_transform(msgs.transform_stamped_msg(ODOM_BASE_0, T0, "odom", "base"))
+    buf.set_transform(msgs.transform_stamped_msg(CAM, 0.0, "base", "camera"), static=True)
     np.testing.assert_allclose(buf.lookup("map", "camera", T0), M @ ODOM_BASE_0 @ CAM, atol=1e-12)
     assert buf.lookup("map", "camera", T0 + 1.0) is None
     assert buf.lookup("map", "nowhere", T0) is None
@@ -347,10 +350,10 @@ def test_tf_buffer_without_node_is_fed_directly():
 def test_backend_selection():
     assert tfc.BACKEND in ("tf2_ros", "fallback") and tfc.BACKEND_NOTE
     with pytest.raises(ValueError):
-        TfBuffer(None, backend="nope")
+        tf_backend("nope")
     if tfc._tf2_ros is None:
         with pytest.raises(ImportError):
-            TfBuffer(None, backend="tf2_ros")
+            tf_backend("tf2_ros")
 
 
 # --------------------------------------------------------------------------- tf2_ros plumbing
@@ -367,9 +370,12 @@ class _AppendOnlyStaticBroadcaster:
     """Mimics rclpy's tf2_ros.StaticTransformBroadcaster (accumulates, keeps the first pose
     of a child frame)."""
 
+    instances: list = []
+
     def __init__(self, node):
         from tf2_msgs.msg import TFMessage
 
+        self.instances.append(self)
         self.pub_tf = _FakePub()
         self.net_message = TFMessage()
         self._child_frame_ids = set()
@@ -385,7 +391,10 @@ class _AppendOnlyStaticBroadcaster:
 class _PassThroughStaticBroadcaster:
     """Mimics older releases that publish only what they are given."""
 
+    instances: list = []
+
     def __init__(self, node):
+        self.instances.append(self)
         self.pub_tf = _FakePub()
 
     def sendTransform(self, transform):
@@ -398,13 +407,13 @@ class _PassThroughStaticBroadcaster:
 def test_static_broadcaster_over_tf2_ros_accumulates_and_replaces(monkeypatch, impl):
     monkeypatch.setattr(tfc, "_tf2_ros", SimpleNamespace(StaticTransformBroadcaster=impl))
     b = tfc.StaticTfBroadcaster(None, backend="tf2_ros")
-    b.send(tfc.make_transform_stamped(CAM, 0.0, "base", "camera"))
-    b.send([tfc.make_transform_stamped(IMU, 0.0, "base", "imu")])
+    b.send(msgs.transform_stamped_msg(CAM, 0.0, "base", "camera"))
+    b.send([msgs.transform_stamped_msg(IMU, 0.0, "base", "imu")])
     new_cam = pose((9.0, 0, 0))
-    b.send([tfc.make_transform_stamped(new_cam, 0.0, "base", "camera")])
-    last = b._impl.pub_tf.last
+    b.send([msgs.transform_stamped_msg(new_cam, 0.0, "base", "camera")])
+    last = impl.instances[-1].pub_tf.last
     assert sorted(t.child_frame_id for t in last.transforms) == ["camera", "imu"]
-    got = {t.child_frame_id: tfc.transform_to_matrix(t) for t in last.transforms}
+    got = {t.child_frame_id: msgs.transform_to_matrix(t) for t in last.transforms}
     np.testing.assert_allclose(got["camera"], new_cam, atol=1e-12)
     np.testing.assert_allclose(got["imu"], IMU, atol=1e-12)
     assert len(b.transforms) == 2
@@ -416,10 +425,10 @@ def test_broadcaster_over_tf2_ros_passes_lists(monkeypatch):
         sendTransform=lambda lst: calls.append([t.child_frame_id for t in lst])))
     monkeypatch.setattr(tfc, "_tf2_ros", fake)
     b = tfc.TfBroadcaster(None, backend="tf2_ros")
-    b.send(tfc.make_transform_stamped(CAM, 0.0, "base", "camera"))
+    b.send(msgs.transform_stamped_msg(CAM, 0.0, "base", "camera"))
     b.send([])
-    b.send([tfc.make_transform_stamped(IMU, 0.0, "base", "imu"),
-            tfc.make_transform_stamped(CAM, 0.0, "base", "camera")])
+    b.send([msgs.transform_stamped_msg(IMU, 0.0, "base", "imu"),
+            msgs.transform_stamped_msg(CAM, 0.0, "base", "camera")])
     assert calls == [["camera"], ["imu", "camera"]]
 
 
@@ -464,11 +473,11 @@ def test_broadcast_and_listen_over_fast_dds(ros_context):
     dynamic = tfc.TfBroadcaster(talker, backend="fallback")
     # Static transforms sent in two calls before any listener exists: the transient-local
     # /tf_static (depth 1) must deliver both, so every publication must carry both.
-    static.send(tfc.make_transform_stamped(CAM, 0.0, "base", "camera"))
-    static.send([tfc.make_transform_stamped(IMU, 0.0, "base", "imu")])
+    static.send(msgs.transform_stamped_msg(CAM, 0.0, "base", "camera"))
+    static.send([msgs.transform_stamped_msg(IMU, 0.0, "base", "imu")])
 
     listener = rclpy.create_node("reloc_tf_listener", context=ros_context)
-    buf = TfBuffer(listener, cache_time_s=10.0, backend="fallback")
+    buf = tf_backend("fallback").buffer(listener, cache_time_s=10.0)
     executor = MultiThreadedExecutor(num_threads=2, context=ros_context)
     executor.add_node(talker)
     executor.add_node(listener)
@@ -480,9 +489,9 @@ def test_broadcast_and_listen_over_fast_dds(ros_context):
         np.testing.assert_allclose(got_static, geo.invert(IMU) @ CAM, atol=1e-9)
 
         def publish_dynamic():  # /tf is volatile: keep publishing until the listener has it
-            dynamic.send([tfc.make_transform_stamped(M, t, "map", "odom") for t in (T0, T1)]
-                         + [tfc.make_transform_stamped(ODOM_BASE_0, T0, "odom", "base")])
-            dynamic.send([tfc.make_transform_stamped(ODOM_BASE_1, T1, "odom", "base")])
+            dynamic.send([msgs.transform_stamped_msg(M, t, "map", "odom") for t in (T0, T1)]
+                         + [msgs.transform_stamped_msg(ODOM_BASE_0, T0, "odom", "base")])
+            dynamic.send([msgs.transform_stamped_msg(ODOM_BASE_1, T1, "odom", "base")])
 
         mid = (T0 + T1) / 2
         got = _wait_for(lambda: buf.lookup("map", "camera", mid, timeout_s=0.05), 20.0,
@@ -494,7 +503,7 @@ def test_broadcast_and_listen_over_fast_dds(ros_context):
 
         # a later static update for the same child replaces the earlier one
         new_cam = pose((0.3, 0.0, 0.4), rot_x(-90))
-        static.send(tfc.make_transform_stamped(new_cam, 0.0, "base", "camera"))
+        static.send(msgs.transform_stamped_msg(new_cam, 0.0, "base", "camera"))
         updated = _wait_for(
             lambda: (lambda T: T if T is not None and np.allclose(T, new_cam, atol=1e-9) else None)(
                 buf.lookup("base", "camera")), 10.0)

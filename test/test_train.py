@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from reloc_ros.model import load_model
+from reloc_ros.core.model import load_model
 from reloc_train.config import load_config, resume_mismatches
 from reloc_train.mtl import METHODS
 

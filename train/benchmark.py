@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reloc_ros.model import ModelConfig, RelPoseNet
+from reloc_ros.core.model import ModelConfig, RelPoseNet
 from reloc_train.losses import task_losses
 from reloc_train.mtl import METHODS, build_method
 from reloc_train.mtl.engine import mtl_backward

@@ -2,7 +2,7 @@
 
 Images are resized once to the model's input size and, when they fit in memory
 (``cache_limit_mb``), kept as one uint8 tensor. Normalisation happens on the device, in
-:meth:`reloc_ros.model.RelPoseNet.preprocess`, so workers ship compact uint8 batches.
+:meth:`reloc_ros.core.model.RelPoseNet.preprocess`, so workers ship compact uint8 batches.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from reloc_ros.data.pairs import PairConfig, PairSampler
+from reloc_train.pairs import PairConfig, PairSampler
 from reloc_ros.data.sevenscenes import Frame, Scene, read_color
-from reloc_ros.geometry import canonical_quat, pose_to_tq, relative_pose
-from reloc_ros.model import resize_rgb
+from reloc_ros.core.geometry import canonical_quat, pose_to_tq, relative_pose
+from reloc_ros.core.model import resize_rgb
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class PairDataset(Dataset):
     Args:
         fs: the training frames.
         size_hw: network input size.
-        pair_cfg: overlap thresholds (:class:`reloc_ros.data.pairs.PairConfig`).
+        pair_cfg: overlap thresholds (:class:`reloc_train.pairs.PairConfig`).
         seed: seeds the pair draws (with the epoch).
         cache_limit_mb: keep images in memory when they need less than this.
         rank, world_size: shard of the pairs that this process trains on (distributed).

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from reloc_ros.data.sevenscenes import open_scenes
-from reloc_ros.model import load_model
+from reloc_ros.core.model import load_model
 from reloc_train.dataset import FrameSet, ImageStore
 from reloc_train.evaluate_model import evaluate
 

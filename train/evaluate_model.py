@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reloc_ros.geometry import error_stats, make_pose, pose_errors
-from reloc_ros.model import RelPoseNet
+from reloc_ros.core.geometry import error_stats, make_pose, pose_errors
+from reloc_ros.core.model import RelPoseNet
 from reloc_train.dataset import FrameSet, ImageStore
 
 

@@ -34,9 +34,11 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Subset
 
-from reloc_ros.data.pairs import PairConfig
+from reloc_train.pairs import PairConfig
 from reloc_ros.data.sevenscenes import open_scenes
-from reloc_ros.model import ModelConfig, RelPoseNet, atomic_save, load_imagenet_weights, save_model
+from reloc_ros.core.files import atomic_save
+from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
+from reloc_train.pretrained import load_imagenet_weights
 from reloc_train.config import load_config, resume_mismatches
 from reloc_train.dataset import FrameSet, ImageStore, PairDataset
 from reloc_train.evaluate_model import evaluate

@@ -1,1 +1,5 @@
-"""Data: the 7-Scenes reader, the synthetic 7-Scenes-format generator and the pair sampler."""
+"""Datasets in the Microsoft 7-Scenes layout: the reader and its byte-exact writers.
+
+Offline only: training, the synthetic generator and the tools read scenes with it; the
+node never imports it.
+"""

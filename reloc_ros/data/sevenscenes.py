@@ -36,7 +36,8 @@ import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
 
-from reloc_ros.geometry import rigidity_error
+from reloc_ros.core.camera import Intrinsics
+from reloc_ros.core.geometry import rigidity_error
 
 __all__ = [
     "SEVEN_SCENES",
@@ -78,51 +79,11 @@ class SevenScenesError(ValueError):
 
 
 # --------------------------------------------------------------------------- intrinsics
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics of one camera, in pixels, for an image of ``width`` x ``height``."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    @property
-    def K(self) -> np.ndarray:
-        """3x3 calibration matrix."""
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    def scaled(self, width: int, height: int) -> "Intrinsics":
-        """Intrinsics for the same camera resized to ``width`` x ``height``."""
-        sx, sy = width / self.width, height / self.height
-        # Pixel centres: continuous coordinate u maps to (u + 0.5) * s - 0.5.
-        return Intrinsics(
-            fx=self.fx * sx,
-            fy=self.fy * sy,
-            cx=(self.cx + 0.5) * sx - 0.5,
-            cy=(self.cy + 0.5) * sy - 0.5,
-            width=int(width),
-            height=int(height),
-        )
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("fx", "fy", "cx", "cy", "width", "height")}
-
-    @classmethod
-    def from_dict(cls, d: dict, source: Path | str = "<dict>") -> "Intrinsics":
-        try:
-            return cls(
-                fx=float(d["fx"]),
-                fy=float(d["fy"]),
-                cx=float(d["cx"]),
-                cy=float(d["cy"]),
-                width=int(d["width"]),
-                height=int(d["height"]),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise SevenScenesError(source, f"bad intrinsics entry {d!r}: {e}") from None
+def _intrinsics(d: dict, path: Path) -> Intrinsics:
+    try:
+        return Intrinsics.from_dict(d)
+    except ValueError as e:
+        raise SevenScenesError(path, str(e)) from None
 
 
 #: The values commonly used for 7-Scenes colour images (Kinect v1, 640x480).
@@ -329,8 +290,8 @@ class Scene:
                 raise SevenScenesError(path, f"invalid YAML ({e})") from None
             if not isinstance(d, dict) or "color" not in d:
                 raise SevenScenesError(path, "expected a mapping with a 'color' entry")
-            cam["color"] = Intrinsics.from_dict(d["color"], path)
-            cam["depth"] = Intrinsics.from_dict(d.get("depth", d["color"]), path)
+            cam["color"] = _intrinsics(d["color"], path)
+            cam["depth"] = _intrinsics(d.get("depth", d["color"]), path)
             cam["depth_registered"] = bool(d.get("depth_registered", False))
             cam["source"] = str(path)
         return cam

@@ -1,7 +1,7 @@
 """Localizer benchmark: per-query latency by stage, search time against map size, memory per frame.
 
-    python -m reloc_ros.benchmark --model model.pt --db db.pt --scene data/chess
-    python -m reloc_ros.benchmark --arch resnet34 --size 256 341      # random weights, synthetic map
+    python -m reloc_ros.tools.benchmark --model model.pt --db db.pt --scene data/chess
+    python -m reloc_ros.tools.benchmark --arch resnet34 --size 256 341      # random weights, synthetic map
 
 1. Latency: median per stage (encode, search, heads, fusion, total) over ``--queries``
    queries after warm-up, and the ratio total / encode measured in the same run. The goal
@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reloc_ros.database import FrameDatabase
-from reloc_ros.fusion import FusionConfig
-from reloc_ros.localizer import Localizer, LocalizerConfig, resolve_device
-from reloc_ros.model import ModelConfig, RelPoseNet, state_fingerprint
-from reloc_ros.retrieval import build_index
+from reloc_ros.core.database import FrameDatabase, model_record
+from reloc_ros.core.device import resolve_device
+from reloc_ros.core.files import tensor_fingerprint
+from reloc_ros.core.fusion import FusionConfig
+from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.model import ModelConfig, RelPoseNet
+from reloc_ros.core.retrieval import build_index
 
 
 def synthetic_database(model: RelPoseNet, n: int, seed: int = 0) -> FrameDatabase:
@@ -39,9 +41,7 @@ def synthetic_database(model: RelPoseNet, n: int, seed: int = 0) -> FrameDatabas
     return FrameDatabase(poses=poses, descriptors=d, features=torch.rand(n, C, generator=g),
                          scene_index=torch.zeros(n, dtype=torch.int64), frame_ids=[f"f{i}" for i in range(n)],
                          scenes=[{"name": "synthetic", "root": "", "intrinsics": {}, "image_size": [0, 0], "frames": n}],
-                         model={"fingerprint": state_fingerprint(model.state_dict()), "arch": model.cfg.arch,
-                                "input_size": list(model.cfg.input_size), "mean": list(model.cfg.mean),
-                                "std": list(model.cfg.std), "path": "(synthetic)"})
+                         model=model_record(model, tensor_fingerprint(model.state_dict()), "(synthetic)"))
 
 
 def latency(loc: Localizer, images: list[np.ndarray], n: int) -> dict:

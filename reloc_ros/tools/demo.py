@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / ".cache" / "demo"
 POSE_TOPIC = "/relocalization_node/pose"
 IMAGE_TOPIC = "/camera/color/image_raw"
@@ -61,7 +61,7 @@ def cached(stamp: Path, key: str) -> bool:
 def stage_data(args) -> Path:
     if args.scene:
         return args.scene
-    from reloc_ros.data import synthetic
+    from reloc_sim import synthetic
 
     cfg = synthetic.PRESETS[args.preset]
     key = key_of({"preset": args.preset, "seed": args.seed, "config": asdict(cfg)})
@@ -113,7 +113,7 @@ def _scene_key(scene_dir: Path) -> str:
 
 
 def stage_database(args, model: Path, scene_dir: Path) -> Path:
-    from reloc_ros.model import read_model_file
+    from reloc_ros.core.model import read_model_file
 
     fp = read_model_file(model)["fingerprint"]
     key = key_of({"model": fp, "scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir)})
@@ -122,7 +122,7 @@ def stage_database(args, model: Path, scene_dir: Path) -> Path:
         log(f"3/5 database: reusing {db}")
         return db
     log("3/5 database: encoding the training frames ...")
-    r = subprocess.run([sys.executable, "-m", "reloc_ros.database", "build", "--model", str(model),
+    r = subprocess.run([sys.executable, "-m", "reloc_train.database", "build", "--model", str(model),
                         "--scene", str(scene_dir), "--split", "train", "--out", str(db), "--device", args.device])
     if r.returncode != 0:
         raise SystemExit("database build failed; see the output above")
@@ -138,7 +138,7 @@ def stage_bag(args, scene_dir: Path) -> Path:
         return bag
     log("4/5 bag: converting the test sequences to rosbag2 (mcap) ...")
     shutil.rmtree(bag, ignore_errors=True)
-    cmd = [sys.executable, "-m", "reloc_ros.rosbag.convert", str(scene_dir), "--out", str(bag), "--split", "test"]
+    cmd = [sys.executable, "-m", "reloc_ros.tools.bag.convert", str(scene_dir), "--out", str(bag), "--split", "test"]
     if args.max_frames:
         cmd += ["--max-frames", str(args.max_frames)]
     if subprocess.run(cmd).returncode != 0:
@@ -198,7 +198,7 @@ def stage_online(args, model: Path, db: Path, bag: Path) -> Path:
     shutil.rmtree(report, ignore_errors=True)
     timeline = args.out / "timeline.json"
     log(f"5/5 online: node + evaluator + replay over Fast DDS (ROS_DOMAIN_ID {env['ROS_DOMAIN_ID']}) ...")
-    node = Proc("node", [sys.executable, "-m", "reloc_ros.node", "--ros-args", "--params-file",
+    node = Proc("node", [sys.executable, "-m", "reloc_ros.ros.node", "--ros-args", "--params-file",
                          str(ROOT / "config" / "relocalization.yaml"), "-p", f"model_path:={model}",
                          "-p", f"database_path:={db}", "-p", f"device:={args.device}", "-p", "max_rate_hz:=0.0",
                          "-p", "image_reliable:=true", "-p", f"top_k:={args.top_k}",
@@ -207,12 +207,12 @@ def stage_online(args, model: Path, db: Path, bag: Path) -> Path:
     try:
         if not node.wait_marker(180):
             raise SystemExit("the node did not start; see its output above")
-        ev = Proc("evaluator", [sys.executable, "-m", "reloc_ros.rosbag.evaluator", "--bag", str(bag), "--out",
+        ev = Proc("evaluator", [sys.executable, "-m", "reloc_ros.tools.bag.evaluate", "--bag", str(bag), "--out",
                                 str(report), "--pose-topic", POSE_TOPIC, "--until-idle", "4", "--timeline",
                                 str(timeline), "--progress", "5"], env)
         procs.append(ev)
         time.sleep(2.0)  # the evaluator subscribes before the first frame goes out
-        rp = Proc("replay", [sys.executable, "-m", "reloc_ros.rosbag.replay", str(bag), "--rate", str(args.rate),
+        rp = Proc("replay", [sys.executable, "-m", "reloc_ros.tools.bag.replay", str(bag), "--rate", str(args.rate),
                              "--wait-subscribers", "1", "--timeline", str(timeline), "--progress", "5"], env)
         procs.append(rp)
         rp.p.wait()
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                                              "node + replay + online evaluation")
     ap.add_argument("--scene", type=Path, help="a 7-Scenes-format scene instead of the synthetic one")
     ap.add_argument("--model", type=Path, help="a trained model file (skips training)")
-    ap.add_argument("--preset", default="demo", help="synthetic scene preset (reloc_ros.data.synthetic.PRESETS)")
+    ap.add_argument("--preset", default="demo", help="synthetic scene preset (reloc_sim.synthetic.PRESETS)")
     ap.add_argument("--method", default="aligned_ub", help="MTL method of the demo's training run")
     ap.add_argument("--set", action="append", default=[], help="extra training overrides (key=value)")
     ap.add_argument("--seed", type=int, default=0)
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     times = {}
     from reloc_ros.data.sevenscenes import SevenScenesError
-    from reloc_ros.model import ModelFileError
+    from reloc_ros.core.model import ModelFileError
 
     try:
         t = time.time()

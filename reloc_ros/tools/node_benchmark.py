@@ -1,7 +1,7 @@
 """End-to-end benchmark of the relocalization node over real DDS.
 
-    python -m reloc_ros.node_benchmark --model model.pt --db db.pt          # a trained model
-    python -m reloc_ros.node_benchmark --arch resnet34 --size 256 341        # random weights
+    python -m reloc_ros.tools.node_benchmark --model model.pt --db db.pt          # a trained model
+    python -m reloc_ros.tools.node_benchmark --arch resnet34 --size 256 341        # random weights
 
 Starts the node as a separate process and publishes 640x480 rgb8 frames to it, stamped with
 the current ROS time. For each ``~/pose`` it receives, the end-to-end latency is the receive
@@ -35,8 +35,8 @@ IMAGE_TOPIC = "/bench/image"
 
 def make_assets(arch: str, size: tuple[int, int], frames: int, out: Path) -> tuple[Path, Path]:
     """A random-weight model file and a synthetic database, for timing only."""
-    from reloc_ros.benchmark import synthetic_database
-    from reloc_ros.model import ModelConfig, RelPoseNet, save_model
+    from reloc_ros.tools.benchmark import synthetic_database
+    from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
 
     model = RelPoseNet(ModelConfig(arch=arch, input_size=size)).eval()
     save_model(out / "bench_model.pt", model, {"mtl_method": "none (benchmark)"})
@@ -80,7 +80,7 @@ class Probe:
         self.diag = {v.key: v.value for v in msg.status[0].values}
 
     def send(self, rgb: np.ndarray) -> None:
-        from reloc_ros.ros.image_convert import rgb_to_image_msg
+        from reloc_ros.ros.messages import rgb_to_image_msg
 
         m = rgb_to_image_msg(rgb, frame_id="camera_color_optical_frame")
         m.header.stamp = self.node.get_clock().now().to_msg()
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     tmp = Path(tempfile.mkdtemp(prefix="reloc_node_bench_"))
     model, db = (args.model, args.db) if args.model and args.db else make_assets(args.arch, tuple(args.size), args.db_frames, tmp)
-    proc = subprocess.Popen([sys.executable, "-m", "reloc_ros.node", "--ros-args", "-p", f"model_path:={model}",
+    proc = subprocess.Popen([sys.executable, "-m", "reloc_ros.ros.node", "--ros-args", "-p", f"model_path:={model}",
                              "-p", f"database_path:={db}", "-p", f"device:={args.device}", "-p", "max_rate_hz:=0.0",
                              "-p", "min_inliers:=1", "-p", "image_reliable:=true", "-p", "diagnostics_period_s:=0.5",
                              "-r", f"image:={IMAGE_TOPIC}"], env=dict(os.environ), stdout=subprocess.PIPE,

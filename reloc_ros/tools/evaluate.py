@@ -1,6 +1,6 @@
 """Evaluate the localizer on a test split: retrieval-only, top1, consensus and triangulate side by side.
 
-    python -m reloc_ros.evaluate --model model.pt --db db.pt --scene data/chess --out eval/chess
+    python -m reloc_ros.tools.evaluate --model model.pt --db db.pt --scene data/chess --out eval/chess
 
 Every query is encoded and regressed once; its k hypotheses are then fused by each method,
 so the columns differ only in fusion. ``retrieval-only`` is the pose of the top-1
@@ -31,8 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes
-from reloc_ros.fusion import FusionConfig
-from reloc_ros.geometry import pose_errors
+from reloc_ros.core.fusion import FusionConfig
+from reloc_ros.core.geometry import pose_errors
 
 # The localizer (and torch) are imported inside evaluate()/main(): the metric definitions
 # here (THRESHOLDS, summarize) are shared with the online evaluator, which needs no torch.
@@ -214,9 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    from reloc_ros.database import DatabaseError
-    from reloc_ros.localizer import Localizer, LocalizerConfig
-    from reloc_ros.model import ModelFileError
+    from reloc_ros.core.database import DatabaseError
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+    from reloc_ros.core.model import ModelFileError
 
     try:
         fcfg = FusionConfig(method="consensus", inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,

@@ -46,7 +46,7 @@ byte-identical files whatever the number of worker processes.
 
 Command line::
 
-    python -m reloc_ros.data.synthetic --out DIR --preset tiny --scenes 2 --seed 0 --workers 2
+    python -m reloc_sim --out DIR --preset tiny --scenes 2 --seed 0 --workers 2
 """
 
 from __future__ import annotations
@@ -1930,7 +1930,7 @@ def _write_scene_files(scene_dir: Path, config: SceneConfig, seed: int) -> None:
     intr = {"color": cam, "depth": dict(cam), "depth_registered": True}
     (scene_dir / INTRINSICS_FILE).write_text(yaml.safe_dump(intr, sort_keys=False), encoding="ascii")
     prov = {
-        "generator": "reloc_ros.data.synthetic",
+        "generator": "reloc_sim.synthetic",
         "version": GENERATOR_VERSION,
         "seed": int(seed),
         "room": config.room().describe(),
@@ -2055,9 +2055,9 @@ def _print(msg: str) -> None:
 
 # =========================================================================== command line
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m reloc_ros.data.synthetic --out DIR --preset tiny ...``."""
+    """Command line: ``python -m reloc_sim --out DIR --preset tiny ...``."""
     p = argparse.ArgumentParser(
-        prog="python -m reloc_ros.data.synthetic",
+        prog="python -m reloc_sim",
         description="Render deterministic synthetic scenes in the 7-Scenes layout.",
     )
     p.add_argument("--out", type=Path, help="dataset root folder (scenes go into sub-folders)")

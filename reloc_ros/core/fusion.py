@@ -21,7 +21,7 @@ methods (:data:`FUSION_METHODS`, chosen by :attr:`FusionConfig.method`):
     et al. 2017): the query centre is the least-squares intersection of the rays from the
     database centres, found by RANSAC over pairs of rays.
 
-Conventions (see :mod:`reloc_ros.geometry`): poses are 4x4 camera-to-world matrices,
+Conventions (see :mod:`reloc_ros.core.geometry`): poses are 4x4 camera-to-world matrices,
 quaternions are w-first. The 6x6 covariance is in the ROS order of
 ``geometry_msgs/PoseWithCovariance`` (x, y, z, rot_x, rot_y, rot_z). The rotation part is
 about the **fixed (world) axes**, as REP-103 and that message ask: a small error
@@ -55,7 +55,7 @@ from typing import Callable
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from reloc_ros.geometry import (
+from reloc_ros.core.geometry import (
     make_pose,
     matrix_to_quat,
     normalize_quat,

@@ -9,41 +9,38 @@ CUDA synchronisation on a GPU so the numbers are real).
 A multi-scene database is searched in two steps: the top-1 frame over all scenes picks the
 scene, then the k neighbours come from that scene only (hypotheses from different scenes
 live in unrelated world frames). ``LocalizerConfig.scene`` pins the scene instead.
+
+The retrieval step can be bypassed: given database rows (``neighbours=``) are regressed
+and fused instead of the retrieved ones. Training validation uses that for the
+oracle-neighbour metric, through the same code as the node.
 """
 
 from __future__ import annotations
 
 import time
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from reloc_ros.database import DatabaseError, FrameDatabase, load_pair
-from reloc_ros.fusion import FusionConfig, FusionResult, fuse, hypotheses
-from reloc_ros.model import RelPoseNet
-from reloc_ros.retrieval import build_index
+from reloc_ros.core.database import DatabaseError, FrameDatabase, load_pair
+from reloc_ros.core.device import resolve_device
+from reloc_ros.core.fusion import FusionConfig, FusionResult, fuse, hypotheses
+from reloc_ros.core.model import RelPoseNet
+from reloc_ros.core.retrieval import build_index
 
+__all__ = ["LocalizerConfig", "Hypotheses", "LocalizationResult", "Localizer"]
 
-def resolve_device(name: str | torch.device) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without CUDA is an error."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r} (auto | cuda | cpu)")
-    return torch.device(name)
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class LocalizerConfig:
     """Attributes:
         top_k: database frames retrieved per query (hypotheses to fuse).
-        fusion: how hypotheses become one pose (:class:`reloc_ros.fusion.FusionConfig`).
+        fusion: how hypotheses become one pose (:class:`reloc_ros.core.fusion.FusionConfig`).
         scene: restrict to this scene of the database (None: pick by the top-1 match).
         index: 'exact' (torch) or 'hnsw' (faiss).
     """
@@ -99,7 +96,9 @@ class Localizer:
         model: the relative-pose network (its config gives input size and normalisation).
         db: the frame database built with that model (checked by the caller, see from_files).
         cfg: retrieval and fusion settings.
-        device: 'auto', 'cuda' or 'cpu'.
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+
+    A ``top_k`` larger than the database is clamped to its size, with a warning.
     """
 
     def __init__(self, model: RelPoseNet, db: FrameDatabase, cfg: LocalizerConfig = LocalizerConfig(),
@@ -107,6 +106,9 @@ class Localizer:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.db = db
+        if cfg.top_k > len(db):
+            log.warning("top_k %d is larger than the database (%d frames): using %d", cfg.top_k, len(db), len(db))
+            cfg = replace(cfg, top_k=max(1, len(db)))
         self.cfg = cfg
         self.features = db.features.to(self.device, torch.float32)
         self.poses = db.poses.numpy()
@@ -146,37 +148,70 @@ class Localizer:
 
     # -- the pipeline ----------------------------------------------------------------------
     @torch.no_grad()
-    def hypothesize(self, image: np.ndarray) -> Hypotheses:
-        """Encode, retrieve and regress: the k hypotheses of one RGB uint8 (H, W, 3) image."""
+    def encode(self, images_BHW3: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features f_BC, descriptors desc_BC) of RGB uint8 images (B, H, W, 3), on the device."""
+        x = torch.as_tensor(images_BHW3).to(self.device)
+        f, d = self.model.encode(self.model.preprocess(x))
+        return f.float(), d.float()
+
+    @torch.no_grad()
+    def hypothesize(self, image: np.ndarray, neighbours: np.ndarray | None = None) -> Hypotheses:
+        """Encode, retrieve and regress: the k hypotheses of one RGB uint8 (H, W, 3) image.
+
+        Args:
+            image: the query.
+            neighbours: database rows to regress from instead of the retrieved ones (best
+                first), e.g. the oracle neighbour of a test frame; None: retrieve top-k.
+        """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-        t = {}
         t0 = time.perf_counter()
         img = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)
-        x = torch.from_numpy(img).unsqueeze(0).to(self.device)
-        f, d = self.model.encode(self.model.preprocess(x))
+        f, d = self.encode(img[None])
         self._sync()
+        encode_ms = (time.perf_counter() - t0) * 1e3
+        h = self.hypothesize_encoded(f, d, neighbours)
+        h.timings_ms = {"encode": encode_ms, **h.timings_ms}
+        return h
+
+    @torch.no_grad()
+    def hypothesize_encoded(self, f_1C: torch.Tensor, desc_1C: torch.Tensor,
+                            neighbours: np.ndarray | None = None) -> Hypotheses:
+        """Retrieve and regress for an already encoded query (see :meth:`hypothesize`)."""
         t1 = time.perf_counter()
-        if self.cfg.scene is not None:
-            k_scene = self.db.scene_names.index(self.cfg.scene)
-        elif len(self.scene_rows) == 1:
-            k_scene = 0
+        if neighbours is not None:
+            rows_t = torch.as_tensor(np.asarray(neighbours, dtype=np.int64).reshape(-1))
+            if len(rows_t) == 0 or int(rows_t.min()) < 0 or int(rows_t.max()) >= len(self.db):
+                raise ValueError(f"neighbours must be database rows in 0..{len(self.db) - 1}")
+            k_scene = int(self.db.scene_index[int(rows_t[0])])
+            scores = (desc_1C.to(self.index.device) @ self.index_descriptors(rows_t).T)[0]
+            idx = rows_t
         else:
-            _, top = self.index.search(d, 1)
-            k_scene = int(self.db.scene_index[int(top[0, 0])])
-        subset = None if len(self.scene_rows) == 1 else self.scene_rows[k_scene]
-        scores, idx = self.index.search(d, self.cfg.top_k, subset)
+            if self.cfg.scene is not None:
+                k_scene = self.db.scene_names.index(self.cfg.scene)
+            elif len(self.scene_rows) == 1:
+                k_scene = 0
+            else:
+                _, top = self.index.search(desc_1C, 1)
+                k_scene = int(self.db.scene_index[int(top[0, 0])])
+            subset = None if len(self.scene_rows) == 1 else self.scene_rows[k_scene]
+            s2, i2 = self.index.search(desc_1C, self.cfg.top_k, subset)
+            scores, idx = s2[0], i2[0]
         self._sync()
         t2 = time.perf_counter()
-        idx_dev = idx[0].to(self.device)
+        idx_dev = idx.to(self.device)
         k = len(idx_dev)
-        pred = self.model.predict(self.features[idx_dev], f.float().expand(k, -1))
+        pred = self.model.predict(self.features[idx_dev], f_1C.float().expand(k, -1))
         tt, qq = pred["t"].float().cpu().numpy(), pred["q"].float().cpu().numpy()
         t3 = time.perf_counter()
-        rows = idx[0].cpu().numpy()
-        t.update(encode=(t1 - t0) * 1e3, search=(t2 - t1) * 1e3, heads=(t3 - t2) * 1e3)
-        return Hypotheses(db_index=rows, scores=scores[0].cpu().numpy(), T_db=self.poses[rows], t=tt, q=qq,
-                          scene=self.db.scenes[k_scene]["name"], timings_ms=t)
+        rows = idx.cpu().numpy()
+        return Hypotheses(db_index=rows, scores=scores.float().cpu().numpy(), T_db=self.poses[rows], t=tt, q=qq,
+                          scene=self.db.scenes[k_scene]["name"],
+                          timings_ms={"search": (t2 - t1) * 1e3, "heads": (t3 - t2) * 1e3})
+
+    def index_descriptors(self, rows: torch.Tensor) -> torch.Tensor:
+        """Database descriptors of ``rows`` (float32, on the index's device)."""
+        return self.db.descriptors[rows.cpu()].to(self.index.device, torch.float32)
 
     def fuse(self, h: Hypotheses, fusion: FusionConfig | None = None) -> LocalizationResult:
         """Fuse hypotheses with the configured (or the given) fusion settings."""
@@ -192,7 +227,3 @@ class Localizer:
     def localize(self, image: np.ndarray) -> LocalizationResult:
         """The whole pipeline for one RGB uint8 image."""
         return self.fuse(self.hypothesize(image))
-
-    def with_fusion(self, **kw) -> FusionConfig:
-        """The configured fusion settings with some fields replaced."""
-        return replace(self.cfg.fusion, **kw)

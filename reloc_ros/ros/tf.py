@@ -1,23 +1,21 @@
-"""TF for reloc_ros: 4x4 poses <-> ``geometry_msgs/TransformStamped``, broadcasters, a buffer.
+"""TF for reloc_ros: /tf and /tf_static broadcasters and a TF buffer, with two backends.
 
 Conventions (REP-103/105, tf2): a ``TransformStamped`` with ``header.frame_id = parent`` and
 ``child_frame_id = child`` holds ``T_parent_child``, the pose of the child frame in the parent
 frame, which maps points from child to parent coordinates: ``x_parent = T @ x_child``.
-``TfBuffer.lookup(target, source, t)`` returns ``T_target_source`` (maps points from
-``source`` to ``target``; ``lookup("odom", "camera", t)`` is the pose of the camera in odom),
-exactly what ``tf2_ros.Buffer.lookup_transform(target, source, t)`` returns.
-Quaternions change order (w-first inside the project, ``x, y, z, w`` in messages) only
-through :func:`reloc_ros.geometry.quat_to_ros` / :func:`~reloc_ros.geometry.quat_from_ros`.
+``buffer.lookup(target, source, t)`` returns ``T_target_source`` (maps points from ``source``
+to ``target``; ``lookup("odom", "camera", t)`` is the pose of the camera in odom), exactly
+what ``tf2_ros.Buffer.lookup_transform(target, source, t)`` returns. Messages are built and
+read by :mod:`reloc_ros.ros.messages` (``transform_stamped_msg``, ``transform_to_matrix``).
 
-**Backends** (:data:`BACKEND`): ``"tf2_ros"`` when ``import tf2_ros`` works (a full ROS 2
-install): :class:`TfBroadcaster`, :class:`StaticTfBroadcaster` and :class:`TfBuffer` wrap
-``TransformBroadcaster``, ``StaticTransformBroadcaster`` and ``Buffer`` +
-``TransformListener``. Otherwise ``"fallback"``: the same classes publish and subscribe
-``tf2_msgs/TFMessage`` on ``/tf`` and ``/tf_static`` with rclpy, with tf2_ros's QoS
-(``/tf``: reliable, keep last 100, volatile; ``/tf_static``: reliable, transient local,
-keep last 1 for the publisher and 100 for the subscriber), and :class:`TransformStore`
-(pure Python, below) does what tf2's BufferCore does. Every class takes ``backend=`` to
-force one (the tests force ``"fallback"``).
+**Backends**, two classes behind one interface (:class:`TfBackend`): :class:`Tf2RosBackend`
+when ``import tf2_ros`` works (a full ROS 2 install) wraps ``TransformBroadcaster``,
+``StaticTransformBroadcaster`` and ``Buffer`` + ``TransformListener``;
+:class:`FallbackBackend` publishes and subscribes ``tf2_msgs/TFMessage`` on ``/tf`` and
+``/tf_static`` with rclpy, with tf2_ros's QoS (``/tf``: reliable, keep last 100, volatile;
+``/tf_static``: reliable, transient local, keep last 1 for the publisher and 100 for the
+subscriber), and :class:`TransformStore` (pure Python) does what tf2's BufferCore does.
+:func:`tf_backend` picks one (:data:`BACKEND` by default; the tests force ``"fallback"``).
 
 **Lookup results**: :meth:`TfBuffer.lookup` returns ``None`` when the transform is not
 available (frames unknown or not connected, stamp outside the cached interval, timeout);
@@ -39,14 +37,14 @@ import bisect
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 
 import numpy as np
-from geometry_msgs.msg import TransformStamped
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
-from reloc_ros import geometry as geo
-from reloc_ros.ros import stamp_to_msg, stamp_to_ns
+from reloc_ros.core import geometry as geo
+from reloc_ros.ros.messages import check_frame_id, stamp_to_ns, transform_stamped_msg, transform_to_matrix
 
 try:
     import tf2_ros as _tf2_ros
@@ -56,24 +54,13 @@ except Exception as _e:  # ImportError, or a broken install
     _tf2_ros = None
     BACKEND_NOTE = f"tf2_ros unavailable ({type(_e).__name__}: {_e}); rclpy fallback in use"
 
-#: ``"tf2_ros"`` or ``"fallback"``: the default backend of the classes below.
+#: ``"tf2_ros"`` or ``"fallback"``: the default backend.
 BACKEND: str = "tf2_ros" if _tf2_ros is not None else "fallback"
 
 __all__ = [
-    "BACKEND",
-    "BACKEND_NOTE",
-    "TF_TOPIC",
-    "TF_STATIC_TOPIC",
-    "TfLookupError",
-    "make_transform_stamped",
-    "transform_to_matrix",
-    "tf_qos",
-    "tf_static_publisher_qos",
-    "tf_static_subscriber_qos",
-    "TfBroadcaster",
-    "StaticTfBroadcaster",
-    "TransformStore",
-    "TfBuffer",
+    "BACKEND", "BACKEND_NOTE", "TF_TOPIC", "TF_STATIC_TOPIC", "TfLookupError", "tf_qos",
+    "tf_static_publisher_qos", "tf_static_subscriber_qos", "TfBackend", "Tf2RosBackend", "FallbackBackend",
+    "tf_backend", "TfBroadcaster", "StaticTfBroadcaster", "TransformStore", "TfBuffer",
 ]
 
 TF_TOPIC = "/tf"
@@ -106,167 +93,8 @@ def tf_static_subscriber_qos() -> QoSProfile:
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def _resolve_backend(backend: str | None) -> str:
-    backend = BACKEND if backend is None else backend
-    if backend not in ("tf2_ros", "fallback"):
-        raise ValueError(f"backend must be 'tf2_ros' or 'fallback', got {backend!r}")
-    if backend == "tf2_ros" and _tf2_ros is None:
-        raise ImportError(f"backend 'tf2_ros' requested but {BACKEND_NOTE}")
-    return backend
-
-
-# --------------------------------------------------------------------------- conversions
-def _check_frame(name, what: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{what} frame id must be a non-empty string, got {name!r}")
-    if name.startswith("/"):
-        raise ValueError(f"{what} frame id {name!r} must not start with '/' (tf2 rejects it)")
-    return name
-
-
-def make_transform_stamped(T, stamp, parent: str, child: str) -> TransformStamped:
-    """A ``geometry_msgs/TransformStamped`` holding the rigid transform ``T``.
-
-    Args:
-        T: 4x4 rigid transform ``T_parent_child`` (the pose of ``child`` in ``parent``;
-            maps points from child to parent coordinates). Checked with
-            :func:`reloc_ros.geometry.is_rigid` (tolerance 1e-3).
-        stamp: header time: seconds (float), ``builtin_interfaces/Time``,
-            ``rclpy.time.Time`` or ``None`` (0) (see :func:`reloc_ros.ros.stamp_to_ns`).
-        parent: ``header.frame_id``, e.g. ``"map"``.
-        child: ``child_frame_id``, e.g. ``"odom"``.
-
-    Raises:
-        ValueError: ``T`` not a finite rigid 4x4 transform, bad or equal frame ids, bad time.
-    """
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-        raise ValueError(f"T must be a finite 4x4 matrix, got shape {T.shape}")
-    if not geo.is_rigid(T):
-        raise ValueError(f"T is not a rigid transform (rigidity error {geo.rigidity_error(T):.2e})")
-    _check_frame(parent, "parent")
-    _check_frame(child, "child")
-    if parent == child:
-        raise ValueError(f"parent and child frame are both {parent!r}")
-    t, q = geo.pose_to_tq(T)
-    x, y, z, w = geo.quat_to_ros(q)
-    msg = TransformStamped()
-    msg.header.stamp = stamp_to_msg(stamp)
-    msg.header.frame_id = parent
-    msg.child_frame_id = child
-    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = (
-        float(t[0]), float(t[1]), float(t[2]))
-    msg.transform.rotation.x, msg.transform.rotation.y = x, y
-    msg.transform.rotation.z, msg.transform.rotation.w = z, w
-    return msg
-
-
-def transform_to_matrix(msg) -> np.ndarray:
-    """4x4 matrix of a ``geometry_msgs/TransformStamped`` or ``geometry_msgs/Transform``.
-
-    Args:
-        msg: the message; for a ``TransformStamped`` the result is ``T_parent_child``
-            (``parent = header.frame_id``, ``child = child_frame_id``). The quaternion is
-            normalised.
-
-    Raises:
-        ValueError: non-finite values or a zero quaternion.
-    """
-    tr = msg.transform if hasattr(msg, "transform") else msg
-    t = (tr.translation.x, tr.translation.y, tr.translation.z)
-    r = tr.rotation
-    q = geo.quat_from_ros(r.x, r.y, r.z, r.w)
-    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(q))):
-        raise ValueError("transform holds non-finite values")
-    return geo.make_pose(t, q)
-
-
 def _as_list(transforms) -> list:
-    if isinstance(transforms, (TransformStamped,)) or hasattr(transforms, "child_frame_id"):
-        return [transforms]
-    return list(transforms)
-
-
-# --------------------------------------------------------------------------- broadcasters
-class TfBroadcaster:
-    """Publishes dynamic transforms on ``/tf``.
-
-    Args:
-        node: the rclpy node that owns the publisher.
-        backend: ``"tf2_ros"``, ``"fallback"`` or ``None`` for :data:`BACKEND`.
-    """
-
-    def __init__(self, node, *, backend: str | None = None):
-        self.backend = _resolve_backend(backend)
-        if self.backend == "tf2_ros":
-            self._impl = _tf2_ros.TransformBroadcaster(node)
-        else:
-            self._pub = node.create_publisher(TFMessage, TF_TOPIC, tf_qos())
-
-    def send(self, transforms) -> None:
-        """Publish ``transforms`` (a list of ``TransformStamped``, or a single one) in one
-        ``TFMessage``; an empty list publishes nothing."""
-        lst = _as_list(transforms)
-        if not lst:
-            return
-        if self.backend == "tf2_ros":
-            self._impl.sendTransform(lst)
-        else:
-            self._pub.publish(TFMessage(transforms=lst))
-
-
-class StaticTfBroadcaster:
-    """Publishes static transforms on ``/tf_static`` (transient local, keep last 1).
-
-    Every publication carries *all* static transforms sent so far (one per child frame; a
-    later transform for the same child frame replaces the earlier one, as tf2_ros's C++
-    broadcaster does), so a late-joining listener receives the whole set.
-
-    With tf2_ros, rclpy's ``StaticTransformBroadcaster`` is used. Its releases either publish
-    only what they are given (then the accumulated set is handed to it) or accumulate
-    themselves but silently keep the *first* pose of a child frame; the latter is worked
-    around by replacing the entry in its accumulated message before sending.
-
-    Args:
-        node: the rclpy node that owns the publisher.
-        backend: ``"tf2_ros"``, ``"fallback"`` or ``None`` for :data:`BACKEND`.
-    """
-
-    def __init__(self, node, *, backend: str | None = None):
-        self.backend = _resolve_backend(backend)
-        self._lock = threading.Lock()
-        self._sent: dict[str, TransformStamped] = {}
-        if self.backend == "tf2_ros":
-            self._impl = _tf2_ros.StaticTransformBroadcaster(node)
-        else:
-            self._pub = node.create_publisher(TFMessage, TF_STATIC_TOPIC, tf_static_publisher_qos())
-
-    @property
-    def transforms(self) -> list[TransformStamped]:
-        """All static transforms sent so far (one per child frame)."""
-        with self._lock:
-            return list(self._sent.values())
-
-    def send(self, transforms) -> None:
-        """Add ``transforms`` (a list of ``TransformStamped``, or a single one) to the static
-        set and publish the whole set."""
-        lst = _as_list(transforms)
-        if not lst:
-            return
-        with self._lock:
-            for t in lst:
-                self._sent[t.child_frame_id] = t
-            everything = list(self._sent.values())
-            if self.backend == "fallback":
-                self._pub.publish(TFMessage(transforms=everything))
-                return
-            net = getattr(self._impl, "net_message", None)
-            if net is None or not hasattr(net, "transforms"):
-                self._impl.sendTransform(everything)
-                return
-            new = {t.child_frame_id: t for t in lst}
-            net.transforms = [new.get(old.child_frame_id, old) for old in net.transforms]
-            self._impl.sendTransform(lst)
+    return [transforms] if hasattr(transforms, "child_frame_id") else list(transforms)
 
 
 # --------------------------------------------------------------------------- fallback core
@@ -377,8 +205,8 @@ class TransformStore:
             static: True for ``/tf_static`` transforms (valid at all times).
         """
         try:
-            parent = _check_frame(msg.header.frame_id, "parent")
-            child = _check_frame(msg.child_frame_id, "child")
+            parent = check_frame_id(msg.header.frame_id, "parent")
+            child = check_frame_id(msg.child_frame_id, "child")
             if parent == child:
                 raise ValueError("self transform")
             t_ns = stamp_to_ns(msg.header.stamp)
@@ -399,9 +227,9 @@ class TransformStore:
         """Insert ``T_parent_child`` (4x4) at ``stamp`` (any form of :func:`stamp_to_ns`).
 
         Raises:
-            ValueError: as :func:`make_transform_stamped`.
+            ValueError: as :func:`reloc_ros.ros.messages.transform_stamped_msg`.
         """
-        if not self.set_transform(make_transform_stamped(T, stamp, parent, child), static):
+        if not self.set_transform(transform_stamped_msg(T, stamp, parent, child), static):
             raise ValueError("transform rejected")
 
     def _insert(self, parent, child, t_ns, trans, q, static):
@@ -520,78 +348,34 @@ class TransformStore:
                     self._cond.wait(remaining)
 
 
-# --------------------------------------------------------------------------- TfBuffer
-class TfBuffer:
+# --------------------------------------------------------------------------- buffers
+class TfBuffer(ABC):
     """Receives /tf and /tf_static and answers ``lookup(target, source, t) -> 4x4 | None``.
 
     Thread-safe: the node's executor fills it while a worker thread calls :meth:`lookup`.
     A lookup with ``timeout_s > 0`` blocks the calling thread, so never call it with a
     timeout from a callback of a single-threaded executor that also spins this node (it
-    would wait for data that cannot arrive, as with tf2_ros).
-
-    Args:
-        node: the rclpy node that owns the subscriptions (``None`` with the fallback: no
-            subscriptions, fed through :meth:`set_transform` only, e.g. in tests).
-        cache_time_s: seconds of history kept per transform.
-        backend: ``"tf2_ros"`` (``tf2_ros.Buffer`` + ``TransformListener``), ``"fallback"``
-            (:class:`TransformStore` + rclpy subscriptions) or ``None`` for :data:`BACKEND`.
-        extrapolation_tolerance_s: see the module doc (default 10 ms).
+    would wait for data that cannot arrive, as with tf2_ros). Made by
+    :meth:`TfBackend.buffer`.
     """
 
-    def __init__(self, node, cache_time_s: float = 10.0, *, backend: str | None = None,
-                 extrapolation_tolerance_s: float = 0.01):
-        self.backend = _resolve_backend(backend)
-        self.node = node
-        self.tol_ns = int(round(extrapolation_tolerance_s * _NS))
-        self._subs = []
-        if self.backend == "tf2_ros":
-            if node is None:
-                raise ValueError("the tf2_ros backend needs a node")
-            from rclpy.duration import Duration
+    backend: str = ""
 
-            self._buffer = _tf2_ros.Buffer(cache_time=Duration(nanoseconds=int(cache_time_s * _NS)),
-                                           node=node)
-            self._listener = _tf2_ros.TransformListener(self._buffer, node)
-            return
-        self.store = TransformStore(cache_time_s, extrapolation_tolerance_s)
-        if node is not None:
-            from rclpy.callback_groups import ReentrantCallbackGroup
-
-            group = ReentrantCallbackGroup()
-            self._subs = [
-                node.create_subscription(TFMessage, TF_TOPIC, self._on_tf, tf_qos(),
-                                         callback_group=group),
-                node.create_subscription(TFMessage, TF_STATIC_TOPIC, self._on_tf_static,
-                                         tf_static_subscriber_qos(), callback_group=group),
-            ]
-
-    def _on_tf(self, msg: TFMessage) -> None:
-        for t in msg.transforms:
-            self.store.set_transform(t, static=False)
-
-    def _on_tf_static(self, msg: TFMessage) -> None:
-        for t in msg.transforms:
-            self.store.set_transform(t, static=True)
-
-    def set_transform(self, msg: TransformStamped, static: bool = False) -> None:
+    @abstractmethod
+    def set_transform(self, msg, static: bool = False) -> None:
         """Insert a transform directly (as if received on /tf, or /tf_static if ``static``)."""
-        if self.backend == "tf2_ros":
-            if static:
-                self._buffer.set_transform_static(msg, "reloc_ros")
-            else:
-                self._buffer.set_transform(msg, "reloc_ros")
-        else:
-            self.store.set_transform(msg, static)
 
-    def lookup_or_raise(self, target_frame: str, source_frame: str, stamp_time_s=None,
+    @abstractmethod
+    def lookup_or_raise(self, target_frame: str, source_frame: str, stamp=None,
                         timeout_s: float = 0.0) -> np.ndarray:
         """As :meth:`lookup`, but raises :class:`TfLookupError` with the reason instead of
         returning ``None``."""
-        if self.backend == "fallback":
-            return self.store.lookup(target_frame, source_frame, stamp_time_s, timeout_s)
-        return self._lookup_tf2(target_frame, source_frame, stamp_time_s, timeout_s)
 
-    def lookup(self, target_frame: str, source_frame: str, stamp_time_s=None,
+    @abstractmethod
+    def destroy(self) -> None:
+        """Remove the subscriptions from the node (the buffer's data stays)."""
+
+    def lookup(self, target_frame: str, source_frame: str, stamp=None,
                timeout_s: float = 0.0) -> np.ndarray | None:
         """The 4x4 ``T_target_source`` at a time, or ``None`` when it is not available.
 
@@ -599,17 +383,86 @@ class TfBuffer:
             target_frame: frame to express the result in (e.g. ``"odom"``).
             source_frame: frame whose pose is wanted (e.g. ``"camera"``): the result maps
                 points from ``source_frame`` to ``target_frame``.
-            stamp_time_s: time in seconds (float; ``builtin_interfaces/Time`` and
-                ``rclpy.time.Time`` also work); ``None`` or 0 for the latest available.
+            stamp: a time (see :func:`reloc_ros.ros.messages.stamp_to_ns`); ``None`` or 0
+                for the latest available.
             timeout_s: how long to wait for the transform to become available (0: answer
                 at once).
         """
         try:
-            return self.lookup_or_raise(target_frame, source_frame, stamp_time_s, timeout_s)
+            return self.lookup_or_raise(target_frame, source_frame, stamp, timeout_s)
         except TfLookupError:
             return None
 
-    def _lookup_tf2(self, target, source, stamp, timeout_s) -> np.ndarray:
+
+class FallbackTfBuffer(TfBuffer):
+    """:class:`TransformStore` fed by rclpy subscriptions to /tf and /tf_static.
+
+    Args:
+        node: the rclpy node that owns the subscriptions (``None``: no subscriptions, fed
+            through :meth:`set_transform` only, e.g. in tests).
+        cache_time_s, extrapolation_tolerance_s: see :class:`TransformStore`.
+    """
+
+    backend = "fallback"
+
+    def __init__(self, node, cache_time_s: float = 10.0, extrapolation_tolerance_s: float = 0.01):
+        self.node = node
+        self.store = TransformStore(cache_time_s, extrapolation_tolerance_s)
+        self._subs = []
+        if node is not None:
+            from rclpy.callback_groups import ReentrantCallbackGroup
+
+            group = ReentrantCallbackGroup()
+            self._subs = [
+                node.create_subscription(TFMessage, TF_TOPIC, lambda m: self._on(m, False), tf_qos(),
+                                         callback_group=group),
+                node.create_subscription(TFMessage, TF_STATIC_TOPIC, lambda m: self._on(m, True),
+                                         tf_static_subscriber_qos(), callback_group=group),
+            ]
+
+    def _on(self, msg: TFMessage, static: bool) -> None:
+        for t in msg.transforms:
+            self.store.set_transform(t, static=static)
+
+    def set_transform(self, msg, static: bool = False) -> None:
+        self.store.set_transform(msg, static)
+
+    def lookup_or_raise(self, target_frame, source_frame, stamp=None, timeout_s=0.0) -> np.ndarray:
+        return self.store.lookup(target_frame, source_frame, stamp, timeout_s)
+
+    def destroy(self) -> None:
+        for sub in self._subs:
+            self.node.destroy_subscription(sub)
+        self._subs = []
+
+
+class Tf2RosTfBuffer(TfBuffer):
+    """``tf2_ros.Buffer`` + ``TransformListener`` (a full ROS 2 install).
+
+    Args:
+        node: the rclpy node (required).
+        cache_time_s: seconds of history.
+        extrapolation_tolerance_s: see the module doc (only newer-than-latest is tolerated).
+    """
+
+    backend = "tf2_ros"
+
+    def __init__(self, node, cache_time_s: float = 10.0, extrapolation_tolerance_s: float = 0.01):
+        if node is None:
+            raise ValueError("the tf2_ros backend needs a node")
+        from rclpy.duration import Duration
+
+        self.tol_ns = int(round(extrapolation_tolerance_s * _NS))
+        self._buffer = _tf2_ros.Buffer(cache_time=Duration(nanoseconds=int(cache_time_s * _NS)), node=node)
+        self._listener = _tf2_ros.TransformListener(self._buffer, node)
+
+    def set_transform(self, msg, static: bool = False) -> None:
+        if static:
+            self._buffer.set_transform_static(msg, "reloc_ros")
+        else:
+            self._buffer.set_transform(msg, "reloc_ros")
+
+    def lookup_or_raise(self, target_frame, source_frame, stamp=None, timeout_s=0.0) -> np.ndarray:
         from rclpy.duration import Duration
         from rclpy.time import Time
 
@@ -618,23 +471,155 @@ class TfBuffer:
         except ValueError as e:
             raise TfLookupError(f"bad stamp: {e}") from None
         timeout = Duration(nanoseconds=int(max(0.0, float(timeout_s)) * _NS))
+        buf = self._buffer
         try:
             try:
-                ts = self._buffer.lookup_transform(target, source, Time(nanoseconds=t_ns), timeout)
+                ts = buf.lookup_transform(target_frame, source_frame, Time(nanoseconds=t_ns), timeout)
             except _tf2_ros.ExtrapolationException:
-                latest = stamp_to_ns(self._buffer.get_latest_common_time(target, source))
+                latest = stamp_to_ns(buf.get_latest_common_time(target_frame, source_frame))
                 if not (t_ns > 0 and latest > 0 and 0 < t_ns - latest <= self.tol_ns):
                     raise
-                ts = self._buffer.lookup_transform(target, source, Time(nanoseconds=latest))
+                ts = buf.lookup_transform(target_frame, source_frame, Time(nanoseconds=latest))
         except (_tf2_ros.TransformException, TypeError, ValueError) as e:
             raise TfLookupError(f"{type(e).__name__}: {e}") from None
         return transform_to_matrix(ts)
 
     def destroy(self) -> None:
-        """Remove the subscriptions from the node (the buffer's data stays)."""
-        if self.backend == "tf2_ros":
-            self._listener.unregister()
+        self._listener.unregister()
+
+
+# --------------------------------------------------------------------------- backends
+class TfBackend(ABC):
+    """What a TF implementation provides: senders for /tf and /tf_static, and a buffer."""
+
+    name: str = ""
+
+    @abstractmethod
+    def dynamic_sender(self, node):
+        """``send(list of TransformStamped)`` publishing one message on /tf."""
+
+    @abstractmethod
+    def static_sender(self, node):
+        """``send(all, new)`` publishing the whole static set (``all``; ``new`` were just added)."""
+
+    @abstractmethod
+    def buffer(self, node, cache_time_s: float = 10.0, extrapolation_tolerance_s: float = 0.01) -> TfBuffer:
+        """A :class:`TfBuffer` listening on ``node``."""
+
+
+class FallbackBackend(TfBackend):
+    """Plain rclpy publishers and subscriptions, :class:`TransformStore` as the buffer."""
+
+    name = "fallback"
+
+    def dynamic_sender(self, node):
+        pub = node.create_publisher(TFMessage, TF_TOPIC, tf_qos())
+        return lambda lst: pub.publish(TFMessage(transforms=lst))
+
+    def static_sender(self, node):
+        pub = node.create_publisher(TFMessage, TF_STATIC_TOPIC, tf_static_publisher_qos())
+        return lambda everything, new: pub.publish(TFMessage(transforms=everything))
+
+    def buffer(self, node, cache_time_s=10.0, extrapolation_tolerance_s=0.01) -> TfBuffer:
+        return FallbackTfBuffer(node, cache_time_s, extrapolation_tolerance_s)
+
+
+class Tf2RosBackend(TfBackend):
+    """tf2_ros's broadcasters and ``Buffer`` (a full ROS 2 install)."""
+
+    name = "tf2_ros"
+
+    def dynamic_sender(self, node):
+        return _tf2_ros.TransformBroadcaster(node).sendTransform
+
+    def static_sender(self, node):
+        impl = _tf2_ros.StaticTransformBroadcaster(node)
+
+        def send(everything, new):
+            # rclpy's releases either publish only what they are given (then hand them the
+            # whole set) or accumulate themselves but keep the *first* pose of a child frame
+            # (then replace the entries of their accumulated message before sending).
+            net = getattr(impl, "net_message", None)
+            if net is None or not hasattr(net, "transforms"):
+                impl.sendTransform(everything)
+                return
+            by_child = {t.child_frame_id: t for t in new}
+            net.transforms = [by_child.get(old.child_frame_id, old) for old in net.transforms]
+            impl.sendTransform(new)
+
+        return send
+
+    def buffer(self, node, cache_time_s=10.0, extrapolation_tolerance_s=0.01) -> TfBuffer:
+        return Tf2RosTfBuffer(node, cache_time_s, extrapolation_tolerance_s)
+
+
+_BACKENDS = {"tf2_ros": Tf2RosBackend, "fallback": FallbackBackend}
+
+
+def tf_backend(name: str | None = None) -> TfBackend:
+    """The backend ``name`` (``"tf2_ros"`` or ``"fallback"``), or :data:`BACKEND` for None."""
+    name = BACKEND if name is None else name
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be 'tf2_ros' or 'fallback', got {name!r}")
+    if name == "tf2_ros" and _tf2_ros is None:
+        raise ImportError(f"backend 'tf2_ros' requested but {BACKEND_NOTE}")
+    return _BACKENDS[name]()
+
+
+# --------------------------------------------------------------------------- broadcasters
+class TfBroadcaster:
+    """Publishes dynamic transforms on ``/tf``.
+
+    Args:
+        node: the rclpy node that owns the publisher.
+        backend: ``"tf2_ros"``, ``"fallback"`` or ``None`` for :data:`BACKEND`.
+    """
+
+    def __init__(self, node, *, backend: str | None = None):
+        impl = tf_backend(backend)
+        self.backend = impl.name
+        self._send = impl.dynamic_sender(node)
+
+    def send(self, transforms) -> None:
+        """Publish ``transforms`` (a list of ``TransformStamped``, or a single one) in one
+        ``TFMessage``; an empty list publishes nothing."""
+        lst = _as_list(transforms)
+        if lst:
+            self._send(lst)
+
+
+class StaticTfBroadcaster:
+    """Publishes static transforms on ``/tf_static`` (transient local, keep last 1).
+
+    Every publication carries *all* static transforms sent so far (one per child frame; a
+    later transform for the same child frame replaces the earlier one, as tf2_ros's C++
+    broadcaster does), so a late-joining listener receives the whole set.
+
+    Args:
+        node: the rclpy node that owns the publisher.
+        backend: ``"tf2_ros"``, ``"fallback"`` or ``None`` for :data:`BACKEND`.
+    """
+
+    def __init__(self, node, *, backend: str | None = None):
+        impl = tf_backend(backend)
+        self.backend = impl.name
+        self._lock = threading.Lock()
+        self._sent: dict[str, object] = {}
+        self._send = impl.static_sender(node)
+
+    @property
+    def transforms(self) -> list:
+        """All static transforms sent so far (one per child frame)."""
+        with self._lock:
+            return list(self._sent.values())
+
+    def send(self, transforms) -> None:
+        """Add ``transforms`` (a list of ``TransformStamped``, or a single one) to the static
+        set and publish the whole set."""
+        lst = _as_list(transforms)
+        if not lst:
             return
-        for sub in self._subs:
-            self.node.destroy_subscription(sub)
-        self._subs = []
+        with self._lock:
+            for t in lst:
+                self._sent[t.child_frame_id] = t
+            self._send(list(self._sent.values()), lst)

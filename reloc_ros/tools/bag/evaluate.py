@@ -2,16 +2,16 @@
 
 Command line::
 
-    python -m reloc_ros.rosbag.evaluator --bag BAG --out REPORT_DIR
+    python -m reloc_ros.tools.bag.evaluate --bag BAG --out REPORT_DIR
         [--pose-topic /relocalization_node/pose] [--duration S] [--until-idle S]
         [--timeline FILE] [--pose-qos reliable|best_effort] [--remap FIELD=VALUE ...]
         [--progress S] [--json] [--quiet]
 
 A typical run, three processes on one machine::
 
-    python -m reloc_ros.rosbag.evaluator --bag chess_test --out eval/online --timeline run.jsonl --until-idle 3 &
+    python -m reloc_ros.tools.bag.evaluate --bag chess_test --out eval/online --timeline run.jsonl --until-idle 3 &
     ros2 run reloc_ros relocalization_node --ros-args ... -r image:=/camera/color/image_raw &
-    python -m reloc_ros.rosbag.replay chess_test --wait-subscribers 1 --timeline run.jsonl
+    python -m reloc_ros.tools.bag.replay chess_test --wait-subscribers 1 --timeline run.jsonl
 
 What it does. :class:`OnlineEvaluator` (an rclpy node) subscribes to the node's pose topic
 (``geometry_msgs/PoseWithCovarianceStamped``, expected in ``map``, stamped with the image's
@@ -28,12 +28,12 @@ frame of the bag. A frame with no estimate is a rejection. (While running, the p
 line counts frames whose image went out at least 1 s before, or, without a timeline,
 those up to the newest estimated stamp.)
 
-Metrics: those of the offline evaluation, :func:`reloc_ros.evaluate.summarize` with its
-thresholds :data:`reloc_ros.evaluate.THRESHOLDS` (median / mean translation and rotation
+Metrics: those of the offline evaluation, :func:`reloc_ros.tools.evaluate.summarize` with its
+thresholds :data:`reloc_ros.tools.evaluate.THRESHOLDS` (median / mean translation and rotation
 errors over the estimated frames, the share of *all* frames within each threshold, the
 rejection rate). Latency (end to end): the pose's receive wall time minus the wall time at
 which the replay handed the image with that stamp to DDS, taken from the replay's
-``--timeline`` JSON Lines file (see :mod:`reloc_ros.rosbag.replay`; both processes read the
+``--timeline`` JSON Lines file (see :mod:`reloc_ros.tools.bag.replay`; both processes read the
 same clock, ``time.time()``); without a timeline the latency is not measured. The
 evaluator reads the timeline as it grows; a timeline whose run ended before the evaluator
 started is stale and ignored until the replay starts a new one.
@@ -48,11 +48,11 @@ options may be given (the first reached wins). Then it writes the report folder:
 * ``summary.md`` (the statistics table), ``summary.json`` (the same and the counts; what
   was not measured, such as the latency without a timeline, is null);
 * ``trajectory.png`` (top view: the plane of the two main axes of the ground-truth
-  trajectory, as in :mod:`reloc_ros.evaluate`), ``errors_over_time.png``, ``cdf.png``.
+  trajectory, as in :mod:`reloc_ros.tools.evaluate`), ``errors_over_time.png``, ``cdf.png``.
 
 Exit status: 0 when a report was written, 2 on a bad bag or option.
 
-The metric definitions come from :mod:`reloc_ros.evaluate`, which imports no torch at module
+The metric definitions come from :mod:`reloc_ros.tools.evaluate`, which imports no torch at module
 level; they are loaded before the subscription is created, so no pose is lost to the import.
 """
 
@@ -62,8 +62,6 @@ import argparse
 import csv
 import json
 import math
-import os
-import signal
 import sys
 import threading
 import time
@@ -76,10 +74,11 @@ import rclpy
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
 
-from reloc_ros.geometry import pose_errors
-from reloc_ros.rosbag import topics as tp
-from reloc_ros.rosbag.replay import TEARDOWN_TIMEOUT_S, run_bounded
-from reloc_ros.rosbag.topics import BagTopics
+from reloc_ros.core.geometry import pose_errors
+from reloc_ros.ros import messages as msgs
+from reloc_ros.ros.shutdown import TEARDOWN_TIMEOUT_S, leave_if_hung, run_bounded, stop_on_signals
+from reloc_ros.tools.bag import topics as tp
+from reloc_ros.tools.bag.topics import BagTopics
 
 __all__ = [
     "DEFAULT_POSE_TOPIC",
@@ -106,13 +105,13 @@ class EvaluatorError(RuntimeError):
 
 def _metrics():
     """(THRESHOLDS, summarize) of the offline evaluation."""
-    from reloc_ros.evaluate import THRESHOLDS, summarize
+    from reloc_ros.tools.evaluate import THRESHOLDS, summarize
 
     return THRESHOLDS, summarize
 
 
 def _acc_key(t: float, r: float) -> str:
-    return f"acc_{int(t * 100)}cm_{int(r)}deg"  # as reloc_ros.evaluate.summarize names them
+    return f"acc_{int(t * 100)}cm_{int(r)}deg"  # as reloc_ros.tools.evaluate.summarize names them
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -145,7 +144,7 @@ def load_ground_truth(bag: Path | str, names: BagTopics | None = None) -> Ground
         path = path.parent
     if not (path / "metadata.yaml").is_file():
         raise EvaluatorError(f"{path}: not a rosbag2 folder (no metadata.yaml)")
-    ts = tp.get_typestore()
+    store = msgs.rosbags_types().store
     poses: dict[int, np.ndarray] = {}
     frame_ids: dict[int, str] = {}
     try:
@@ -161,10 +160,10 @@ def load_ground_truth(bag: Path | str, names: BagTopics | None = None) -> Ground
                 source = f"{names.tf} ({names.map_frame} -> {names.gt_frame})"
                 conns += [c for c in reader.connections if c.topic == names.tf]
             for c, t, raw in reader.messages(connections=conns):
-                msg = ts.deserialize_cdr(raw, c.msgtype)
+                msg = store.deserialize_cdr(raw, c.msgtype)
                 if c.topic == names.gt_pose:
                     if msg.header.frame_id == names.map_frame:
-                        poses[tp.time_to_ns(msg.header.stamp)] = tp.pose_to_matrix(msg)
+                        poses[msgs.stamp_to_ns(msg.header.stamp)] = msgs.pose_to_matrix(msg)
                 elif c.topic == names.frame_id:
                     # a String has no header: its bag (receive) time, which the converter
                     # sets to the frame's stamp
@@ -172,7 +171,7 @@ def load_ground_truth(bag: Path | str, names: BagTopics | None = None) -> Ground
                 else:
                     for tr in msg.transforms:
                         if tr.header.frame_id == names.map_frame and tr.child_frame_id == names.gt_frame:
-                            poses[tp.time_to_ns(tr.header.stamp)] = tp.transform_to_matrix(tr)
+                            poses[msgs.stamp_to_ns(tr.header.stamp)] = msgs.transform_to_matrix(tr)
     except EvaluatorError:
         raise
     except Exception as e:  # rosbags' own errors for broken bags
@@ -185,7 +184,7 @@ def load_ground_truth(bag: Path | str, names: BagTopics | None = None) -> Ground
 # --------------------------------------------------------------------------- timeline
 class TimelineReader:
     """Follows the replay's ``--timeline`` JSON Lines file as it grows (see
-    :mod:`reloc_ros.rosbag.replay`): image stamp -> publish wall times, and the end of the run.
+    :mod:`reloc_ros.tools.bag.replay`): image stamp -> publish wall times, and the end of the run.
 
     A run (from a ``start`` record) that ended before ``not_before`` (the evaluator's start)
     is stale and ignored; a new file (another run id on its first line) starts over.
@@ -412,7 +411,7 @@ def _fmt(v: float, spec: str) -> str:
 
 
 def table_markdown(s: dict, title: str = "") -> str:
-    """The statistics table (same columns as :func:`reloc_ros.evaluate.table_markdown`,
+    """The statistics table (same columns as :func:`reloc_ros.tools.evaluate.table_markdown`,
     plus latency)."""
     thr = [tuple(x) for x in s["thresholds"]]
     head = ["pose topic", "median t (m)", "median r (°)", "mean t (m)", "mean r (°)"] + \
@@ -442,7 +441,7 @@ def table_markdown(s: dict, title: str = "") -> str:
 
 def _main_plane(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, 3x2 projection) onto the plane of the two main axes of ``xyz`` (as
-    :func:`reloc_ros.evaluate.plot` projects its top view)."""
+    :func:`reloc_ros.tools.evaluate.plot` projects its top view)."""
     mu = xyz.mean(0)
     _, _, Vt = np.linalg.svd(xyz - mu, full_matrices=False)
     P = Vt[:2].T if Vt.shape[0] >= 2 else np.eye(3)[:, :2]
@@ -619,9 +618,9 @@ class OnlineEvaluator(Node):
 
     def _on_pose(self, msg) -> None:
         recv = time.time()
-        T = tp.pose_to_matrix(msg.pose.pose)
+        T = msgs.pose_to_matrix(msg.pose.pose)
         with self._lock:
-            self.state.add_pose(tp.time_to_ns(msg.header.stamp), msg.header.frame_id, T,
+            self.state.add_pose(msgs.stamp_to_ns(msg.header.stamp), msg.header.frame_id, T,
                                 list(msg.pose.covariance), recv)
 
     def _progress(self) -> None:
@@ -669,7 +668,7 @@ def run_evaluator(
     """Evaluate the poses on ``pose_topic`` against the bag's ground truth in a private rclpy
     context, until ``duration`` / ``until_idle`` / ``stop_event``; write the report to
     ``out`` and return its summary (``domain_id``: default ``$ROS_DOMAIN_ID``; ``teardown_timeout_s``: see
-    :func:`reloc_ros.rosbag.replay.run_bounded`)."""
+    :func:`reloc_ros.tools.bag.replay.run_bounded`)."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
@@ -729,9 +728,9 @@ def run_evaluator(
 
 # --------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m reloc_ros.rosbag.evaluator --bag BAG --out DIR ...``."""
+    """Command line: ``python -m reloc_ros.tools.bag.evaluate --bag BAG --out DIR ...``."""
     p = argparse.ArgumentParser(
-        prog="python -m reloc_ros.rosbag.evaluator",
+        prog="python -m reloc_ros.tools.bag.evaluate",
         description="Evaluate the relocalization node's poses online against a bag's ground truth.",
     )
     p.add_argument("--bag", type=Path, required=True, help="the bag being replayed (ground truth source)")
@@ -753,36 +752,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     args = p.parse_args(argv)
 
-    stop = threading.Event()
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        stop.set()
-
     def log(line: str) -> None:
         if not args.quiet:
             print(line, flush=True)
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        names = BagTopics().with_overrides(args.remap)
-        s = run_evaluator(args.bag, args.out, args.pose_topic, duration=args.duration, until_idle=args.until_idle,
-                          timeline=args.timeline, pose_qos=args.pose_qos, names=names,
-                          progress_s=0 if args.quiet else args.progress, stop_event=stop, log=log,
-                          teardown_timeout_s=TEARDOWN_TIMEOUT_S)
-    except (EvaluatorError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
+    with stop_on_signals() as stop:
+        try:
+            names = BagTopics().with_overrides(args.remap)
+            s = run_evaluator(args.bag, args.out, args.pose_topic, duration=args.duration,
+                              until_idle=args.until_idle, timeline=args.timeline, pose_qos=args.pose_qos,
+                              names=names, progress_s=0 if args.quiet else args.progress, stop_event=stop,
+                              log=log, teardown_timeout_s=TEARDOWN_TIMEOUT_S)
+        except (EvaluatorError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args.json:
         print(_json(s))
     elif args.quiet:
         print(progress_line(s))
-    if not s["teardown_ok"]:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)  # the report is written; a hung DDS thread must not keep the process alive
+    leave_if_hung(s["teardown_ok"])
     return 0
 
 

@@ -2,15 +2,15 @@
 
 Command line::
 
-    python -m reloc_ros.rosbag.convert SCENE_DIR --out BAG_DIR [--split test|train|all | --sequences 1,4]
+    python -m reloc_ros.tools.bag.convert SCENE_DIR --out BAG_DIR [--split test|train|all | --sequences 1,4]
         [--storage mcap|sqlite3] [--rate 30] [--compressed {none,jpeg,png}] [--depth]
         [--start-time SECONDS|now] [--sequence-gap 1.0] [--max-frames N] [--overwrite]
         [--remap FIELD=VALUE ...] [--distro kilted|jazzy] [--jpeg-quality 95] [--reencode]
         [--workers 1] [--quiet] [--json]
 
-    python -m reloc_ros.rosbag.convert /data/7scenes/chess --out chess_test --depth
+    python -m reloc_ros.tools.bag.convert /data/7scenes/chess --out chess_test --depth
 
-What goes in (names: :mod:`reloc_ros.rosbag.topics`), for every frame and at the same stamp:
+What goes in (names: :mod:`reloc_ros.tools.bag.topics`), for every frame and at the same stamp:
 
 * ``/tf``: ``map`` -> ``camera_gt``, the ground-truth camera-to-world pose (optical axes);
 * ``/camera_gt/pose``: the same pose as ``geometry_msgs/PoseStamped`` in ``map``;
@@ -64,19 +64,23 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from reloc_ros import __version__
+from reloc_ros.core.camera import Intrinsics
 from reloc_ros.data.sevenscenes import (
     Frame,
-    Intrinsics,
     Scene,
     SevenScenesError,
     read_color,
     read_depth_raw,
     read_pose,
 )
-from reloc_ros.rosbag import topics as tp
-from reloc_ros.rosbag.topics import BagTopics
+from reloc_ros.ros import messages as msgs
+from reloc_ros.tools.bag import topics as tp
+from reloc_ros.tools.bag.topics import BagTopics
 
 __all__ = [
+    "BagPlan",
+    "plan_conversion",
+    "write_bag",
     "DEFAULT_START_TIME_S",
     "DEFAULT_RATE_HZ",
     "DEFAULT_SEQUENCE_GAP_S",
@@ -226,8 +230,24 @@ def _ordered_map(fn, items: Sequence, workers: int) -> Iterator:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """What goes into the bag, resolved and validated before anything is written."""
+class BagPlan:
+    """What goes into a bag, resolved and validated before anything is written.
+
+    Attributes:
+        scene: the source scene.
+        split: 'train', 'test', 'all' or the list of sequences.
+        sequences: the sequences, in bag order.
+        frames: the frames, in bag order.
+        stamps: their stamps (integer ns).
+        starts: per sequence ``{seq, frames, first_ns, last_ns}``.
+        topics: topic and frame names.
+        storage: 'mcap' or 'sqlite3'.
+        compressed: None (rgb8 Image), 'jpeg' or 'png'.
+        depth: write depth and its camera info.
+        jpeg_quality, reencode: how compressed colour is made (see :func:`convert_scene`).
+        rate_hz, sequence_gap_s: the stamp schedule.
+        distro: type definitions ('kilted' or 'jazzy').
+    """
 
     scene: Scene
     split: str | list[int]
@@ -235,61 +255,73 @@ class _Plan:
     frames: list[Frame]
     stamps: list[int]
     starts: list[dict]
+    topics: BagTopics
+    storage: str
+    compressed: str | None
+    depth: bool
+    jpeg_quality: int
+    reencode: bool
+    rate_hz: float
+    sequence_gap_s: float
+    distro: str
+
+    @property
+    def color_topic(self) -> str:
+        return self.topics.color_compressed if self.compressed else self.topics.color_image
+
+    def connections(self) -> list[tuple[str, str, object]]:
+        """(topic, type, offered QoS) of every connection, in the order they are added."""
+        t = self.topics
+        specs = [
+            (t.tf_static, tp.TF_MESSAGE, tp.QOS_TF_STATIC),
+            (t.tf, tp.TF_MESSAGE, tp.QOS_TF),
+            (t.gt_pose, tp.POSE_STAMPED, tp.QOS_SENSOR),
+            (t.frame_id, tp.STRING, tp.QOS_SENSOR),
+            (t.color_info, tp.CAMERA_INFO, tp.QOS_SENSOR),
+            (self.color_topic, tp.COMPRESSED_IMAGE if self.compressed else tp.IMAGE, tp.QOS_SENSOR),
+        ]
+        if self.depth:
+            specs += [(t.depth_info, tp.CAMERA_INFO, tp.QOS_SENSOR), (t.depth_image, tp.IMAGE, tp.QOS_SENSOR)]
+        return specs
+
+    def custom_data(self, scene_dir: Path | str) -> dict[str, str]:
+        """The ``reloc_ros.*`` entries of the bag's custom_data (without the prefix)."""
+        sc = self.scene
+        return {
+            "scene": sc.name,
+            "scene_dir": str(Path(scene_dir).resolve()),
+            "split": self.split if isinstance(self.split, str) else ",".join(map(str, self.split)),
+            "sequences": ",".join(map(str, self.sequences)),
+            "frames": str(len(self.frames)),
+            "rate_hz": repr(float(self.rate_hz)),
+            "start_time_ns": str(self.stamps[0]) if self.stamps else "",
+            "sequence_gap_s": repr(float(self.sequence_gap_s)),
+            "sequence_stamps": json.dumps(self.starts, separators=(",", ":")),
+            "frame_id_topic": self.topics.frame_id,
+            "depth_registered": "true" if sc.camera["depth_registered"] else "false",
+            "intrinsics_source": str(sc.camera["source"]),
+            "converter": f"reloc_ros.tools.bag.convert {__version__}",
+        }
 
 
-def _plan(
+def _check_split(scene: Scene, split) -> str | list[int]:
+    if isinstance(split, str):
+        if split not in ("train", "test", "all"):
+            raise ValueError(f"unknown split {split!r}: use 'train', 'test', 'all' or a list of sequences")
+        return split
+    split = [int(s) for s in split]
+    if not split:
+        raise ValueError("the list of sequences is empty")
+    if len(set(split)) != len(split):
+        raise ValueError(f"a sequence is listed twice: {split}")
+    for s in split:
+        if not scene.seq_dir(s).is_dir():
+            raise SevenScenesError(scene.seq_dir(s), "sequence folder is missing")
+    return split
+
+
+def plan_conversion(
     scene_dir: Path | str,
-    split: str | Sequence[int],
-    max_frames: int | None,
-    depth: bool,
-    rate_hz: float,
-    start_time_s,
-    sequence_gap_s: float,
-) -> _Plan:
-    scene = Scene(Path(scene_dir))
-    if isinstance(split, str) and split not in ("train", "test", "all"):
-        raise ValueError(f"unknown split {split!r}: use 'train', 'test', 'all' or a list of sequences")
-    if not isinstance(split, str):
-        split = [int(s) for s in split]
-        if not split:
-            raise ValueError("the list of sequences is empty")
-        if len(set(split)) != len(split):
-            raise ValueError(f"a sequence is listed twice: {split}")
-        for s in split:
-            if not scene.seq_dir(s).is_dir():
-                raise SevenScenesError(scene.seq_dir(s), "sequence folder is missing")
-    if max_frames is not None and int(max_frames) < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    frames = scene.frames(split)
-    if max_frames is not None:
-        frames = frames[: int(max_frames)]
-    if depth:
-        for f in frames:
-            if f.depth_path is None:
-                raise SevenScenesError(
-                    f.pose_path.with_name(f"frame-{f.index:06d}.depth.png"),
-                    "depth file is missing (needed by --depth)",
-                )
-    # group consecutive frames by sequence (frames are sorted by sequence then index)
-    groups: list[tuple[int, int]] = []
-    for f in frames:
-        if groups and groups[-1][0] == f.seq:
-            groups[-1] = (f.seq, groups[-1][1] + 1)
-        else:
-            groups.append((f.seq, 1))
-    per_seq = frame_stamps([n for _, n in groups], rate_hz, start_time_s, sequence_gap_s)
-    stamps = [t for seq_stamps in per_seq for t in seq_stamps]
-    starts = [
-        {"seq": seq, "frames": n, "first_ns": st[0], "last_ns": st[-1]}
-        for (seq, n), st in zip(groups, per_seq)
-    ]
-    return _Plan(scene, split, [s for s, _ in groups], frames, stamps, starts)
-
-
-# --------------------------------------------------------------------------- conversion
-def convert_scene(
-    scene_dir: Path | str,
-    out: Path | str,
     split: str | Sequence[int] = "test",
     *,
     storage: str = "mcap",
@@ -299,50 +331,19 @@ def convert_scene(
     start_time_s: float | int | str = DEFAULT_START_TIME_S,
     sequence_gap_s: float = DEFAULT_SEQUENCE_GAP_S,
     max_frames: int | None = None,
-    overwrite: bool = False,
     topics: BagTopics | None = None,
     jpeg_quality: int = 95,
     reencode: bool = False,
     distro: str = tp.DEFAULT_DISTRO,
-    workers: int = 1,
-    progress: bool = True,
-) -> dict:
-    """Write the frames of a 7-Scenes scene into a rosbag2 folder ``out``.
+) -> BagPlan:
+    """Check every option and the scene, and work out the frames and stamps (writes nothing).
 
-    Args:
-        scene_dir: the scene folder (``TrainSplit.txt``, ``TestSplit.txt``, ``seq-XX``).
-        out: the bag folder to create (it must not exist unless ``overwrite``).
-        split: 'test', 'train', 'all' or a list of sequence numbers (in that order).
-        storage: 'mcap' or 'sqlite3'.
-        rate_hz: frame rate of the stamps.
-        compressed: None / 'none' (rgb8 Image), 'jpeg' or 'png' (CompressedImage).
-        depth: also write the depth images and their camera info.
-        start_time_s: stamp of the first frame (seconds since the epoch; a string keeps
-            every digit; 'now' for the wall clock).
-        sequence_gap_s: time between the last frame of a sequence and the next one's first.
-        max_frames: keep only the first N frames of the split.
-        overwrite: replace an existing bag folder (never a folder holding other files).
-        topics: topic and frame names (defaults: :class:`BagTopics`).
-        jpeg_quality: quality of re-encoded JPEGs.
-        reencode: encode compressed images even when the source file could be stored as is.
-        distro: type definitions of 'kilted' or 'jazzy' (same hashes for these types).
-        workers: threads that read and decode the images ahead of the writer (1: none, the
-            default; more helps only where spare cores are free).
-        progress: print a line per sequence.
-
-    Returns:
-        A summary: bag, storage, scene, split, sequences, frames, topics (type, count),
-        messages, start_ns, end_ns, duration_s (bag time), seconds (wall), frames_per_s, bytes.
+    The arguments are those of :func:`convert_scene`.
 
     Raises:
-        SevenScenesError: the scene or one of its files is missing or malformed.
-        FileExistsError: ``out`` exists (without ``overwrite``) or is not a bag folder.
+        SevenScenesError: the scene or a sequence folder or depth file is missing.
         ValueError: a bad option.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    t_start = time.perf_counter()
-    out = Path(out)
     compressed = None if compressed in (None, "none", "") else compressed
     if compressed not in (None, "jpeg", "png"):
         raise ValueError(f"compressed must be one of {', '.join(COMPRESSIONS)}, got {compressed!r}")
@@ -350,55 +351,121 @@ def convert_scene(
         raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     if not 1 <= int(jpeg_quality) <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    if distro not in tp.DISTROS:
+        raise ValueError(f"unknown ROS 2 distribution {distro!r}: use one of {', '.join(tp.DISTROS)}")
     if isinstance(start_time_s, str) and start_time_s.strip().lower() == "now":
         start_time_s = repr(time.time())
+    if max_frames is not None and int(max_frames) < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    scene = Scene(Path(scene_dir))
+    split = _check_split(scene, split)
+    frames = scene.frames(split)
+    if max_frames is not None:
+        frames = frames[: int(max_frames)]
+    if depth:
+        for f in frames:
+            if f.depth_path is None:
+                raise SevenScenesError(f.pose_path.with_name(f"frame-{f.index:06d}.depth.png"),
+                                       "depth file is missing (needed by --depth)")
+    # group consecutive frames by sequence (frames are sorted by sequence then index)
+    groups: list[tuple[int, int]] = []
+    for f in frames:
+        if groups and groups[-1][0] == f.seq:
+            groups[-1] = (f.seq, groups[-1][1] + 1)
+        else:
+            groups.append((f.seq, 1))
+    per_seq = frame_stamps([n for _, n in groups], rate_hz, start_time_s, sequence_gap_s)
+    starts = [{"seq": seq, "frames": n, "first_ns": st[0], "last_ns": st[-1]}
+              for (seq, n), st in zip(groups, per_seq)]
+    return BagPlan(scene=scene, split=split, sequences=[s for s, _ in groups], frames=frames,
+                   stamps=[t for seq_stamps in per_seq for t in seq_stamps], starts=starts,
+                   topics=topics or BagTopics(), storage=storage, compressed=compressed, depth=bool(depth),
+                   jpeg_quality=int(jpeg_quality), reencode=bool(reencode), rate_hz=float(rate_hz),
+                   sequence_gap_s=float(sequence_gap_s), distro=distro)
+
+
+class _FrameReader:
+    """Reads and checks one frame's files (run in worker threads: PIL decodes without the GIL)."""
+
+    def __init__(self, plan: BagPlan):
+        self.plan = plan
+        self.color_intr, self.depth_intr = plan.scene.color_intrinsics, plan.scene.depth_intrinsics
+
+    def __call__(self, f: Frame):
+        plan = self.plan
+        T = read_pose(f.pose_path)
+        if plan.compressed:
+            data = None if plan.reencode else _passthrough(f.color_path, plan.compressed)
+            if data is None:
+                rgb = read_color(f.color_path)
+                _check_size(f.color_path, (rgb.shape[1], rgb.shape[0]), self.color_intr, "colour")
+                data = msgs.encode_compressed(rgb, plan.compressed, quality=plan.jpeg_quality)
+            else:
+                _check_size(f.color_path, _image_size(data, f.color_path), self.color_intr, "colour")
+            color = data
+        else:
+            color = read_color(f.color_path)
+            _check_size(f.color_path, (color.shape[1], color.shape[0]), self.color_intr, "colour")
+        raw = None
+        if plan.depth:
+            raw = read_depth_raw(f.depth_path)
+            _check_size(f.depth_path, (raw.shape[1], raw.shape[0]), self.depth_intr, "depth")
+        return T, color, raw
+
+
+def _frame_messages(plan: BagPlan, f: Frame, stamp: int, T, color, raw, types) -> list[tuple[str, object, str]]:
+    """(topic, message, type) of everything one frame puts into the bag."""
+    t = plan.topics
+    intr = plan.scene
+    out = [
+        (t.tf, msgs.tf_message(msgs.transform_stamped_msg(T, stamp, t.map_frame, t.gt_frame, types=types), types),
+         tp.TF_MESSAGE),
+        (t.gt_pose, msgs.pose_stamped_msg(T, stamp, t.map_frame, types), tp.POSE_STAMPED),
+        (t.frame_id, msgs.string_msg(f.id, types), tp.STRING),
+        (t.color_info, msgs.camera_info_msg(intr.color_intrinsics, stamp, t.color_optical_frame, types),
+         tp.CAMERA_INFO),
+    ]
+    if plan.compressed:
+        out.append((plan.color_topic, msgs.compressed_image_msg(color, plan.compressed, stamp, t.color_optical_frame,
+                                                                types), tp.COMPRESSED_IMAGE))
+    else:
+        out.append((plan.color_topic, msgs.image_msg(color, stamp, t.color_optical_frame, "rgb8", types), tp.IMAGE))
+    if plan.depth:
+        out += [(t.depth_info, msgs.camera_info_msg(intr.depth_intrinsics, stamp, t.depth_optical_frame, types),
+                 tp.CAMERA_INFO),
+                (t.depth_image, msgs.image_msg(raw, stamp, t.depth_optical_frame, "16UC1", types), tp.IMAGE)]
+    return out
+
+
+def write_bag(plan: BagPlan, out: Path | str, scene_dir: Path | str, *, overwrite: bool = False, workers: int = 1,
+              progress: bool = True) -> dict:
+    """Write a planned bag into the folder ``out`` (removed again if anything fails).
+
+    Args:
+        plan: from :func:`plan_conversion`.
+        out: the bag folder to create (it must not exist unless ``overwrite``).
+        scene_dir: the scene folder as given (recorded in the custom data).
+        overwrite: replace an existing bag folder (never a folder holding other files).
+        workers: threads that read and decode the images ahead of the writer.
+        progress: print a line per sequence.
+
+    Returns:
+        The summary described in :func:`convert_scene`.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    topics = topics or BagTopics()
-    ts = tp.get_typestore(distro)
-    plan = _plan(scene_dir, split, max_frames, depth, rate_hz, start_time_s, sequence_gap_s)
-    scene = plan.scene
-    color_intr, depth_intr = scene.color_intrinsics, scene.depth_intrinsics
-    registered = bool(scene.camera["depth_registered"])
+    t_start = time.perf_counter()
+    out = Path(out)
+    types = msgs.rosbags_types(plan.distro)
+    store = types.store
     _prepare_output(out, overwrite)
-
-    color_topic = topics.color_compressed if compressed else topics.color_image
-    color_type = tp.COMPRESSED_IMAGE if compressed else tp.IMAGE
-    # (topic, type, qos) in the order the connections are added
-    conn_specs = [
-        (topics.tf_static, tp.TF_MESSAGE, tp.QOS_TF_STATIC),
-        (topics.tf, tp.TF_MESSAGE, tp.QOS_TF),
-        (topics.gt_pose, tp.POSE_STAMPED, tp.QOS_SENSOR),
-        (topics.frame_id, tp.STRING, tp.QOS_SENSOR),
-        (topics.color_info, tp.CAMERA_INFO, tp.QOS_SENSOR),
-        (color_topic, color_type, tp.QOS_SENSOR),
-    ]
-    if depth:
-        conn_specs += [
-            (topics.depth_info, tp.CAMERA_INFO, tp.QOS_SENSOR),
-            (topics.depth_image, tp.IMAGE, tp.QOS_SENSOR),
-        ]
-    counts = {topic: 0 for topic, _, _ in conn_specs}
-
-    writer = Writer(
-        out, version=9, storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    )
-    custom = {
-        "scene": scene.name,
-        "scene_dir": str(Path(scene_dir).resolve()),
-        "split": plan.split if isinstance(plan.split, str) else ",".join(map(str, plan.split)),
-        "sequences": ",".join(map(str, plan.sequences)),
-        "frames": str(len(plan.frames)),
-        "rate_hz": repr(float(rate_hz)),
-        "start_time_ns": str(plan.stamps[0]) if plan.stamps else "",
-        "sequence_gap_s": repr(float(sequence_gap_s)),
-        "sequence_stamps": json.dumps(plan.starts, separators=(",", ":")),
-        "frame_id_topic": topics.frame_id,
-        "depth_registered": "true" if registered else "false",
-        "intrinsics_source": str(scene.camera["source"]),
-        "converter": f"reloc_ros.rosbag.convert {__version__}",
-    }
-    for k, v in custom.items():
+    specs = plan.connections()
+    counts = {topic: 0 for topic, _, _ in specs}
+    writer = Writer(out, version=9,
+                    storage_plugin=StoragePlugin.MCAP if plan.storage == "mcap" else StoragePlugin.SQLITE3)
+    for k, v in plan.custom_data(scene_dir).items():
         writer.set_custom_data(CUSTOM_PREFIX + k, v)
 
     created = False
@@ -406,96 +473,33 @@ def convert_scene(
     try:
         writer.open()
         created = True
-        conns = {
-            topic: writer.add_connection(
-                topic, msgtype, typestore=ts, serialization_format="cdr", offered_qos_profiles=[qos]
-            )
-            for topic, msgtype, qos in conn_specs
-        }
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=store, serialization_format="cdr",
+                                              offered_qos_profiles=[qos])
+                 for topic, msgtype, qos in specs}
 
-        def write(topic: str, msg, msgtype: str, stamp: int) -> None:
-            writer.write(conns[topic], stamp, ts.serialize_cdr(msg, msgtype))
+        def write(topic: str, message, msgtype: str, stamp: int) -> None:
+            writer.write(conns[topic], stamp, store.serialize_cdr(message, msgtype))
             counts[topic] += 1
 
         if plan.frames:
-            links = [(topics.camera_frame, topics.color_optical_frame)]
-            if depth:
-                links.append((topics.camera_frame, topics.depth_optical_frame))
-            write(
-                topics.tf_static, tp.static_tf_msg(links, plan.stamps[0], ts), tp.TF_MESSAGE, plan.stamps[0]
-            )
-
-        def load(f: Frame):
-            """Read and check one frame's files (run in worker threads: PIL decodes without the GIL)."""
-            T = read_pose(f.pose_path)
-            if compressed:
-                data = None if reencode else _passthrough(f.color_path, compressed)
-                if data is None:
-                    rgb = read_color(f.color_path)
-                    _check_size(f.color_path, (rgb.shape[1], rgb.shape[0]), color_intr, "colour")
-                    data = tp.encode_compressed(rgb, compressed, jpeg_quality=jpeg_quality)
-                else:
-                    _check_size(f.color_path, _image_size(data, f.color_path), color_intr, "colour")
-                color = data
-            else:
-                color = read_color(f.color_path)
-                _check_size(f.color_path, (color.shape[1], color.shape[0]), color_intr, "colour")
-            raw = None
-            if depth:
-                raw = read_depth_raw(f.depth_path)
-                _check_size(f.depth_path, (raw.shape[1], raw.shape[0]), depth_intr, "depth")
-            return T, color, raw
-
-        loaded = _ordered_map(load, plan.frames, workers)
+            t = plan.topics
+            links = [(t.camera_frame, t.color_optical_frame)] + (
+                [(t.camera_frame, t.depth_optical_frame)] if plan.depth else [])
+            write(t.tf_static, tp.optical_links_msg(links, plan.stamps[0], types), tp.TF_MESSAGE, plan.stamps[0])
+        loaded = _ordered_map(_FrameReader(plan), plan.frames, int(workers))
         i = 0
         for group in plan.starts:
             t_seq = time.perf_counter()
             for _ in range(group["frames"]):
                 f, stamp = plan.frames[i], plan.stamps[i]
                 i += 1
-                T, color, raw = next(loaded)
-                write(
-                    topics.tf,
-                    tp.tf_msg(T, stamp, topics.map_frame, topics.gt_frame, ts),
-                    tp.TF_MESSAGE,
-                    stamp,
-                )
-                write(
-                    topics.gt_pose,
-                    tp.pose_stamped_msg(T, stamp, topics.map_frame, ts),
-                    tp.POSE_STAMPED,
-                    stamp,
-                )
-                write(topics.frame_id, tp.string_msg(f.id, ts), tp.STRING, stamp)
-                write(
-                    topics.color_info,
-                    tp.camera_info_msg(color_intr, stamp, topics.color_optical_frame, ts),
-                    tp.CAMERA_INFO,
-                    stamp,
-                )
-                if compressed:
-                    msg = tp.compressed_image_msg(color, compressed, stamp, topics.color_optical_frame, ts)
-                    write(color_topic, msg, tp.COMPRESSED_IMAGE, stamp)
-                else:
-                    msg = tp.image_msg(color, stamp, topics.color_optical_frame, "rgb8", ts)
-                    write(color_topic, msg, tp.IMAGE, stamp)
-                if depth:
-                    write(
-                        topics.depth_info,
-                        tp.camera_info_msg(depth_intr, stamp, topics.depth_optical_frame, ts),
-                        tp.CAMERA_INFO,
-                        stamp,
-                    )
-                    msg = tp.image_msg(raw, stamp, topics.depth_optical_frame, "16UC1", ts)
-                    write(topics.depth_image, msg, tp.IMAGE, stamp)
+                for topic, message, msgtype in _frame_messages(plan, f, stamp, *next(loaded), types):
+                    write(topic, message, msgtype, stamp)
             if progress:
                 dt = time.perf_counter() - t_seq
-                print(
-                    f"  seq-{group['seq']:02d}: {group['frames']} frames, "
-                    f"t = {group['first_ns'] / _NS:.3f} .. {group['last_ns'] / _NS:.3f} s "
-                    f"({group['frames'] / max(dt, 1e-9):.0f} frames/s)",
-                    flush=True,
-                )
+                print(f"  seq-{group['seq']:02d}: {group['frames']} frames, "
+                      f"t = {group['first_ns'] / _NS:.3f} .. {group['last_ns'] / _NS:.3f} s "
+                      f"({group['frames'] / max(dt, 1e-9):.0f} frames/s)", flush=True)
         writer.close()
     except BaseException:
         if loaded is not None:
@@ -508,25 +512,58 @@ def convert_scene(
     seconds = time.perf_counter() - t_start
     n = len(plan.frames)
     return {
-        "bag": str(out),
-        "storage": storage,
-        "scene": scene.name,
-        "split": plan.split,
-        "sequences": plan.sequences,
-        "frames": n,
-        "topics": {topic: {"type": msgtype, "count": counts[topic]} for topic, msgtype, _ in conn_specs},
-        "messages": sum(counts.values()),
-        "compressed": compressed or "none",
-        "depth": bool(depth),
-        "depth_registered": registered,
-        "rate_hz": float(rate_hz),
-        "start_ns": plan.stamps[0] if n else None,
-        "end_ns": plan.stamps[-1] if n else None,
-        "duration_s": (plan.stamps[-1] - plan.stamps[0]) / _NS if n else 0.0,
-        "seconds": seconds,
-        "frames_per_s": n / seconds if seconds > 0 else float("inf"),
-        "bytes": _folder_bytes(out),
+        "bag": str(out), "storage": plan.storage, "scene": plan.scene.name, "split": plan.split,
+        "sequences": plan.sequences, "frames": n,
+        "topics": {topic: {"type": msgtype, "count": counts[topic]} for topic, msgtype, _ in specs},
+        "messages": sum(counts.values()), "compressed": plan.compressed or "none", "depth": plan.depth,
+        "depth_registered": bool(plan.scene.camera["depth_registered"]), "rate_hz": plan.rate_hz,
+        "start_ns": plan.stamps[0] if n else None, "end_ns": plan.stamps[-1] if n else None,
+        "duration_s": (plan.stamps[-1] - plan.stamps[0]) / _NS if n else 0.0, "seconds": seconds,
+        "frames_per_s": n / seconds if seconds > 0 else float("inf"), "bytes": _folder_bytes(out),
     }
+
+
+def convert_scene(
+    scene_dir: Path | str,
+    out: Path | str,
+    split: str | Sequence[int] = "test",
+    *,
+    overwrite: bool = False,
+    workers: int = 1,
+    progress: bool = True,
+    **options,
+) -> dict:
+    """Write the frames of a 7-Scenes scene into a rosbag2 folder ``out``: :func:`plan_conversion`
+    then :func:`write_bag`.
+
+    Args:
+        scene_dir: the scene folder (``TrainSplit.txt``, ``TestSplit.txt``, ``seq-XX``).
+        out: the bag folder to create (it must not exist unless ``overwrite``).
+        split: 'test', 'train', 'all' or a list of sequence numbers (in that order).
+        overwrite: replace an existing bag folder (never a folder holding other files).
+        workers: threads that read and decode the images ahead of the writer (1: none, the
+            default; more helps only where spare cores are free).
+        progress: print a line per sequence.
+        options: those of :func:`plan_conversion`: ``storage`` ('mcap' or 'sqlite3'),
+            ``rate_hz`` (frame rate of the stamps), ``compressed`` (None / 'none': rgb8 Image;
+            'jpeg' or 'png': CompressedImage), ``depth`` (also write depth and its camera
+            info), ``start_time_s`` (stamp of the first frame: seconds since the epoch; a
+            string keeps every digit; 'now' for the wall clock), ``sequence_gap_s``,
+            ``max_frames`` (the first N frames of the split), ``topics`` (:class:`BagTopics`),
+            ``jpeg_quality``, ``reencode`` (encode compressed images even when the source
+            file could be stored as is), ``distro`` ('kilted' or 'jazzy').
+
+    Returns:
+        A summary: bag, storage, scene, split, sequences, frames, topics (type, count),
+        messages, start_ns, end_ns, duration_s (bag time), seconds (wall), frames_per_s, bytes.
+
+    Raises:
+        SevenScenesError: the scene or one of its files is missing or malformed.
+        FileExistsError: ``out`` exists (without ``overwrite``) or is not a bag folder.
+        ValueError: a bad option.
+    """
+    plan = plan_conversion(scene_dir, split, **options)
+    return write_bag(plan, out, scene_dir, overwrite=overwrite, workers=workers, progress=progress)
 
 
 def summary_line(s: dict) -> str:
@@ -552,9 +589,9 @@ def _parse_sequences(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m reloc_ros.rosbag.convert SCENE_DIR --out BAG_DIR ...``."""
+    """Command line: ``python -m reloc_ros.tools.bag.convert SCENE_DIR --out BAG_DIR ...``."""
     p = argparse.ArgumentParser(
-        prog="python -m reloc_ros.rosbag.convert",
+        prog="python -m reloc_ros.tools.bag.convert",
         description="Convert a 7-Scenes scene into a ROS 2 bag (images, camera info, ground-truth TF and pose).",
     )
     p.add_argument(

@@ -1,4 +1,4 @@
-"""The frame database: what the localizer knows about the mapped frames.
+"""The frame database: what the localizer knows about the mapped frames (runtime container).
 
 For every database frame (by default the training split of one or more scenes):
 
@@ -15,30 +15,25 @@ refuses a truncated, edited or foreign file, and :meth:`FrameDatabase.check_mode
 refuses a model that is not the one the features came from. Each error names the file and
 what does not match.
 
-    python -m reloc_ros.database build --model runs/x/model.pt --scene data/chess --out chess.db.pt
-    python -m reloc_ros.database build --model M --scene data/7scenes --scenes chess fire --out two.db.pt
-    python -m reloc_ros.database info chess.db.pt
+This module only holds and checks databases. They are built offline from mapped frames by
+``reloc_train.database`` (``python -m reloc_train.database build ...``).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import io
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes, read_color
-from reloc_ros.model import (ModelFileError, ModelInfo, RelPoseNet, atomic_save, code_version, load_model,
-                             resize_rgb)
+from reloc_ros.core.files import atomic_save, load_torch_file, tensor_fingerprint
+from reloc_ros.core.model import ModelInfo, RelPoseNet, load_model
 
-DB_FORMAT = "reloc_ros.database"
+__all__ = ["DB_FORMAT", "DB_FORMAT_VERSION", "DatabaseError", "FrameDatabase", "model_record", "load_pair"]
+
+DB_FORMAT = "reloc_ros.core.database"
 DB_FORMAT_VERSION = 1
 
 
@@ -50,14 +45,15 @@ class DatabaseError(RuntimeError):
         super().__init__(f"{path}: {problem}")
 
 
-def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(tensors):
-        t = tensors[k].detach().cpu().contiguous()
-        h.update(k.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+def _checksum(tensors: dict[str, torch.Tensor], frame_ids: Sequence[str]) -> str:
+    return tensor_fingerprint(tensors) + ":" + hashlib.sha256("\n".join(frame_ids).encode()).hexdigest()
+
+
+def model_record(model: RelPoseNet, fingerprint: str, path: Path | str = "(in memory)") -> dict:
+    """What a database records of the model its features come from (see ``check_model``)."""
+    c = model.cfg
+    return {"fingerprint": fingerprint, "arch": c.arch, "input_size": list(c.input_size),
+            "mean": list(c.mean), "std": list(c.std), "path": str(path)}
 
 
 @dataclass
@@ -114,7 +110,7 @@ class FrameDatabase:
             "format": DB_FORMAT, "format_version": DB_FORMAT_VERSION,
             "tensors": tensors, "frame_ids": list(self.frame_ids), "scenes": self.scenes,
             "model": self.model, "meta": self.meta,
-            "checksum": tensor_checksum(tensors) + ":" + hashlib.sha256("\n".join(self.frame_ids).encode()).hexdigest(),
+            "checksum": _checksum(tensors, self.frame_ids),
         }
         atomic_save(payload, path)
 
@@ -122,12 +118,7 @@ class FrameDatabase:
     def load(cls, path: Path | str, map_location: str | torch.device = "cpu") -> "FrameDatabase":
         """Read and verify a database file; raises :class:`DatabaseError`."""
         path = Path(path)
-        if not path.is_file():
-            raise DatabaseError(path, "database file does not exist")
-        try:
-            payload = torch.load(io.BytesIO(path.read_bytes()), map_location=map_location, weights_only=True)
-        except Exception as e:
-            raise DatabaseError(path, f"not a readable database file (corrupt or truncated?): {e}") from None
+        payload = load_torch_file(path, DatabaseError, "database file", map_location)
         if not isinstance(payload, dict) or payload.get("format") != DB_FORMAT:
             fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
             raise DatabaseError(path, f"not a reloc_ros database (format {fmt!r}, expected {DB_FORMAT!r})")
@@ -137,7 +128,7 @@ class FrameDatabase:
         try:
             tensors, ids = payload["tensors"], payload["frame_ids"]
             want = payload["checksum"]
-            got = tensor_checksum(tensors) + ":" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
+            got = _checksum(tensors, ids)
         except (KeyError, TypeError) as e:
             raise DatabaseError(path, f"database file lacks an entry: {e}") from None
         if got != want:
@@ -185,129 +176,9 @@ class FrameDatabase:
                    meta={"concat_of": [d.meta for d in dbs]})
 
 
-# --------------------------------------------------------------------------- building
-@torch.no_grad()
-def encode_images(model: RelPoseNet, paths: Sequence[Path], device: torch.device, batch: int = 32,
-                  progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, descriptors) of image files, encoded in batches."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
-    feats, descs = [], []
-    def load(p):
-        return resize_rgb(read_color(p), model.cfg.input_size)
-
-    with ThreadPoolExecutor(2) as pool, tqdm(total=len(paths), desc="encoding", disable=not progress,
-                                             dynamic_ncols=True, leave=False) as bar:
-        for s in range(0, len(paths), batch):
-            imgs = list(pool.map(load, paths[s:s + batch]))
-            x = model.preprocess(torch.from_numpy(np.stack(imgs)).to(device))
-            f, d = model.encode(x)
-            feats.append(f.float().cpu())
-            descs.append(d.float().cpu())
-            bar.update(len(imgs))
-    C = model.cfg.feature_dim
-    if not feats:
-        return torch.zeros((0, C)), torch.zeros((0, C))
-    return torch.cat(feats), torch.cat(descs)
-
-
-def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
-                   split: str | Sequence[int] = "train", device: torch.device | str = "cpu",
-                   batch: int = 32, progress: bool = True) -> FrameDatabase:
-    """Encode the frames of ``split`` of every scene and collect their poses.
-
-    Args:
-        model, info: the network and its model-file info (from :func:`load_model`).
-        scenes: the scenes to map (their ids are kept per frame).
-        split: 'train', 'test', 'all', or a list of sequence numbers.
-        device: where to run the encoder.
-        batch: images per encoder batch.
-    """
-    t0 = time.time()
-    device = torch.device(device)
-    model.eval().to(device)
-    poses, feats, descs, sidx, ids, scene_meta = [], [], [], [], [], []
-    for k, sc in enumerate(scenes):
-        frames = sc.frames(split)
-        f, d = encode_images(model, [fr.color_path for fr in frames], device, batch, progress)
-        poses.append(torch.from_numpy(sc.poses(frames)))
-        feats.append(f)
-        descs.append(d)
-        sidx.append(torch.full((len(frames),), k, dtype=torch.int64))
-        ids += [fr.id for fr in frames]
-        intr = sc.color_intrinsics
-        scene_meta.append({"name": sc.name, "root": str(sc.root), "intrinsics": intr.as_dict(),
-                           "image_size": [intr.width, intr.height], "frames": len(frames)})
-    return FrameDatabase(
-        poses=torch.cat(poses).double(), descriptors=torch.cat(descs), features=torch.cat(feats),
-        scene_index=torch.cat(sidx), frame_ids=ids, scenes=scene_meta,
-        model={"fingerprint": info.fingerprint, "arch": info.config.arch,
-               "input_size": list(info.config.input_size), "mean": list(info.config.mean),
-               "std": list(info.config.std), "path": str(info.path)},
-        meta={"split": split if isinstance(split, str) else list(split), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "code_version": code_version(), "build_seconds": round(time.time() - t0, 2)},
-    )
-
-
 def load_pair(model_path: Path | str, db_path: Path | str, device: str | torch.device = "cpu"):
     """Load a model file and a database and check that they belong together."""
     model, info = load_model(model_path, device)
     db = FrameDatabase.load(db_path)
     db.check_model(info, db_path)
     return model, info, db
-
-
-# --------------------------------------------------------------------------- CLI
-def _auto_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Build or inspect a reloc_ros frame database")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="encode the frames of scenes with a model")
-    b.add_argument("--model", required=True, type=Path)
-    b.add_argument("--scene", required=True, type=Path, help="a scene folder or a dataset root")
-    b.add_argument("--scenes", nargs="*", help="scene names under a dataset root (default all)")
-    b.add_argument("--split", default="train", help="train | test | all")
-    b.add_argument("--sequences", help="comma-separated sequence numbers (instead of --split)")
-    b.add_argument("--out", required=True, type=Path)
-    b.add_argument("--device", default="auto")
-    b.add_argument("--batch", type=int, default=32)
-    i = sub.add_parser("info", help="describe a database file")
-    i.add_argument("path", type=Path)
-    i.add_argument("--model", type=Path, help="also check it against this model file")
-    args = ap.parse_args(argv)
-    try:
-        if args.cmd == "build":
-            dev = _auto_device(args.device)
-            model, info = load_model(args.model, dev)
-            scenes = open_scenes(args.scene, args.scenes)
-            split = [int(s) for s in args.sequences.split(",")] if args.sequences else args.split
-            db = build_database(model, info, scenes, split, dev, args.batch)
-            db.save(args.out)
-            print(f"database {args.out}: {len(db)} frames of {', '.join(db.scene_names)}, "
-                  f"{db.bytes_per_frame():.0f} B/frame, built in {db.meta['build_seconds']} s on {dev}")
-        else:
-            db = FrameDatabase.load(args.path)
-            if args.model:
-                _, info = load_model(args.model)
-                db.check_model(info, args.path)
-            print(f"{args.path}: {len(db)} frames, {db.bytes_per_frame():.0f} B/frame, feature dim "
-                  f"{db.features.shape[1]}")
-            for s in db.scenes:
-                print(f"  scene {s['name']}: {s['frames']} frames from {s['root']}")
-            print(f"  model {db.model['arch']} {db.model['input_size']} fingerprint {db.model['fingerprint'][:12]}")
-            print(f"  built {db.meta.get('created')} ({db.meta.get('code_version')}), split {db.meta.get('split')}")
-    except (DatabaseError, ModelFileError, SevenScenesError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Nearest-neighbour search over L2-normalised global descriptors (inner product = cosine).
 
 * :class:`ExactIndex`: one matrix product and ``topk`` in torch, on the CPU or the GPU.
-  Exact, and fast enough up to about 100k frames (see ``reloc_ros.benchmark``).
+  Exact, and fast enough up to about 100k frames (see ``reloc_ros.tools.benchmark``).
 * :class:`HNSWIndex`: faiss HNSW (approximate) for larger maps, when faiss is installed.
 
 Both answer ``search(queries (B, C), k) -> (scores (B, k), indices (B, k))``, best first,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import resource
-import signal
 import sys
 import threading
 import time
@@ -48,13 +47,17 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from reloc_ros.fusion import FusionConfig
-from reloc_ros.geometry import invert, matrix_to_quat, quat_to_ros
-from reloc_ros.ros import stamp_to_ns
-from reloc_ros.ros.image_convert import BACKEND as IMAGE_BACKEND
-from reloc_ros.ros.image_convert import ImageConversionError, msg_to_rgb
-from reloc_ros.ros.tf_compat import BACKEND as TF_BACKEND
-from reloc_ros.ros.tf_compat import TfBroadcaster, TfBuffer, make_transform_stamped
+from reloc_ros.core.database import DatabaseError
+from reloc_ros.core.fusion import FUSION_METHODS, FusionConfig
+from reloc_ros.core.geometry import invert
+from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.model import ModelFileError
+from reloc_ros.ros.messages import BACKEND as IMAGE_BACKEND
+from reloc_ros.ros.messages import (ImageConversionError, msg_to_rgb, pose_with_covariance_stamped_msg,
+                                    transform_stamped_msg)
+from reloc_ros.ros.tf import BACKEND as TF_BACKEND
+from reloc_ros.ros.shutdown import stop_on_signals
+from reloc_ros.ros.tf import TfBroadcaster, tf_backend
 
 MODES = ("continuous", "on_demand")
 TF_MODES = ("none", "map_to_odom", "map_to_camera")
@@ -62,8 +65,8 @@ TF_MODES = ("none", "map_to_odom", "map_to_camera")
 #: name -> (default, description); types follow the defaults.
 PARAMETERS = {
     "model_path": ("", "model file written by training (reloc_train); required"),
-    "database_path": ("", "frame database built with that model (reloc_ros.database); required"),
-    "device": ("auto", "inference device: auto (CUDA when available) | cuda | cpu"),
+    "database_path": ("", "frame database built with that model (reloc_ros.core.database); required"),
+    "device": ("auto", "inference device: auto (CUDA when available) | cpu | cuda | cuda:N"),
     "mode": ("continuous", "continuous: localize every frame it can; on_demand: only after ~/relocalize"),
     "max_rate_hz": (5.0, "continuous mode: at most this many localizations per second (0: no limit)"),
     "top_k": (5, "database frames retrieved per query (hypotheses to fuse)"),
@@ -98,9 +101,14 @@ class StartupError(RuntimeError):
 
 @dataclass
 class Stats:
+    """Counters since startup. A frame replaced by a newer one before the worker took it is
+    *dropped* when the worker was busy with another frame (the input is faster than the
+    node), and *skipped* when the worker was idle by design (rate limit, on-demand mode)."""
+
     received: int = 0
     processed: int = 0
     dropped: int = 0
+    skipped: int = 0
     malformed: int = 0
     rejected: int = 0
     published: int = 0
@@ -125,6 +133,8 @@ class RelocalizationNode(Node):
         self._lock = threading.Lock()
         self._new_frame = threading.Condition(self._lock)
         self._latest = None  # (msg, receive wall time)
+        self._busy = False  # the worker is processing a frame
+        self._diag_last = Stats()  # counters at the previous /diagnostics message
         self._trigger_pending = 0
         self._waiters: list[tuple[Future, float]] = []  # trigger calls awaiting a result
         self._stop = False
@@ -139,7 +149,8 @@ class RelocalizationNode(Node):
                             if self.p["publish_initialpose"] else None)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.tf_broadcaster = TfBroadcaster(self) if self.p["tf_mode"] != "none" else None
-        self.tf_buffer = TfBuffer(self) if (self.p["tf_mode"] == "map_to_odom" or self.p["robot_frame"]) else None
+        self.tf_buffer = (tf_backend().buffer(self) if (self.p["tf_mode"] == "map_to_odom" or self.p["robot_frame"])
+                          else None)
         qos = qos_profile_sensor_data
         if self.p["image_reliable"]:
             # A reader history of 10 lets the executor drain bursts; the node itself keeps only
@@ -172,14 +183,14 @@ class RelocalizationNode(Node):
             bad.append("model_path is required")
         if not p["database_path"]:
             bad.append("database_path is required")
-        if p["device"] not in ("auto", "cpu") and not str(p["device"]).startswith("cuda"):
-            bad.append(f"device must be auto, cuda or cpu (got {p['device']!r})")
+        if p["device"] not in ("auto", "cpu") and p["device"] != "cuda" and not str(p["device"]).startswith("cuda:"):
+            bad.append(f"device must be auto, cpu, cuda or cuda:N (got {p['device']!r})")
         if p["mode"] not in MODES:
             bad.append(f"mode must be one of {MODES} (got {p['mode']!r})")
         if p["tf_mode"] not in TF_MODES:
             bad.append(f"tf_mode must be one of {TF_MODES} (got {p['tf_mode']!r})")
-        if p["fusion.method"] not in ("consensus", "top1", "triangulate"):
-            bad.append(f"fusion.method must be consensus, top1 or triangulate (got {p['fusion.method']!r})")
+        if p["fusion.method"] not in FUSION_METHODS:
+            bad.append(f"fusion.method must be one of {', '.join(FUSION_METHODS)} (got {p['fusion.method']!r})")
         if p["top_k"] < 1:
             bad.append(f"top_k must be >= 1 (got {p['top_k']})")
         if p["min_inliers"] < 1 or p["min_inliers"] > p["top_k"]:
@@ -196,11 +207,6 @@ class RelocalizationNode(Node):
             raise StartupError("invalid parameters: " + "; ".join(bad))
 
     def _load(self) -> None:
-        from reloc_ros.data.sevenscenes import SevenScenesError
-        from reloc_ros.database import DatabaseError
-        from reloc_ros.localizer import Localizer, LocalizerConfig
-        from reloc_ros.model import ModelFileError
-
         p = self.p
         try:
             fusion = FusionConfig(method=p["fusion.method"], inlier_t_m=p["fusion.inlier_t_m"],
@@ -210,8 +216,12 @@ class RelocalizationNode(Node):
             t0 = time.time()
             self.localizer = Localizer.from_files(p["model_path"], p["database_path"], cfg, p["device"])
             self.localizer.warmup(max(0, int(p["warmup_iterations"])))
-        except (ModelFileError, DatabaseError, SevenScenesError, ValueError, RuntimeError) as e:
+        except (ModelFileError, DatabaseError, ValueError, RuntimeError) as e:
             raise StartupError(str(e)) from None
+        if self.localizer.cfg.top_k < p["top_k"]:
+            self.get_logger().warning(
+                f"top_k {p['top_k']} is larger than the database ({len(self.localizer.db)} frames): "
+                f"using top_k {self.localizer.cfg.top_k}")
         info = self.localizer.model_info
         self.get_logger().info(
             f"loaded model {p['model_path']} ({info.config.arch} {info.config.input_size[0]}x{info.config.input_size[1]}, "
@@ -223,7 +233,10 @@ class RelocalizationNode(Node):
         with self._lock:
             self.stats.received += 1
             if self._latest is not None:
-                self.stats.dropped += 1
+                if self._busy:
+                    self.stats.dropped += 1
+                else:
+                    self.stats.skipped += 1
             self._latest = (msg, time.time())
             self._new_frame.notify()
 
@@ -280,6 +293,7 @@ class RelocalizationNode(Node):
                 self._latest = None
                 triggered = self._trigger_pending > 0 or bool(self._waiters)
                 self._trigger_pending = 0  # one localization answers every waiting trigger
+                self._busy = True
             next_time = time.time() + period
             try:
                 result = self._process(msg, received)
@@ -287,6 +301,7 @@ class RelocalizationNode(Node):
                 self._warn("process", f"frame skipped: {type(e).__name__}: {e}")
                 result = {"ok": False, "message": f"error: {e}"}
             with self._lock:
+                self._busy = False
                 waiters = [f for f, _ in self._waiters] if triggered else []
                 if triggered:
                     self._waiters = []
@@ -319,16 +334,15 @@ class RelocalizationNode(Node):
             return self._reject(f"no pose: confidence {res.confidence:.2f} < {self.p['min_confidence']:.2f}")
         camera_frame = self.p["camera_frame"] or msg.header.frame_id
         T_out, cov_out, out_frame = pose, res.covariance, camera_frame
-        stamp_s = stamp_to_ns(stamp) * 1e-9
         if self.p["robot_frame"]:
-            T_cam_robot = self._lookup(camera_frame, self.p["robot_frame"], stamp_s)
+            T_cam_robot = self._lookup(camera_frame, self.p["robot_frame"], stamp)
             if T_cam_robot is None:
                 return self._reject(f"no pose: no TF {camera_frame} -> {self.p['robot_frame']} at the image stamp")
             T_out, cov_out = compose_with_covariance(pose, res.covariance, T_cam_robot)
             out_frame = self.p["robot_frame"]
         self._publish_pose(T_out, cov_out, stamp)
         if self.tf_broadcaster is not None:
-            self._publish_tf(pose, camera_frame, stamp, stamp_s)
+            self._publish_tf(pose, camera_frame, stamp)
         dt = time.time() - t0
         with self._lock:
             self.stats.published += 1
@@ -348,36 +362,28 @@ class RelocalizationNode(Node):
         self._warn("rejected", message)
         return {"ok": False, "message": message}
 
-    def _lookup(self, target: str, source: str, stamp_s: float):
+    def _lookup(self, target: str, source: str, stamp):
         if self.tf_buffer is None or not source or not target:
             return None
-        return self.tf_buffer.lookup(target, source, stamp_s, timeout_s=self.p["tf_timeout_s"])
+        return self.tf_buffer.lookup(target, source, stamp, timeout_s=self.p["tf_timeout_s"])
 
     def _publish_pose(self, T: np.ndarray, cov: np.ndarray, stamp) -> None:
-        m = PoseWithCovarianceStamped()
-        m.header.stamp = stamp
-        m.header.frame_id = self.p["map_frame"]
-        x, y, z = (float(v) for v in T[:3, 3])
-        m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z = x, y, z
-        qx, qy, qz, qw = quat_to_ros(matrix_to_quat(T[:3, :3]))
-        o = m.pose.pose.orientation
-        o.x, o.y, o.z, o.w = qx, qy, qz, qw
-        m.pose.covariance = [float(v) for v in np.asarray(cov, dtype=np.float64).reshape(36)]
+        m = pose_with_covariance_stamped_msg(T, cov, stamp, self.p["map_frame"])
         self.pub_pose.publish(m)
         if self.pub_initial is not None:
             self.pub_initial.publish(m)
 
-    def _publish_tf(self, T_map_cam: np.ndarray, camera_frame: str, stamp, stamp_s: float) -> None:
+    def _publish_tf(self, T_map_cam: np.ndarray, camera_frame: str, stamp) -> None:
         if self.p["tf_mode"] == "map_to_camera":
-            self.tf_broadcaster.send(make_transform_stamped(T_map_cam, stamp, self.p["map_frame"], camera_frame))
+            self.tf_broadcaster.send(transform_stamped_msg(T_map_cam, stamp, self.p["map_frame"], camera_frame))
             return
-        T_odom_cam = self._lookup(self.p["odom_frame"], camera_frame, stamp_s)
+        T_odom_cam = self._lookup(self.p["odom_frame"], camera_frame, stamp)
         if T_odom_cam is None:
             self._warn("tf", f"no TF {self.p['odom_frame']} -> {camera_frame} at the image stamp: "
                              f"map -> {self.p['odom_frame']} not published")
             return
         T_map_odom = T_map_cam @ invert(T_odom_cam)
-        self.tf_broadcaster.send(make_transform_stamped(T_map_odom, stamp, self.p["map_frame"], self.p["odom_frame"]))
+        self.tf_broadcaster.send(transform_stamped_msg(T_map_odom, stamp, self.p["map_frame"], self.p["odom_frame"]))
 
     def _warn(self, kind: str, message: str) -> None:
         now = time.time()
@@ -395,7 +401,7 @@ class RelocalizationNode(Node):
         since = time.time() - s.last_success_wall if s.last_success_wall else float("inf")
         return {
             "frames received": s.received, "frames processed": s.processed, "frames dropped": s.dropped,
-            "frames malformed": s.malformed, "poses rejected": s.rejected, "poses published": s.published,
+            "frames skipped (rate limit / on demand)": s.skipped, "frames malformed": s.malformed, "poses rejected": s.rejected, "poses published": s.published,
             "latency ms (median of last 100)": round(1e3 * float(np.median(lat)), 1) if lat else float("nan"),
             "latency ms (max of last 100)": round(1e3 * float(np.max(lat)), 1) if lat else float("nan"),
             "processing rate hz": round(1.0 / float(np.mean(proc)), 2) if proc else 0.0,
@@ -410,17 +416,36 @@ class RelocalizationNode(Node):
             f"{self._camera_info.width}x{self._camera_info.height} fx {self._camera_info.k[0]:.1f}",
         }
 
+    def diagnostic_level(self, now: Stats, before: Stats) -> tuple[int, str]:
+        """(DiagnosticStatus level, message) from the counters now and at the last report.
+
+        WARN while input is malformed or dropped (in the last period, with the counts), when
+        no image came yet, and while no pose has been published; OK otherwise.
+        """
+        problems = []
+        if now.received == 0:
+            problems.append("no image received")
+        if now.malformed > before.malformed:
+            problems.append(f"{now.malformed - before.malformed} malformed frame(s) skipped "
+                            f"({now.malformed} in all)")
+        if now.dropped > before.dropped:
+            problems.append(f"{now.dropped - before.dropped} frame(s) dropped: input faster than processing "
+                            f"({now.dropped} in all)")
+        if now.published == 0 and now.processed > 0:
+            problems.append("no pose published yet" + (f" (last: {now.last_reason})" if now.last_reason else ""))
+        if problems:
+            return DiagnosticStatus.WARN, "; ".join(problems)
+        return DiagnosticStatus.OK, "localizing"
+
     def _publish_diagnostics(self) -> None:
         d = self.diagnostics()
+        with self._lock:
+            now = Stats(**vars(self.stats))
         st = DiagnosticStatus()
         st.name = f"{self.get_name()}: relocalization"
         st.hardware_id = str(self.localizer.device)
-        if d["poses published"] == 0 and d["frames processed"] > 0:
-            st.level, st.message = DiagnosticStatus.WARN, "no pose published yet"
-        elif d["frames received"] == 0:
-            st.level, st.message = DiagnosticStatus.WARN, "no image received"
-        else:
-            st.level, st.message = DiagnosticStatus.OK, "localizing"
+        st.level, st.message = self.diagnostic_level(now, self._diag_last)
+        self._diag_last = now
         st.values = [KeyValue(key=k, value=str(v)) for k, v in d.items()]
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
@@ -459,13 +484,11 @@ def main(args=None) -> int:
     multi-threaded executor was measured to starve the inference thread (GIL contention at
     100 Hz input: 1-4 localizations/s instead of about 45 on 2 cores)."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
+    with stop_on_signals() as stop:
+        return _spin(stop)
 
-    def on_signal(signum, frame):
-        stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+def _spin(stop: threading.Event) -> int:
     node = None
     code = 0
     try:

@@ -1,0 +1,100 @@
+"""Files that never end half-written, and fingerprints of tensors.
+
+Every output of the project (model files, databases, checkpoints, reports) is written to a
+temporary file in the same folder, flushed to disk and renamed over the destination, so a
+crash leaves either the old file or the new one, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, IO
+
+import torch
+
+__all__ = ["atomic_write", "atomic_save", "atomic_write_text", "tensor_fingerprint", "load_torch_file"]
+
+log = logging.getLogger(__name__)
+
+
+def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(f)`` on a temporary binary file beside ``path``, fsync, rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj: Any, path: Path | str) -> None:
+    """``torch.save(obj)`` to ``path``, atomically."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write UTF-8 text to ``path``, atomically."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+
+
+def tensor_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of named tensors (order-independent).
+
+    The model file fingerprints its weights with it, the database checks its own tensors.
+    """
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_torch_file(path: Path | str, error: Callable[[Path, str], Exception], what: str,
+                    map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with a one-line error that a user can act on.
+
+    Args:
+        path: the file.
+        error: ``error(path, problem)`` builds the exception to raise (e.g. ``ModelFileError``).
+        what: what the file should be, for the messages ("model file", "database file").
+        map_location: as ``torch.load``.
+
+    Raises:
+        whatever ``error`` builds: the file is missing, empty, truncated or not a torch file.
+        The library's own text goes to the debug log, not into the message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(path, f"{what} does not exist")
+    data = path.read_bytes()
+    if not data:
+        raise error(path, f"{what} is empty (0 bytes)")
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as e:  # zip/pickle errors of all kinds
+        log.debug("torch.load(%s) failed: %s: %s", path, type(e).__name__, e)
+        if data[:4] == b"PK\x03\x04" and not zipfile.is_zipfile(io.BytesIO(data)):
+            problem = f"{what} is truncated ({len(data)} bytes; the archive's end is missing)"
+        elif data[:4] != b"PK\x03\x04":
+            problem = f"not a {what} (not a torch archive; {len(data)} bytes)"
+        else:
+            problem = f"{what} is corrupt ({type(e).__name__} while reading it)"
+        raise error(path, problem) from None

@@ -1,0 +1,1 @@
+"""Offline tools: evaluation, benchmarks, the demo, and the rosbag commands (``bag/``)."""
