@@ -143,7 +143,7 @@ def test_aligned_vs_torchjd(n_tasks, label, G, M):
         assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6 * float(theirs.abs().max()))
     m = AlignedMTL(n_tasks)
     m.weights(torch.ones(n_tasks), gram=M)
-    stats = m.last_stats
+    stats = {**mtl.gram_stats(M), **m.last_stats}
     eig = torch.linalg.eigvalsh(M)
     assert stats["lambda_max"] == pytest.approx(float(eig[-1]), rel=1e-9)
     assert stats["lambda_min"] == pytest.approx(float(eig[0]), rel=1e-6, abs=1e-9 * float(eig[-1]))

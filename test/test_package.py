@@ -33,6 +33,13 @@ def test_layout_reads_as_the_pipeline():
         assert (ROOT / d).is_dir(), d
 
 
+def test_ruff_finds_no_pyflakes_errors():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is not installed (requirements/test.txt)"
+    r = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
 def test_quick_start_commands_are_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     assert "scripts/demo" in readme and "scripts/test" in readme

@@ -7,14 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import yaml
+
 from reloc_ros.core.model import load_model
-from reloc_train.config import load_config, resume_mismatches
+from reloc_train.config import ConfigError, TrainConfig, load_config, resume_mismatches
+from reloc_train.pairs import PairConfig
 from reloc_train.mtl import METHODS
 
 TINY = [
@@ -31,15 +34,94 @@ def tiny_cfg(scene, out, *extra):
 def test_config_layers_and_rejects_typos(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("optim:\n  lr: 0.5\nmodel:\n  arch: resnet18\n")
-    cfg = load_config([f], ["optim.lr=0.25", "mtl.options={alpha: 2.0}"])
-    assert cfg["optim"]["lr"] == 0.25 and cfg["model"]["arch"] == "resnet18"
-    assert cfg["mtl"]["options"] == {"alpha": 2.0}
-    assert cfg["optim"]["batch_size"] == 16  # untouched default
-    with pytest.raises(KeyError, match="optim.lrr"):
+    cfg = load_config([f], ["optim.lr=0.25", "mtl.options={alpha: 2.0}", "optim.weight_decay=1e-3"])
+    assert cfg.optim.lr == 0.25 and cfg.model.arch == "resnet18"
+    assert cfg.mtl.options == {"alpha": 2.0}
+    assert cfg.optim.weight_decay == 1e-3  # "1e-3" (YAML 1.1 reads a string) is a float here
+    assert cfg.optim.batch_size == 16  # untouched default
+    assert isinstance(cfg.data.pairs, PairConfig) and cfg.model.input_size == (256, 341)
+    with pytest.raises(ConfigError, match="'optim.lrr'"):
         load_config([], ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="'data.pairs.max_angle'"):
+        load_config([], ["data.pairs.max_angle=3"])
+    with pytest.raises(ConfigError, match="'optim.batch_size' must be an integer"):
+        load_config([], ["optim.batch_size=big"])
+    with pytest.raises(ConfigError, match="'model.input_size' needs 2 values"):
+        load_config([], ["model.input_size=[1,2,3]"])
     other = load_config([], ["optim.lr=0.1", "run.workers=7"])
-    assert resume_mismatches(cfg, other) == [
-        "model.arch: 'resnet18' -> 'resnet34'", "mtl.options: {'alpha': 2.0} -> {}", "optim.lr: 0.25 -> 0.1"]
+    assert resume_mismatches(cfg.as_dict(), other.as_dict()) == [
+        "model.arch: 'resnet18' -> 'resnet34'", "mtl.options: {'alpha': 2.0} -> {}", "optim.lr: 0.25 -> 0.1",
+        "optim.weight_decay: 0.001 -> 0.0"]
+
+
+def test_train_yaml_lists_the_dataclass_defaults():
+    """config/train.yaml documents the defaults; the dataclasses are the truth."""
+    path = Path(__file__).resolve().parents[1] / "config" / "train.yaml"
+    assert yaml.safe_load(path.read_text()) == TrainConfig().as_dict()
+
+
+def test_flags_set_typed_fields_without_yaml(tmp_path):
+    from reloc_train.train import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--data", "a: b", "--out", str(tmp_path / "x"), "--seed", "3",
+                                      "--set", "run.seed=1", "--method", "mgda"])
+    cfg = config_from_args(args)
+    assert cfg.data.root == "a: b" and cfg.run.seed == 3 and cfg.mtl.method == "mgda"
+
+
+def _adam_step_of(method_name: str, weight_decay: float, **options):
+    """One optimizer step from a fixed gradient: (network parameter change, method parameter change)."""
+    from reloc_train.mtl import build_method
+    from reloc_train.train import build_optimizer
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    method = build_method(method_name, 2, **options)
+    with torch.no_grad():
+        for p in method.parameters():
+            p.fill_(0.5)
+    opt = build_optimizer(net, method, lr=1e-2, weight_decay=weight_decay, method_lr=1e-3)
+    before = [p.detach().clone() for p in (*net.parameters(), *method.parameters())]
+    for p in (*net.parameters(), *method.parameters()):
+        p.grad = torch.zeros_like(p)  # no gradient at all: only weight decay can move them
+    for p in method.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    after = [p.detach() for p in (*net.parameters(), *method.parameters())]
+    n_net = len(list(net.parameters()))
+    d_net = max(float((a - b).abs().max()) for a, b in zip(after[:n_net], before[:n_net]))
+    d_method = [float((a - b).abs().max()) for a, b in zip(after[n_net:], before[n_net:])]
+    return d_net, d_method
+
+
+@pytest.mark.parametrize("method", ["uncertainty", "gradnorm"])
+def test_optimizer_uses_the_methods_parameter_groups(method):
+    """lr_scale sets the step of the method's own parameters; weight decay reaches only the network."""
+    _, (base,) = _adam_step_of(method, 0.0)
+    _, (scaled,) = _adam_step_of(method, 0.0, lr_scale=10.0)
+    assert base == pytest.approx(1e-3, rel=1e-3)  # Adam's first step is lr * sign(grad)
+    assert scaled == pytest.approx(10 * base, rel=1e-3)
+    # weight decay moves the network's parameters (zero gradient) but not the method's
+    d_net, _ = _adam_step_of(method, 0.5)
+    assert d_net > 1e-4
+    from reloc_train.mtl import build_method
+    from reloc_train.train import build_optimizer
+
+    groups = build_optimizer(torch.nn.Linear(3, 2), build_method(method, 2), 1e-2, 0.5, 1e-3).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.5, 0.0]
+
+
+def test_trainer_optimizer_honours_lr_scale_and_spares_method_parameters(tiny_scene, tmp_path):
+    from reloc_train.train import Trainer
+
+    tr = Trainer(tiny_cfg(tiny_scene, tmp_path / "u", "mtl.method=uncertainty", "mtl.options={lr_scale: 10.0}",
+                          "optim.weight_decay=0.01", "optim.method_lr=0.002"))
+    own = {id(p) for p in tr.method.parameters()}
+    (group,) = [g for g in tr.opt.param_groups if any(id(p) in own for p in g["params"])]
+    assert group["lr"] == pytest.approx(0.02) and group["weight_decay"] == 0.0
+    net = [g for g in tr.opt.param_groups if g is not group]
+    assert all(g["weight_decay"] == 0.01 for g in net)
+    assert sum(len(g["params"]) for g in net) == len(list(tr.model.parameters()))
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -26,10 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reloc_ros.core.device import resolve_device
 from reloc_ros.core.model import ModelConfig, RelPoseNet
+from reloc_ros.tools.report import markdown_table, write_json, write_text
 from reloc_train.losses import task_losses
 from reloc_train.mtl import METHODS, build_method
 from reloc_train.mtl.engine import mtl_backward
+from reloc_train.train import build_optimizer
 
 PAPER_ORDER = ["uniform", "uncertainty", "mgda", "mgda_ub", "gradnorm", "pcgrad", "aligned", "aligned_ub"]
 
@@ -49,8 +52,7 @@ def run_method(method: str, arch: str, size: tuple[int, int], batch: int, steps:
     torch.manual_seed(seed)
     model = RelPoseNet(ModelConfig(arch=arch, input_size=size, head_hidden=512)).to(dev).train()
     m = build_method(method, 2).to(dev)
-    params = list(model.parameters()) + [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-4)
+    opt = build_optimizer(model, m, lr=1e-4, weight_decay=0.0, method_lr=1e-3)
     g = torch.Generator().manual_seed(seed)
     batches = [(torch.randint(0, 256, (batch, *size, 3), dtype=torch.uint8, generator=g),
                 torch.randint(0, 256, (batch, *size, 3), dtype=torch.uint8, generator=g),
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the table as Markdown (and .json beside it)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device))
 
     if args.child:
         res = run_method(args.child, args.arch, tuple(args.size), args.batch, args.steps, args.warmup, device)
@@ -146,23 +148,18 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
     results = [pooled[n] | {"step_s": float(np.median(pooled[n]["step_times"]))} for n in names if n in pooled]
     base = next(r for r in results if r["method"] == "uniform")
-    hw = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-    lines = [f"Training-step cost per MTL method: {args.arch} at {args.size[0]}x{args.size[1]}, "
-             f"batch {args.batch} pairs, {args.repeats} x {args.steps} timed steps after {args.warmup} warm-up each, on {hw}.", "",
-             "| method | encoder backward passes | head-only backward passes | step (ms) | time / uniform | "
-             "peak mem (MB) | mem / uniform |",
-             "|---|---|---|---|---|---|---|"]
-    for r in results:
-        mem_ratio = f"{r['peak_mb'] / base['peak_mb']:.2f}x" if base["peak_mb"] > 0 else "n/a"
-        lines.append(f"| {r['method']} | {r['encoder_backwards']} | {r['head_backwards']} | {r['step_s'] * 1000:.1f} | "
-                     f"{r['step_s'] / base['step_s']:.2f}x | {r['peak_mb']:.0f} | {mem_ratio} |")
-    md = "\n".join(lines) + "\n"
+    hw = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    rows = [[r["method"], r["encoder_backwards"], r["head_backwards"], f"{r['step_s'] * 1000:.1f}",
+             f"{r['step_s'] / base['step_s']:.2f}x", f"{r['peak_mb']:.0f}",
+             f"{r['peak_mb'] / base['peak_mb']:.2f}x" if base["peak_mb"] > 0 else "n/a"] for r in results]
+    md = (f"Training-step cost per MTL method: {args.arch} at {args.size[0]}x{args.size[1]}, "
+          f"batch {args.batch} pairs, {args.repeats} x {args.steps} timed steps after {args.warmup} warm-up each, "
+          f"on {hw}.\n\n" + markdown_table(["method", "encoder backward passes", "head-only backward passes",
+                                              "step (ms)", "time / uniform", "peak mem (MB)", "mem / uniform"], rows))
     print(md)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(md)
-        args.out.with_suffix(".json").write_text(json.dumps({"config": vars(args) | {"device": device},
-                                                             "results": results}, indent=2, default=str))
+        write_text(args.out, md)
+        write_json(args.out.with_suffix(".json"), {"config": vars(args) | {"device": device}, "results": results})
     return 0
 
 

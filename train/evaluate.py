@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from reloc_ros.data.sevenscenes import open_scenes
+from reloc_ros.core.device import resolve_device
 from reloc_ros.core.model import load_model
 from reloc_train.dataset import FrameSet, ImageStore
-from reloc_train.evaluate_model import evaluate
+from reloc_ros.tools.report import markdown_table, write_csv, write_summary
+from reloc_train.validate import validate
 
 log = logging.getLogger("reloc_train.evaluate")
 
@@ -44,7 +44,7 @@ LABELS = {"uniform": "Uniform", "uncertainty": "Uncertainty", "mgda": "MGDA", "m
 
 def evaluate_runs(runs: list[Path], data: str | None, max_frames: int | None, device: str) -> list[dict]:
     """Re-evaluate each run's model; one dict per run with per-scene medians."""
-    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     cache: dict = {}
     rows = []
     for run in runs:
@@ -59,7 +59,7 @@ def evaluate_runs(runs: list[Path], data: str | None, max_frames: int | None, de
             size = info.config.input_size
             cache[scenes_key] = (tr, ImageStore(tr, size), te, ImageStore(te, size))
         tr, trs, te, tes = cache[scenes_key]
-        res = evaluate(model, tr, trs, te, tes, dev, max_frames)
+        res = validate(model, tr, trs, te, tes, dev, max_frames)
         seed = info.meta.get("train_config", {}).get("run", {}).get("seed")
         rows.append({"run": str(run), "method": info.meta.get("mtl_method", "?"), "seed": seed,
                      "scenes": res["scenes"]})
@@ -114,19 +114,14 @@ def aggregate(rows: list[dict], variant: str = "retrieval") -> tuple[list[str], 
     return methods, scenes, table
 
 
-def markdown_table(methods, scenes, table, title: str, note: str) -> str:
-    head = ["Method"] + scenes + ["Mean", "R_t", "R_r", "seeds"]
-    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def table4_markdown(methods, scenes, table, title: str, note: str) -> str:
+    rows = []
     for m in methods:
-        cells = [LABELS.get(m, m)]
-        for sc in scenes:
-            c = table[m][sc]
-            cells.append(f"{c['t']:.3f} m / {c['r']:.2f}°")
         c = table[m]["mean"]
-        cells.append(f"**{c['t']:.3f} m / {c['r']:.2f}°**")
-        cells += [f"{c['R_t']:+.2f}" if "R_t" in c else "", f"{c['R_r']:+.2f}" if "R_r" in c else "", str(c["n"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", note, ""])
+        rows.append([LABELS.get(m, m)] + [f"{table[m][sc]['t']:.3f} m / {table[m][sc]['r']:.2f}°" for sc in scenes]
+                    + [f"**{c['t']:.3f} m / {c['r']:.2f}°**", f"{c['R_t']:+.2f}" if "R_t" in c else "",
+                       f"{c['R_r']:+.2f}" if "R_r" in c else "", str(c["n"])])
+    return markdown_table(["Method"] + scenes + ["Mean", "R_t", "R_r", "seeds"], rows, title, [note])
 
 
 NOTES = {
@@ -144,30 +139,28 @@ TITLES = {
 
 
 def write_outputs(out: Path, rows: list[dict], tables: dict, title: str) -> str:
-    """tables: variant -> (methods, scenes, table). Writes CSVs and one Markdown file."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "per_run.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        keys = ["median_t_m", "median_r_deg", "retrieval_median_t_m", "retrieval_median_r_deg",
-                "oracle_median_t_m", "oracle_median_r_deg", "oracle_neighbour_median_t_m",
-                "oracle_neighbour_median_r_deg"]
-        w.writerow(["run", "method", "seed", "scene"] + keys)
-        for r in rows:
-            for sc, s in r["scenes"].items():
-                w.writerow([r["run"], r["method"], r["seed"], sc] + [f"{s[k]:.4f}" for k in keys])
-    with open(out / "table4.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["variant", "method", "scene", "median_t_m", "median_r_deg", "t_std", "r_std", "seeds"])
-        for variant, (methods, scenes, table) in tables.items():
-            for m in methods:
-                for sc in scenes:
-                    c = table[m][sc]
-                    w.writerow([variant, m, sc, f"{c['t']:.4f}", f"{c['r']:.3f}", f"{c['t_std']:.4f}",
-                                f"{c['r_std']:.3f}", c["n"]])
-                c = table[m]["mean"]
-                w.writerow([variant, m, "mean", f"{c['t']:.4f}", f"{c['r']:.3f}", "", "", c["n"]])
-    md = f"## {title}\n\n" + "\n".join(markdown_table(*tables[v], TITLES[v], NOTES[v]) for v in tables)
-    (out / "table4.md").write_text(md)
+    """tables: variant -> (methods, scenes, table). Writes the CSVs, the Markdown and the JSON."""
+    keys = ["median_t_m", "median_r_deg", "retrieval_median_t_m", "retrieval_median_r_deg",
+            "oracle_median_t_m", "oracle_median_r_deg", "oracle_neighbour_median_t_m",
+            "oracle_neighbour_median_r_deg"]
+    write_csv(out / "per_run.csv", [{"run": r["run"], "method": r["method"], "seed": r["seed"], "scene": sc,
+                                     **{k: f"{s[k]:.4f}" for k in keys}}
+                                    for r in rows for sc, s in r["scenes"].items()])
+    t4 = []
+    for variant, (methods, scenes, table) in tables.items():
+        for m in methods:
+            for sc in scenes:
+                c = table[m][sc]
+                t4.append({"variant": variant, "method": m, "scene": sc, "median_t_m": f"{c['t']:.4f}",
+                           "median_r_deg": f"{c['r']:.3f}", "t_std": f"{c['t_std']:.4f}",
+                           "r_std": f"{c['r_std']:.3f}", "seeds": c["n"]})
+            c = table[m]["mean"]
+            t4.append({"variant": variant, "method": m, "scene": "mean", "median_t_m": f"{c['t']:.4f}",
+                       "median_r_deg": f"{c['r']:.3f}", "t_std": "", "r_std": "", "seeds": c["n"]})
+    write_csv(out / "table4.csv", t4)
+    md = f"## {title}\n\n" + "\n".join(table4_markdown(*tables[v], TITLES[v], NOTES[v]) for v in tables)
+    write_summary(out, md, {v: {"methods": m, "scenes": sc, "table": t} for v, (m, sc, t) in tables.items()},
+                  stem="table4")
     return md
 
 
@@ -262,8 +255,6 @@ def main(argv: list[str] | None = None) -> int:
     tables = {v: aggregate(rows, v) for v in VARIANTS}
     md = write_outputs(args.out, rows, tables, args.title)
     plot(args.out, rows, tables)
-    (args.out / "table4.json").write_text(json.dumps(
-        {v: {"methods": m, "scenes": sc, "table": t} for v, (m, sc, t) in tables.items()}, indent=2))
     print(md)
     print(f"written: {args.out}/table4.md, table4.csv, per_run.csv, bars.png, weights.png")
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,42 +36,29 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Subset
 
-from reloc_train.pairs import PairConfig
-from reloc_ros.data.sevenscenes import open_scenes
-from reloc_ros.core.files import atomic_save
+from reloc_ros.core.device import resolve_device
+from reloc_ros.core.files import atomic_save, atomic_write_text
 from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
-from reloc_train.pretrained import load_imagenet_weights
-from reloc_train.config import load_config, resume_mismatches
+from reloc_ros.data.sevenscenes import open_scenes
+from reloc_train.config import TrainConfig, load_config, resume_mismatches
 from reloc_train.dataset import FrameSet, ImageStore, PairDataset
-from reloc_train.evaluate_model import evaluate
 from reloc_train.losses import task_losses
 from reloc_train.mtl import build_method
-from reloc_train.mtl.engine import mtl_backward
+from reloc_train.mtl.engine import distributed_reducers, mtl_backward
+from reloc_train.pretrained import load_imagenet_weights
+from reloc_train.validate import validate
 
 log = logging.getLogger("reloc_train")
 
 
 # --------------------------------------------------------------------------- environment
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> CUDA when present, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but CUDA is not available")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise ValueError(f"unknown device {name!r} (auto | cuda | cpu)")
-    return torch.device("cpu")
-
-
 def init_distributed(device_name: str) -> tuple[int, int, int]:
     """(rank, world_size, local_rank); initialises the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, 0
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if use_cuda else "gloo")
@@ -96,6 +85,18 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+# --------------------------------------------------------------------------- optimizer
+def build_optimizer(model: torch.nn.Module, method: torch.nn.Module, lr: float, weight_decay: float,
+                    method_lr: float) -> torch.optim.Adam:
+    """Adam over the network (``lr``, ``weight_decay``) and the MTL method's own parameters,
+    in the groups the method asks for (:meth:`~reloc_train.mtl.base.Weighting.param_groups`:
+    ``method_lr * lr_scale``, no weight decay)."""
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr,
+               "weight_decay": weight_decay, "name": "network"}]
+    groups += method.param_groups(method_lr)
+    return torch.optim.Adam(groups, lr=lr)
+
+
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """One training run (one process of it, under torchrun).
@@ -105,53 +106,45 @@ class Trainer:
         resume: continue from ``run.out/checkpoint.pt`` when it exists.
     """
 
-    def __init__(self, cfg: dict, resume: bool = False):
+    def __init__(self, cfg: TrainConfig, resume: bool = False):
         self.cfg = cfg
-        run = cfg["run"]
-        self.rank, self.world, local_rank = init_distributed(run["device"])
-        self.device = resolve_device(run["device"], local_rank)
+        run, d, mc, o = cfg.run, cfg.data, cfg.model, cfg.optim
+        self.rank, self.world, local_rank = init_distributed(run.device)
+        self.device = resolve_device(run.device, local_rank if self.world > 1 else None)
         self.main = self.rank == 0
-        self.out = Path(run["out"])
-        self.amp = bool(run["amp"]) and self.device.type == "cuda"
-        seed_everything(int(run["seed"]) + self.rank)
+        self.out = Path(run.out)
+        self.amp = bool(run.amp) and self.device.type == "cuda"
+        seed_everything(run.seed + self.rank)
 
-        d = cfg["data"]
-        if not d["root"]:
+        if not d.root:
             raise ValueError("data.root is not set (--data DIR)")
-        self.scenes = open_scenes(d["root"], d["scenes"])
-        mc = cfg["model"]
-        self.model_cfg = ModelConfig(arch=mc["arch"], input_size=tuple(mc["input_size"]),
-                                     head_hidden=mc["head_hidden"], dropout=mc["dropout"])
+        self.scenes = open_scenes(d.root, d.scenes)
+        self.model_cfg = ModelConfig(arch=mc.arch, input_size=mc.input_size, head_hidden=mc.head_hidden,
+                                     dropout=mc.dropout)
         size = self.model_cfg.input_size
-        self.train_fs = FrameSet.from_scenes(self.scenes, d["train_split"])
-        self.val_fs = FrameSet.from_scenes(self.scenes, d["val_split"])
-        self.dataset = PairDataset(self.train_fs, size, PairConfig(**d["pairs"]), seed=int(run["seed"]),
-                                   cache_limit_mb=d["cache_limit_mb"], rank=self.rank, world_size=self.world)
-        self.val_store = ImageStore(self.val_fs, size, d["cache_limit_mb"]) if self.main else None
+        self.train_fs = FrameSet.from_scenes(self.scenes, d.train_split)
+        self.val_fs = FrameSet.from_scenes(self.scenes, d.val_split)
+        self.dataset = PairDataset(self.train_fs, size, d.pairs, seed=run.seed, cache_limit_mb=d.cache_limit_mb,
+                                   rank=self.rank, world_size=self.world)
+        self.val_store = ImageStore(self.val_fs, size, d.cache_limit_mb) if self.main else None
 
-        torch.manual_seed(int(run["seed"]))  # identical initial weights on every rank
+        torch.manual_seed(run.seed)  # identical initial weights on every rank
         self.model = RelPoseNet(self.model_cfg)
-        self.init_source = load_imagenet_weights(self.model, mc.get("pretrained"))
+        self.init_source = load_imagenet_weights(self.model, mc.pretrained)
         self.model.to(self.device)
         if self.world > 1:
             for p in self.model.state_dict().values():
                 dist.broadcast(p, 0)
         self.tasks = self.model_cfg.tasks
-        self.method = build_method(cfg["mtl"]["method"], len(self.tasks), **(cfg["mtl"]["options"] or {}))
+        self.method = build_method(cfg.mtl.method, len(self.tasks), **cfg.mtl.options)
         self.method.to(self.device)
-        o = cfg["optim"]
-        groups = [{"params": self.model.parameters(), "lr": o["lr"]}]
-        own = [p for p in self.method.parameters() if p.requires_grad]
-        if own:
-            groups.append({"params": own, "lr": o["method_lr"]})
-        self.opt = torch.optim.Adam(groups, lr=o["lr"], weight_decay=o["weight_decay"])
+        self.reducers = distributed_reducers(self.method)
+        self.opt = build_optimizer(self.model, self.method, o.lr, o.weight_decay, o.method_lr)
         self.steps_per_epoch = self._steps_per_epoch()
-        total = max(1, self.steps_per_epoch * int(o["epochs"]))
-        sched = o["schedule"]
-        if sched not in ("cosine", "constant"):
-            raise ValueError(f"unknown schedule {sched!r}")
+        total = max(1, self.steps_per_epoch * o.epochs)
+        cosine = o.schedule == "cosine"
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) if sched == "cosine" else 1.0)
+            self.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) if cosine else 1.0)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         self.metrics: list[dict] = []
@@ -160,24 +153,15 @@ class Trainer:
             self._resume()
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.as_dict(), sort_keys=False))
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.global_step or None)
 
     def _steps_per_epoch(self) -> int:
-        n = len(self.dataset) // int(self.cfg["optim"]["batch_size"])
-        cap = self.cfg["run"]["max_steps_per_epoch"]
-        return min(n, int(cap)) if cap else n
-
-    # -- distributed reductions ----------------------------------------------------------
-    def _all_reduce_mean(self, t: torch.Tensor) -> torch.Tensor:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t.div_(self.world)
-
-    def _all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t
+        n = len(self.dataset) // self.cfg.optim.batch_size
+        cap = self.cfg.run.max_steps_per_epoch
+        return min(n, cap) if cap else n
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
@@ -187,7 +171,7 @@ class Trainer:
         if not self.main:
             return
         atomic_save({
-            "config": self.cfg, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "config": self.cfg.as_dict(), "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step, "model": self.model.state_dict(),
             "method": self.method.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "rng": rng_state(),
@@ -201,7 +185,7 @@ class Trainer:
             log.warning("--resume: no checkpoint at %s, starting a new run", path)
             return
         ck = torch.load(path, map_location=self.device, weights_only=False)
-        bad = resume_mismatches(ck["config"], self.cfg)
+        bad = resume_mismatches(ck["config"], self.cfg.as_dict())
         if bad:
             raise SystemExit(f"{path}: the checkpoint was made with another config; differs in: "
                              + "; ".join(bad))
@@ -219,16 +203,12 @@ class Trainer:
     def _write_history(self) -> None:
         if not self.history:
             return
-        keys = list(self.history[0].keys())
-        tmp = self.out / ".history.csv.tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.history)
-        os.replace(tmp, self.out / "history.csv")
-        tmp = self.out / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(self.metrics, indent=2))
-        os.replace(tmp, self.out / "metrics.json")
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(self.history[0].keys()))
+        w.writeheader()
+        w.writerows(self.history)
+        atomic_write_text(self.out / "history.csv", buf.getvalue())
+        atomic_write_text(self.out / "metrics.json", json.dumps(self.metrics, indent=2))
 
     # -- one step ------------------------------------------------------------------------
     def train_step(self, batch) -> dict:
@@ -237,16 +217,14 @@ class Trainer:
             pred, z = self.model.forward_pair(self.model.preprocess(xa), self.model.preprocess(xb))
         losses = task_losses(pred, {"t": t, "q": q}, self.tasks)
         self.opt.zero_grad(set_to_none=True)
-        dist_on = self.world > 1
         stats = mtl_backward(
             self.method, losses,
             shared_params=self.model.shared_parameters(),
             task_params=self.model.task_parameters(),
             z=z, layer_params=self.model.encoder.last_shared_layer(),
-            reduce_grads=self._all_reduce_mean if dist_on else None,
-            reduce_gram=self._all_reduce_sum if dist_on else None,
+            **self.reducers,
         )
-        clip = float(self.cfg["optim"]["grad_clip"])
+        clip = self.cfg.optim.grad_clip
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.opt.step()
@@ -258,9 +236,9 @@ class Trainer:
     def fit(self) -> dict:
         from tqdm import tqdm
 
-        o, run = self.cfg["optim"], self.cfg["run"]
-        bs, epochs = int(o["batch_size"]), int(o["epochs"])
-        ck_every = int(run["checkpoint_every_steps"] or 0)
+        o, run = self.cfg.optim, self.cfg.run
+        bs, epochs = o.batch_size, o.epochs
+        ck_every = run.checkpoint_every_steps
         if self.steps_per_epoch == 0:
             raise SystemExit(f"not enough training pairs ({len(self.dataset)}) for one batch of {bs}")
         if self.main:
@@ -273,7 +251,7 @@ class Trainer:
             start = self.step_in_epoch
             sub = Subset(self.dataset, range(start * bs, self.steps_per_epoch * bs))
             loader = DataLoader(sub, batch_size=bs, shuffle=False, drop_last=True,
-                                num_workers=int(run["workers"]), pin_memory=self.device.type == "cuda",
+                                num_workers=run.workers, pin_memory=self.device.type == "cuda",
                                 persistent_workers=False)
             bar = tqdm(loader, total=self.steps_per_epoch, initial=start, disable=not self.main,
                        desc=f"epoch {self.epoch + 1}/{epochs}", dynamic_ncols=True, leave=False)
@@ -309,7 +287,7 @@ class Trainer:
             if isinstance(v, (int, float)):
                 row[f"mtl_{k}"] = float(v)
         self.history.append(row)
-        if self.global_step % int(self.cfg["run"]["log_every"]) == 0 or self.global_step == 1:
+        if self.global_step % self.cfg.run.log_every == 0 or self.global_step == 1:
             for k, v in row.items():
                 if k not in ("step", "epoch"):
                     group = k.split("_", 1)
@@ -321,8 +299,8 @@ class Trainer:
     def validate(self) -> dict:
         if not self.main:
             return {}
-        res = evaluate(self.model, self.train_fs, self.dataset.images, self.val_fs, self.val_store,
-                       self.device, self.cfg["eval"]["max_frames"])
+        res = validate(self.model, self.train_fs, self.dataset.images, self.val_fs, self.val_store,
+                       self.device, self.cfg.eval.max_frames)
         m = res["mean"]
         val = {"val_median_t_m": m["median_t_m"], "val_median_r_deg": m["median_r_deg"],
                "val_retrieval_median_t_m": m["retrieval_median_t_m"],
@@ -339,13 +317,13 @@ class Trainer:
         if not self.main:
             return {}
         self.tb.flush()
-        d = self.cfg["data"]
+        d = self.cfg.data
         fp = save_model(self.out / "model.pt", self.model, meta={
             "mtl_method": self.method.name,
-            "mtl_options": self.cfg["mtl"]["options"],
-            "training_data": {"root": str(d["root"]), "scenes": [s.name for s in self.scenes],
-                              "split": d["train_split"], "frames": len(self.train_fs)},
-            "train_config": self.cfg,
+            "mtl_options": self.cfg.mtl.options,
+            "training_data": {"root": str(d.root), "scenes": [s.name for s in self.scenes],
+                              "split": d.train_split, "frames": len(self.train_fs)},
+            "train_config": self.cfg.as_dict(),
             "encoder_init": self.init_source,
             "epochs": self.epoch, "steps": self.global_step, "world_size": self.world,
             "validation": getattr(self, "last_eval", None),
@@ -371,20 +349,22 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def config_from_args(args) -> dict:
-    """Defaults < --config files < flags and --set. ``--out X --resume`` with no --config
+def config_from_args(args) -> TrainConfig:
+    """Defaults < --config files < --set < flags. ``--out X --resume`` with no --config
     takes the run's own saved config.yaml as the base, so a bare resume needs no flags."""
-    sets = list(args.set)
-    for key, val in (("data.root", args.data), ("mtl.method", args.method), ("run.out", args.out),
-                     ("run.seed", args.seed), ("optim.epochs", args.epochs), ("run.device", args.device)):
-        if val is not None:
-            sets.append(f"{key}={json.dumps(val) if isinstance(val, str) else val}")
     files = list(args.config)
     if args.resume and not files:
-        out = Path(args.out) if args.out else Path(load_config([], sets)["run"]["out"])
+        out = Path(args.out) if args.out else Path(load_config([], args.set).run.out)
         if (out / "config.yaml").is_file():
             files = [out / "config.yaml"]
-    return load_config(files, sets)
+    cfg = load_config(files, args.set)
+    flags = {"data": {"root": args.data}, "mtl": {"method": args.method},
+             "run": {"out": args.out, "seed": args.seed, "device": args.device}, "optim": {"epochs": args.epochs}}
+    for section, values in flags.items():
+        values = {k: v for k, v in values.items() if v is not None}
+        if values:
+            setattr(cfg, section, replace(getattr(cfg, section), **values))
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Every output of the project (model files, databases, checkpoints, reports) is written to a
 temporary file in the same folder, flushed to disk and renamed over the destination, so a
-crash leaves either the old file or the new one, never a truncated one.
+crash leaves either the old file or the new one, never a truncated one. torch is imported
+only by the functions that need it, so text reports cost no torch import.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import TYPE_CHECKING, Any, Callable, IO
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["atomic_write", "atomic_save", "atomic_write_text", "tensor_fingerprint", "load_torch_file"]
 
@@ -42,6 +44,8 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
 
 def atomic_save(obj: Any, path: Path | str) -> None:
     """``torch.save(obj)`` to ``path``, atomically."""
+    import torch
+
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -56,6 +60,8 @@ def tensor_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
 
     The model file fingerprints its weights with it, the database checks its own tensors.
     """
+    import torch
+
     h = hashlib.sha256()
     for k in sorted(tensors):
         t = tensors[k].detach().cpu().contiguous()
@@ -81,6 +87,8 @@ def load_torch_file(path: Path | str, error: Callable[[Path, str], Exception], w
         whatever ``error`` builds: the file is missing, empty, truncated or not a torch file.
         The library's own text goes to the debug log, not into the message.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise error(path, f"{what} does not exist")

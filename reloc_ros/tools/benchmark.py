@@ -29,6 +29,7 @@ from reloc_ros.core.fusion import FusionConfig
 from reloc_ros.core.localizer import Localizer, LocalizerConfig
 from reloc_ros.core.model import ModelConfig, RelPoseNet
 from reloc_ros.core.retrieval import build_index
+from reloc_ros.tools.report import markdown_table, write_text
 
 
 def synthetic_database(model: RelPoseNet, n: int, seed: int = 0) -> FrameDatabase:
@@ -111,26 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     h, w = loc.model.cfg.input_size
     hw = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"
     lat = latency(loc, images, args.queries)
-    lines = [f"### Per-query latency: {loc.model.cfg.arch} at {h}x{w}, {images[0].shape[1]}x{images[0].shape[0]} "
-             f"input images, top-{args.top_k}, {len(loc.db)} database frames, {hw}", "",
-             "| stage | median ms | share of total |", "|---|---|---|"]
-    for k in ("encode", "search", "heads", "fusion", "total"):
-        lines.append(f"| {k} | {lat[k]:.2f} | {100 * lat[k] / lat['total']:.1f}% |")
-    lines += ["", f"total / encode = **{lat['total'] / lat['encode']:.3f}x** (goal ≤ 1.2x)", ""]
+    stages = ("encode", "search", "heads", "fusion", "total")
+    md = markdown_table(["stage", "median ms", "share of total"],
+                        [[k, f"{lat[k]:.2f}", f"{100 * lat[k] / lat['total']:.1f}%"] for k in stages],
+                        f"Per-query latency: {loc.model.cfg.arch} at {h}x{w}, {images[0].shape[1]}x{images[0].shape[0]} "
+                        f"input images, top-{args.top_k}, {len(loc.db)} database frames, {hw}",
+                        [f"total / encode = **{lat['total'] / lat['encode']:.3f}x** (goal ≤ 1.2x)"])
     sizes = [int(s) for s in args.sizes.split(",") if s]
     sc_rows = search_scaling(loc.model.cfg.feature_dim, sizes, args.top_k, dev)
-    lines += [f"### Search time per query (top-{args.top_k}, {loc.model.cfg.feature_dim}-d descriptors, {dev.type})", "",
-              "| frames | index | median ms | build s | recall vs exact |", "|---|---|---|---|---|"]
-    for r in sc_rows:
-        lines.append(f"| {r['frames']} | {r['index']} | {r['median_ms']:.3f} | {r['build_s']:.2f} | {r['recall_vs_exact']:.3f} |")
+    md += "\n" + markdown_table(
+        ["frames", "index", "median ms", "build s", "recall vs exact"],
+        [[r["frames"], r["index"], f"{r['median_ms']:.3f}", f"{r['build_s']:.2f}", f"{r['recall_vs_exact']:.3f}"]
+         for r in sc_rows],
+        f"Search time per query (top-{args.top_k}, {loc.model.cfg.feature_dim}-d descriptors, {dev.type})")
     bpf = loc.db.bytes_per_frame()
-    lines += ["", f"### Memory: {bpf:.0f} bytes per database frame ({bpf * 26000 / 2**20:.0f} MB for the "
-                  "26k training frames of 7-Scenes)"]
-    md = "\n".join(lines) + "\n"
+    md += (f"\n### Memory: {bpf:.0f} bytes per database frame ({bpf * 26000 / 2**20:.0f} MB for the "
+           "26k training frames of 7-Scenes)\n")
     print(md)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(md)
+        write_text(args.out, md)
     return 0
 
 

@@ -20,8 +20,6 @@ Outputs in ``--out``: ``summary.md``, ``summary.csv``, ``per_frame.csv``, ``cdf.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 import time
 from dataclasses import replace
@@ -33,6 +31,7 @@ from tqdm import tqdm
 from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes
 from reloc_ros.core.fusion import FusionConfig
 from reloc_ros.core.geometry import pose_errors
+from reloc_ros.tools.report import fmt, markdown_table, pct, write_csv, write_summary
 
 # The localizer (and torch) are imported inside evaluate()/main(): the metric definitions
 # here (THRESHOLDS, summarize) are shared with the online evaluator, which needs no torch.
@@ -44,6 +43,11 @@ METHODS = ["retrieval-only", "top1", "consensus", "triangulate"]
 def recall_at_k(T_db: np.ndarray, T_gt: np.ndarray, max_t: float = 0.5, max_r: float = 30.0) -> bool:
     te, re = pose_errors(T_db, T_gt[None])
     return bool(np.any((te <= max_t) & (re <= max_r)))
+
+
+def acc_key(t_m: float, r_deg: float) -> str:
+    """Name of the accuracy column for a (metres, degrees) threshold: ``acc_25cm_2deg``."""
+    return f"acc_{int(t_m * 100)}cm_{int(r_deg)}deg"
 
 
 def summarize(per_method: dict[str, dict], n: int) -> dict:
@@ -58,7 +62,7 @@ def summarize(per_method: dict[str, dict], n: int) -> dict:
                "mean_t_m": float(np.mean(t[ok])) if ok.any() else float("nan"),
                "mean_r_deg": float(np.mean(r[ok])) if ok.any() else float("nan")}
         for tt, rr in THRESHOLDS:
-            row[f"acc_{int(tt * 100)}cm_{int(rr)}deg"] = float(np.mean(ok & (t <= tt) & (r <= rr))) if n else float("nan")
+            row[acc_key(tt, rr)] = float(np.mean(ok & (t <= tt) & (r <= rr))) if n else float("nan")
         out[m] = row
     return out
 
@@ -110,21 +114,16 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
 
 def table_markdown(res: dict, title: str = "") -> str:
     s = res["summary"]
-    cols = ["median_t_m", "median_r_deg", "mean_t_m", "mean_r_deg"] + \
-           [f"acc_{int(t * 100)}cm_{int(r)}deg" for t, r in THRESHOLDS] + ["rejection_rate"]
     head = ["method", "median t (m)", "median r (°)", "mean t (m)", "mean r (°)"] + \
            [f"≤{int(t * 100)}cm,{int(r)}°" for t, r in THRESHOLDS] + ["rejected"]
-    lines = ([f"### {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m in METHODS:
-        row = s[m]
-        cells = [m] + [f"{row[c]:.3f}" if "_t_" in c else f"{row[c]:.2f}" for c in cols[:4]] + \
-                [f"{100 * row[c]:.1f}%" for c in cols[4:]]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"{res['queries']} queries; retrieval recall@{res['top_k']} (a retrieved frame within 0.5 m "
-                  f"and 30°): {100 * res['recall_at_k']:.1f}%."]
+    rows = [[m, fmt(s[m]["median_t_m"]), fmt(s[m]["median_r_deg"], ".2f"), fmt(s[m]["mean_t_m"]),
+             fmt(s[m]["mean_r_deg"], ".2f")] + [pct(s[m][acc_key(t, r)]) for t, r in THRESHOLDS]
+            + [pct(s[m]["rejection_rate"])] for m in METHODS]
+    notes = [f"{res['queries']} queries; retrieval recall@{res['top_k']} (a retrieved frame within 0.5 m "
+             f"and 30°): {pct(res['recall_at_k'])}."]
     if res["timings_ms"]:
-        lines.append("Mean latency (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in res["timings_ms"].items()) + ".")
-    return "\n".join(lines) + "\n"
+        notes.append("Mean latency (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in res["timings_ms"].items()) + ".")
+    return markdown_table(head, rows, title or None, notes)
 
 
 def plot(res: dict, out: Path) -> None:
@@ -180,21 +179,11 @@ def plot(res: dict, out: Path) -> None:
 
 
 def write(res: dict, out: Path, title: str) -> str:
-    out.mkdir(parents=True, exist_ok=True)
     md = table_markdown(res, title)
-    (out / "summary.md").write_text(md)
-    with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        keys = list(next(iter(res["summary"].values())).keys())
-        w.writerow(["method"] + keys)
-        for m, row in res["summary"].items():
-            w.writerow([m] + [row[k] for k in keys])
-    with open(out / "per_frame.csv", "w", newline="") as f:
-        keys = [k for k in res["rows"][0] if not k.endswith("_xyz")] if res["rows"] else []
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(res["rows"])
-    (out / "summary.json").write_text(json.dumps({k: v for k, v in res.items() if k != "rows"}, indent=2))
+    summary_rows = [{"method": m, **row} for m, row in res["summary"].items()]
+    write_summary(out, md, {k: v for k, v in res.items() if k != "rows"},
+                  rows=[{k: v for k, v in r.items() if not k.endswith("_xyz")} for r in res["rows"]])
+    write_csv(out / "summary.csv", summary_rows)
     plot(res, out)
     return md
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reloc_ros.tools.report import markdown_table, write_text
+
 POSE_TOPIC = "/relocalization_node/pose"
 IMAGE_TOPIC = "/bench/image"
 
@@ -155,21 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     model_ms = float(diag_lat.get("model ms (median: encode + heads)", "nan"))
     loc_ms = float(diag_lat.get("localize ms (median)", "nan"))
     med = float(np.median(lat)) if lat else float("nan")
-    lines = [f"### Node end-to-end ({diag.get('device', '?')}; model {model.name}; 640x480 rgb8 input)", "",
-             "| measure | value |", "|---|---|",
-             f"| frames answered (latency phase) | {len(lat)} of {args.frames} at {args.rate:g} Hz |",
-             f"| end-to-end latency, median (ms) | {med:.1f} |",
-             f"| end-to-end latency, p90 / max (ms) | {np.percentile(lat, 90):.1f} / {np.max(lat):.1f} |" if lat else "| p90 / max | n/a |",
-             f"| localizer total, median (ms) | {loc_ms:.1f} |",
-             f"| model (encoder + heads), median (ms) | {model_ms:.1f} |",
-             f"| share of latency outside the model | {100 * (1 - model_ms / med):.1f}% |",
-             f"| processing rate under a {args.flood_rate:g} Hz flood (Hz) | {diag.get('processing rate hz', 'n/a')} |",
-             f"| frames received / dropped in the flood run | {diag.get('frames received')} / {diag.get('frames dropped')} |"]
-    md = "\n".join(lines) + "\n"
+    rows = [["frames answered (latency phase)", f"{len(lat)} of {args.frames} at {args.rate:g} Hz"],
+            ["end-to-end latency, median (ms)", f"{med:.1f}"],
+            ["end-to-end latency, p90 / max (ms)",
+             f"{np.percentile(lat, 90):.1f} / {np.max(lat):.1f}" if lat else "n/a"],
+            ["localizer total, median (ms)", f"{loc_ms:.1f}"],
+            ["model (encoder + heads), median (ms)", f"{model_ms:.1f}"],
+            ["share of latency outside the model", f"{100 * (1 - model_ms / med):.1f}%"],
+            [f"processing rate under a {args.flood_rate:g} Hz flood (Hz)", diag.get("processing rate hz", "n/a")],
+            ["frames received / dropped in the flood run",
+             f"{diag.get('frames received')} / {diag.get('frames dropped')}"]]
+    md = markdown_table(["measure", "value"], rows,
+                        f"Node end-to-end ({diag.get('device', '?')}; model {model.name}; 640x480 rgb8 input)")
     print(md)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(md)
+        write_text(args.out, md)
     return 0
 
 

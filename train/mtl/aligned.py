@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import Weighting, as_gram64, gram_stats
+from .base import Weighting, as_gram64
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -71,8 +71,8 @@ class AlignedMTL(Weighting):
     .. math::  \alpha = B\,w, \qquad w = \text{pref} = (1, \dots, 1) \text{ by default}
 
     (the official implementation sums the aligned gradients; ``pref=[1/T]*T`` gives their
-    mean). The eigen-statistics are recorded in ``last_stats`` (``lambda_min``,
-    ``lambda_max``, ``condition``, ``rank``, ``lambda_scale``, cosine similarities).
+    mean). ``last_stats`` records ``rank`` and ``lambda_scale``; the engine adds the Gram's
+    eigen-statistics (``lambda_min``, ``lambda_max``, ``condition``, cosine similarities).
 
     Cost: T backward passes through the whole network per step; no further backward.
 
@@ -105,9 +105,7 @@ class AlignedMTL(Weighting):
     def _weights(self, losses: Tensor, gram: Tensor | None, grad_norms: Tensor | None) -> Tensor:
         m = as_gram64(gram)
         b, info = balance_transformation(m, self.scale_mode, self.rank_rtol)
-        stats = gram_stats(m)
-        stats.update(info)
-        self.last_stats = stats
+        self.last_stats = dict(info)
         return b @ self.pref.to(device="cpu", dtype=torch.float64)
 
     def extra_repr(self) -> str:

@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -82,7 +83,7 @@ from .base import Weighting, gram_stats
 
 Reducer = Callable[[Tensor], Tensor]
 
-__all__ = ["mtl_backward", "gram64", "all_reduce_mean_fn", "all_reduce_sum_fn", "distributed_reducers"]
+__all__ = ["mtl_backward", "LEVEL_STEPS", "gram64", "all_reduce_mean_fn", "all_reduce_sum_fn", "distributed_reducers"]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -175,6 +176,120 @@ def _per_task_grads(losses: Tensor, inputs: Sequence[Tensor], *, retain_last: bo
 
 
 # ---------------------------------------------------------------------------- the step
+@dataclass
+class _Step:
+    """What one call of :func:`mtl_backward` works on."""
+
+    method: Weighting
+    losses: Tensor  # (T,), with graph
+    seen: Tensor  # (T,) detached losses as the weighting sees them (rank mean when distributed)
+    shared: list[nn.Parameter]
+    task: list[nn.Parameter]
+    own: list[nn.Parameter]
+    z: Tensor | None
+    layer: list[nn.Parameter]
+    reduce_grads: Reducer | None
+    reduce_gram: Reducer | None
+
+    @property
+    def net(self) -> list[nn.Parameter]:
+        return self.shared + self.task
+
+
+@dataclass
+class _Outcome:
+    """What a level computed: the weights, the Gram (or None), the own loss, the passes."""
+
+    alpha: Tensor
+    gram: Tensor | None
+    own_loss: Tensor | None
+    encoder_backwards: int
+    head_backwards: int
+
+
+def _weighted_backward(step: _Step, alpha: Tensor, own_loss: Tensor | None) -> None:
+    """One backward of sum_t alpha_t L_t (+ own loss) through everything; then the DDP-style
+    all-reduce of every gradient."""
+    _zero(step.net + step.own)
+    total = (alpha.to(device=step.losses.device, dtype=step.losses.dtype) * step.losses).sum()
+    if own_loss is not None and own_loss.requires_grad:
+        total = total + own_loss.to(device=total.device, dtype=total.dtype)
+    total.backward()
+    if step.reduce_grads is not None:
+        _reduce_param_grads(step.net + step.own, step.reduce_grads)
+
+
+def _level_loss(step: _Step) -> _Outcome:
+    """Weights from the losses alone; one backward."""
+    alpha = step.method.weights(step.seen)
+    own_loss = step.method.own_loss(step.seen)
+    _weighted_backward(step, alpha, own_loss)
+    return _Outcome(alpha, None, own_loss, 1, 0)
+
+
+def _level_theta(step: _Step) -> _Outcome:
+    """T per-task gradients of every parameter; weights from the Gram of the shared part;
+    the combined gradient alpha^T J assigned directly (no further backward)."""
+    net = step.net
+    if not net:
+        raise ValueError("mtl_backward: no trainable shared or task parameters")
+    jac, present = _per_task_grads(step.losses, net, retain_last=False)
+    if step.reduce_grads is not None:
+        jac = step.reduce_grads(jac)
+        present = [True] * len(net)
+    gram = gram64(jac[:, :_numel(step.shared)])
+    alpha = step.method.weights(step.seen, gram=gram)
+    _assign(net, alpha.to(device=jac.device, dtype=jac.dtype) @ jac, present)
+    own_loss = step.method.own_loss(step.seen)
+    _zero(step.own)
+    if own_loss is not None and own_loss.requires_grad:
+        own_loss.backward()
+        if step.reduce_grads is not None:
+            _reduce_param_grads(step.own, step.reduce_grads)
+    return _Outcome(alpha, gram, own_loss, step.method.n_tasks, 0)
+
+
+def _level_z(step: _Step) -> _Outcome:
+    """T gradients w.r.t. Z through the heads only; weights from their Gram; one backward."""
+    z = step.z
+    if z is None or not isinstance(z, Tensor):
+        raise ValueError(f"mtl_backward: method {step.method.name!r} needs the shared representation z")
+    if not z.requires_grad:
+        raise ValueError("mtl_backward: z does not require grad")
+    zg, _ = _per_task_grads(step.losses, [z], retain_last=True)
+    gram = gram64(zg)
+    del zg
+    if step.reduce_gram is not None:
+        gram = step.reduce_gram(gram.clone())
+    alpha = step.method.weights(step.seen, gram=gram)
+    own_loss = step.method.own_loss(step.seen)
+    _weighted_backward(step, alpha, own_loss)
+    return _Outcome(alpha, gram, own_loss, 1, step.method.n_tasks)
+
+
+def _level_layer(step: _Step) -> _Outcome:
+    """T gradients at the last shared layer (their norms); weights and own loss; one backward."""
+    if not step.layer:
+        raise ValueError(f"mtl_backward: method {step.method.name!r} needs layer_params "
+                         "(the last shared layer's parameters)")
+    lg, _ = _per_task_grads(step.losses, step.layer, retain_last=True)
+    if step.reduce_grads is not None:
+        lg = step.reduce_grads(lg)
+    gram = gram64(lg)
+    del lg
+    grad_norms = gram.diagonal().clamp_min(0.0).sqrt().to(device=step.losses.device, dtype=torch.float32)
+    alpha = step.method.weights(step.seen, gram=gram, grad_norms=grad_norms)
+    own_loss = step.method.own_loss(step.seen, grad_norms=grad_norms)
+    _weighted_backward(step, alpha, own_loss)
+    return _Outcome(alpha, gram, own_loss, 1, step.method.n_tasks)
+
+
+#: level -> the function that computes it.
+LEVEL_STEPS: dict[str, Callable[[_Step], _Outcome]] = {
+    "loss": _level_loss, "theta": _level_theta, "z": _level_z, "layer": _level_layer,
+}
+
+
 def mtl_backward(method: Weighting, losses: Tensor, *, shared_params: Iterable[nn.Parameter],
                  task_params: Iterable[nn.Parameter], z: Tensor | None = None,
                  layer_params: Iterable[nn.Parameter] | None = None,
@@ -200,98 +315,34 @@ def mtl_backward(method: Weighting, losses: Tensor, *, shared_params: Iterable[n
         the heads / last layer only), ``backward_passes`` (their sum), ``own_loss`` when the
         method has one, and ``method_stats``: for the gradient levels the Gram statistics
         (``lambda_min``, ``lambda_max``, ``condition``, ``grad_norms``, ``cos``, ``cos_min``;
-        see ``gram_stats``) updated with ``method.last_stats``. The entries of
-        ``method_stats`` are also copied at the top level where they do not clash.
+        see ``gram_stats``, computed once per step here) updated with ``method.last_stats``.
+        The entries of ``method_stats`` are also copied at the top level where they do not
+        clash.
     """
-    level = method.level
+    if method.level not in LEVEL_STEPS:
+        raise ValueError(f"mtl_backward: unknown level {method.level!r} of method {method.name!r}")
     if not isinstance(losses, Tensor) or losses.dim() != 1 or losses.shape[0] != method.n_tasks:
         raise ValueError(f"mtl_backward: losses must be a ({method.n_tasks},) tensor")
     if not losses.requires_grad:
         raise ValueError("mtl_backward: losses do not require grad (no graph to differentiate)")
-    n_tasks = method.n_tasks
     shared = _trainable(shared_params)
     task = _trainable(task_params, exclude={id(p) for p in shared})
-    net = shared + task
-    own = _trainable(method.parameters(), exclude={id(p) for p in net})
-
+    own = _trainable(method.parameters(), exclude={id(p) for p in shared + task})
     seen = losses.detach().to(torch.float32)
     if reduce_grads is not None:
         seen = reduce_grads(seen.clone())
+    step = _Step(method, losses, seen, shared, task, own, z, _trainable(layer_params), reduce_grads, reduce_gram)
+    out = LEVEL_STEPS[method.level](step)
 
-    stats: dict[str, Any] = {"method": method.name, "level": level}
-    gram: Tensor | None = None
-    grad_norms: Tensor | None = None
-    own_loss: Tensor | None = None
-
-    if level == "theta":
-        if not net:
-            raise ValueError("mtl_backward: no trainable shared or task parameters")
-        jac, present = _per_task_grads(losses, net, retain_last=False)
-        if reduce_grads is not None:
-            jac = reduce_grads(jac)
-            present = [True] * len(net)
-        gram = gram64(jac[:, :_numel(shared)])
-        alpha = method.weights(seen, gram=gram)
-        _assign(net, alpha.to(device=jac.device, dtype=jac.dtype) @ jac, present)
-        own_loss = method.own_loss(seen)
-        _zero(own)
-        if own_loss is not None and own_loss.requires_grad:
-            own_loss.backward()
-            if reduce_grads is not None:
-                _reduce_param_grads(own, reduce_grads)
-        enc, heads = n_tasks, 0
-    elif level in ("z", "layer", "loss"):
-        if level == "z":
-            if z is None or not isinstance(z, Tensor):
-                raise ValueError(f"mtl_backward: method {method.name!r} needs the shared representation z")
-            if not z.requires_grad:
-                raise ValueError("mtl_backward: z does not require grad")
-            zg, _ = _per_task_grads(losses, [z], retain_last=True)
-            gram = gram64(zg)
-            del zg
-            if reduce_gram is not None:
-                gram = reduce_gram(gram.clone())
-            alpha = method.weights(seen, gram=gram)
-            own_loss = method.own_loss(seen)
-            enc, heads = 1, n_tasks
-        elif level == "layer":
-            layer = _trainable(layer_params)
-            if not layer:
-                raise ValueError(f"mtl_backward: method {method.name!r} needs layer_params "
-                                 "(the last shared layer's parameters)")
-            lg, _ = _per_task_grads(losses, layer, retain_last=True)
-            if reduce_grads is not None:
-                lg = reduce_grads(lg)
-            gram = gram64(lg)
-            del lg
-            grad_norms = gram.diagonal().clamp_min(0.0).sqrt().to(device=losses.device,
-                                                                  dtype=torch.float32)
-            alpha = method.weights(seen, gram=gram, grad_norms=grad_norms)
-            own_loss = method.own_loss(seen, grad_norms=grad_norms)
-            enc, heads = 1, n_tasks
-        else:
-            alpha = method.weights(seen)
-            own_loss = method.own_loss(seen)
-            enc, heads = 1, 0
-        _zero(net + own)
-        total = (alpha.to(device=losses.device, dtype=losses.dtype) * losses).sum()
-        if own_loss is not None and own_loss.requires_grad:
-            total = total + own_loss.to(device=total.device, dtype=total.dtype)
-        total.backward()
-        if reduce_grads is not None:
-            _reduce_param_grads(net + own, reduce_grads)
-    else:
-        raise ValueError(f"mtl_backward: unknown level {level!r} of method {method.name!r}")
-
-    stats["alpha"] = alpha.tolist()
+    stats: dict[str, Any] = {"method": method.name, "level": method.level, "alpha": out.alpha.tolist()}
     stats["weights"] = stats["alpha"]
     stats["losses"] = seen.tolist()
-    stats["encoder_backwards"] = enc
-    stats["head_backwards"] = heads
-    stats["backward_passes"] = enc + heads
-    if own_loss is not None:
-        stats["own_loss"] = float(own_loss.detach())
-    method_stats: dict[str, Any] = gram_stats(gram) if gram is not None else {}
+    stats["encoder_backwards"] = out.encoder_backwards
+    stats["head_backwards"] = out.head_backwards
+    stats["backward_passes"] = out.encoder_backwards + out.head_backwards
+    if out.own_loss is not None:
+        stats["own_loss"] = float(out.own_loss.detach())
+    method_stats: dict[str, Any] = gram_stats(out.gram) if out.gram is not None else {}
     method_stats.update(method.last_stats)
     stats["method_stats"] = method_stats
     for k, v in method_stats.items():

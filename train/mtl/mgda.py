@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Weighting, as_gram64, gram_stats
+from .base import Weighting, as_gram64
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -248,10 +248,8 @@ class MGDA(Weighting):
         alpha = gamma / n
         if self.normalize_weights:
             alpha = alpha / alpha.sum()
-        stats = gram_stats(m)
-        stats["min_norm"] = float((gamma @ m_hat @ gamma).clamp_min(0.0).sqrt())
-        stats["gamma"] = gamma.tolist()
-        self.last_stats = stats
+        self.last_stats = {"min_norm": float((gamma @ m_hat @ gamma).clamp_min(0.0).sqrt()),
+                           "gamma": gamma.tolist()}
         return alpha
 
     def extra_repr(self) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import Weighting, as_gram64, gram_stats
+from .base import Weighting, as_gram64
 
 _THETA_COST = "T backward passes through the encoder and heads (per-task gradients), no extra backward"
 
@@ -51,7 +51,7 @@ class _TorchJDWeighting(Weighting):
 
     def _weights(self, losses: Tensor, gram: Tensor | None, grad_norms: Tensor | None) -> Tensor:
         m = as_gram64(gram)
-        self.last_stats = gram_stats(m)
+        self.last_stats = {}
         return self._jd(m).detach().to(device="cpu", dtype=torch.float64)
 
 

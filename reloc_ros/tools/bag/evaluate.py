@@ -59,7 +59,6 @@ level; they are loaded before the subscription is created, so no pose is lost to
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -79,6 +78,7 @@ from reloc_ros.ros import messages as msgs
 from reloc_ros.ros.shutdown import TEARDOWN_TIMEOUT_S, leave_if_hung, run_bounded, stop_on_signals
 from reloc_ros.tools.bag import topics as tp
 from reloc_ros.tools.bag.topics import BagTopics
+from reloc_ros.tools.report import fmt, json_text, markdown_table, pct, write_csv, write_json, write_summary
 
 __all__ = [
     "DEFAULT_POSE_TOPIC",
@@ -111,7 +111,9 @@ def _metrics():
 
 
 def _acc_key(t: float, r: float) -> str:
-    return f"acc_{int(t * 100)}cm_{int(r)}deg"  # as reloc_ros.tools.evaluate.summarize names them
+    from reloc_ros.tools.evaluate import acc_key
+
+    return acc_key(t, r)
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -406,37 +408,28 @@ def progress_line(s: dict) -> str:
 
 
 # --------------------------------------------------------------------------- report
-def _fmt(v: float, spec: str) -> str:
-    return "n/a" if v is None or not math.isfinite(v) else format(v, spec)
-
-
 def table_markdown(s: dict, title: str = "") -> str:
     """The statistics table (same columns as :func:`reloc_ros.tools.evaluate.table_markdown`,
     plus latency)."""
     thr = [tuple(x) for x in s["thresholds"]]
     head = ["pose topic", "median t (m)", "median r (°)", "mean t (m)", "mean r (°)"] + \
            [f"≤{int(t * 100)}cm,{int(r)}°" for t, r in thr] + ["rejected", "latency median (ms)"]
-    cells = [s.get("pose_topic", "online"), _fmt(s["median_t_m"], ".3f"), _fmt(s["median_r_deg"], ".2f"),
-             _fmt(s["mean_t_m"], ".3f"), _fmt(s["mean_r_deg"], ".2f")] + \
-            [_fmt(100 * s[_acc_key(t, r)], ".1f") + "%" for t, r in thr] + \
-            [_fmt(100 * s["rejection_rate"], ".1f") + "%", _fmt(s["latency_ms"]["median"], ".1f")]
-    lines = ([f"### {title}", ""] if title else []) + [
-        "| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(cells) + " |", ""]
+    cells = [s.get("pose_topic", "online"), fmt(s["median_t_m"]), fmt(s["median_r_deg"], ".2f"),
+             fmt(s["mean_t_m"]), fmt(s["mean_r_deg"], ".2f")] + \
+            [pct(s[_acc_key(t, r)]) for t, r in thr] + [pct(s["rejection_rate"]), fmt(s["latency_ms"]["median"], ".1f")]
     lat = s["latency_ms"]
-    lines.append(
+    notes = [
         f"{s['frames']} frames ({'published by the replay' if s['timeline'] else 'all ground-truth frames of the bag'}), "
         f"{s['accepted']} estimated; ground truth: {s['ground_truth_source']}. "
         f"Poses received: {s['poses_received']} ({s['unmatched']} with no ground truth at their stamp, "
-        f"{s['duplicates']} repeated, {s['wrong_frame']} in another frame)."
-    )
-    if lat["count"]:
-        lines.append(f"End-to-end latency (image publish to pose receive), ms: median {lat['median']:.1f}, "
-                     f"mean {lat['mean']:.1f}, p95 {lat['p95']:.1f}, max {lat['max']:.1f} ({lat['count']} poses).")
-    else:
-        lines.append("Latency not measured (no replay timeline).")
+        f"{s['duplicates']} repeated, {s['wrong_frame']} in another frame).",
+        (f"End-to-end latency (image publish to pose receive), ms: median {lat['median']:.1f}, "
+         f"mean {lat['mean']:.1f}, p95 {lat['p95']:.1f}, max {lat['max']:.1f} ({lat['count']} poses)."
+         if lat["count"] else "Latency not measured (no replay timeline)."),
+    ]
     if math.isfinite(s["cov_trace_median"]):
-        lines.append(f"Median covariance trace: {s['cov_trace_median']:.4g}.")
-    return "\n".join(lines) + "\n"
+        notes.append(f"Median covariance trace: {s['cov_trace_median']:.4g}.")
+    return markdown_table(head, [cells], title or None, notes)
 
 
 def _main_plane(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -549,38 +542,16 @@ def plot_report(rows: list[dict], s: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def _finite_or_none(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _finite_or_none(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite_or_none(x) for x in v]
-    return v
-
-
-def _json(s: dict) -> str:
-    """summary.json text: standard JSON (NaN, i.e. not measured, becomes null)."""
-    return json.dumps(_finite_or_none(s), indent=2, default=str)
-
-
 def write_report(state: EvalState, out: Path | str, title: str = "", extra: dict | None = None) -> dict:
     """Write per_frame.csv, summary.md, summary.json and the plots into ``out``; returns the summary."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if state.timeline is not None:
         state.timeline.poll()
     rows = state.rows(final=True)
     s = state.summary(final=True, rows=rows)
     s.update(extra or {})
-    with open(out / "per_frame.csv", "w", newline="") as f:
-        keys = list(rows[0]) if rows else ["stamp_ns"]
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()})
-    (out / "summary.md").write_text(table_markdown(s, title))
-    (out / "summary.json").write_text(_json(s))
+    write_summary(out, table_markdown(s, title), s)
+    write_csv(out / "per_frame.csv", rows, list(rows[0]) if rows else ["stamp_ns"])
     plot_report(rows, s, out)
     return s
 
@@ -707,7 +678,7 @@ def run_evaluator(
         title = f"Online evaluation of {pose_topic} on {Path(gt.bag).name}"
         s = node.write_report(out, title)
         s["stopped_because"] = reason
-        (Path(out) / "summary.json").write_text(_json(s))
+        write_json(Path(out) / "summary.json", s)
         log(progress_line(s).replace("evaluator:", f"evaluator done ({reason}):", 1))
         log(f"report written to {out}/ (per_frame.csv, summary.md, summary.json, trajectory.png, "
             "errors_over_time.png, cdf.png)")
@@ -767,7 +738,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     if args.json:
-        print(_json(s))
+        print(json_text(s))
     elif args.quiet:
         print(progress_line(s))
     leave_if_hung(s["teardown_ok"])
