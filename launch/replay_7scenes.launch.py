@@ -10,49 +10,26 @@ when the evaluator exits. (Without ros2cli, ``scripts/demo`` does the same with 
 project's own replay tool.)
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, RegisterEventHandler, Shutdown
+from launch.actions import ExecuteProcess, RegisterEventHandler, Shutdown
 from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from reloc_ros.ros.launch import NODE_ARGUMENTS, declare_arguments, relocalization_node
+
 ARGUMENTS = {
     "bag": ("", "rosbag2 folder written by reloc_bag_convert"),
-    "model": ("", "model file written by training"),
-    "database": ("", "frame database built with that model"),
+    **NODE_ARGUMENTS,
+    "image_topic": ("/camera/color/image_raw", "colour image topic in the bag"),
     "report": ("reloc_report", "folder for the evaluator's report"),
     "rate": ("1.0", "playback rate of ros2 bag play"),
-    "image_topic": ("/camera/color/image_raw", "colour image topic in the bag"),
-    "device": ("auto", "auto | cuda | cpu"),
     "idle": ("5.0", "the evaluator stops this many seconds after the last pose"),
-    "config": ("", "node parameter file (default: the package's config/relocalization.yaml)"),
 }
 
 
 def generate_launch_description():
-    default_config = os.path.join(get_package_share_directory("reloc_ros"), "config", "relocalization.yaml")
-    args = [DeclareLaunchArgument(name, default_value=(default_config if name == "config" else value),
-                                  description=desc) for name, (value, desc) in ARGUMENTS.items()]
-    node = Node(
-        package="reloc_ros",
-        executable="relocalization_node",
-        name="relocalization_node",
-        output="screen",
-        parameters=[
-            LaunchConfiguration("config"),
-            {
-                "model_path": LaunchConfiguration("model"),
-                "database_path": LaunchConfiguration("database"),
-                "device": LaunchConfiguration("device"),
-                "image_reliable": True,
-                "max_rate_hz": 0.0,
-            },
-        ],
-        remappings=[("image", LaunchConfiguration("image_topic"))],
-    )
+    node = relocalization_node({"image_reliable": True, "max_rate_hz": 0.0})
     evaluator = Node(
         package="reloc_ros",
         executable="reloc_bag_evaluator",
@@ -66,4 +43,4 @@ def generate_launch_description():
         output="screen",
     )
     stop_when_evaluated = RegisterEventHandler(OnProcessExit(target_action=evaluator, on_exit=[Shutdown()]))
-    return LaunchDescription(args + [node, evaluator, play, stop_when_evaluated])
+    return LaunchDescription(declare_arguments(ARGUMENTS) + [node, evaluator, play, stop_when_evaluated])

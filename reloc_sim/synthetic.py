@@ -201,60 +201,60 @@ class SensorNoise:
 class SceneConfig:
     """Everything that defines a synthetic scene (with the base seed of the generator).
 
-    Attributes:
-        name: scene folder name; empty: ``synth_`` + letters of the layout seed
-            (``synth_a`` for 0, ``synth_b`` for 1, ...), filled in at construction.
-        layout_seed: which room (size, furniture, textures, lights); >= 0.
-        scenes: how many scenes :func:`generate_dataset` makes from this config (layout
-            seeds ``layout_seed``, ``layout_seed + 1``, ...).
-        width: image width in pixels.
-        height: image height in pixels.
-        frames: frames per sequence.
-        train_seqs: number of training sequences (seq-01 ...).
-        test_seqs: number of test sequences (numbered after the training ones).
-        supersample: colour samples per pixel along each axis (1 = no anti-aliasing).
-        shadows: cast hard shadows from the lights.
-        room_min: smallest room size (x, y, z) in metres.
-        room_max: largest room size (x, y, z) in metres.
-        lights: number of point lights under the ceiling.
-        step_m: mean camera translation per frame (m).
-        step_deg: mean camera rotation per frame while turning (degrees).
-        viewpoints: places spread over the free floor that the sequences of a scene visit
-            in turn (>= 2); fewer cover a smaller space more densely.
-        camera_height: range of camera heights (m).
-        view_distance: range of median distances (m) to what the camera looks at.
-        pitch_deg: range of camera pitch (degrees, positive looks up).
-        roll_deg: standard deviation of the camera roll (degrees).
-        max_turn_deg: largest heading change between two waypoints (degrees).
-        shake_m: hand-shake amplitude on the camera position (m, standard deviation).
-        shake_deg: hand-shake amplitude on the camera angles (degrees).
-        sensor: depth and colour sensor effects.
+    Each field is documented below it.
     """
 
     name: str = ""
+    """Scene folder name; empty: ``synth_`` + letters of the layout seed (``synth_a`` for 0, ``synth_b``
+    for 1, ...), filled in at construction."""
     layout_seed: int = 0
+    """Which room (size, furniture, textures, lights); >= 0."""
     scenes: int = 1
+    """How many scenes :func:`generate_dataset` makes from this config (layout seeds ``layout_seed``,
+    ``layout_seed + 1``, ...)."""
     width: int = 320
+    """Image width in pixels."""
     height: int = 240
+    """Image height in pixels."""
     frames: int = 300
+    """Frames per sequence."""
     train_seqs: int = 2
+    """Number of training sequences (seq-01 ...)."""
     test_seqs: int = 1
+    """Number of test sequences (numbered after the training ones)."""
     supersample: int = 2
+    """Colour samples per pixel along each axis (1 = no anti-aliasing)."""
     shadows: bool = True
+    """Cast hard shadows from the lights."""
     room_min: tuple[float, float, float] = (4.0, 3.0, 2.5)
+    """Smallest room size (x, y, z) in metres."""
     room_max: tuple[float, float, float] = (7.0, 6.0, 3.0)
+    """Largest room size (x, y, z) in metres."""
     lights: int = 2
+    """Number of point lights under the ceiling."""
     step_m: float = 0.03
+    """Mean camera translation per frame (m)."""
     step_deg: float = 2.0
+    """Mean camera rotation per frame while turning (degrees)."""
     viewpoints: int = 6
+    """Places spread over the free floor that the sequences of a scene visit in turn (>= 2); fewer cover a
+    smaller space more densely."""
     camera_height: tuple[float, float] = (0.9, 1.8)
+    """Range of camera heights (m)."""
     view_distance: tuple[float, float] = (0.6, 3.0)
+    """Range of median distances (m) to what the camera looks at."""
     pitch_deg: tuple[float, float] = (-35.0, 10.0)
+    """Range of camera pitch (degrees, positive looks up)."""
     roll_deg: float = 3.0
+    """Standard deviation of the camera roll (degrees)."""
     max_turn_deg: float = 100.0
+    """Largest heading change between two waypoints (degrees)."""
     shake_m: float = 0.002
+    """Hand-shake amplitude on the camera position (m, standard deviation)."""
     shake_deg: float = 0.25
+    """Hand-shake amplitude on the camera angles (degrees)."""
     sensor: SensorNoise = SensorNoise()
+    """Depth and colour sensor effects."""
 
     def __post_init__(self) -> None:
         for f in ("room_min", "room_max", "camera_height", "view_distance", "pitch_deg"):

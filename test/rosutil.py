@@ -27,6 +27,7 @@ def ros_env(tmp_path: Path) -> dict:
     env["ROS_LOG_DIR"] = str(tmp_path / "ros_log")
     env.setdefault("HOME", str(tmp_path))
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # stacks of a hung child on SIGABRT (see finish)
     return env
 
 

@@ -21,15 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from rosutil import ros_env as _ros_env  # noqa: E402
-from rosutil import finish, run_python  # noqa: E402
-
-
-def ros_env(tmp_path: Path) -> dict:
-    env = _ros_env(tmp_path)
-    env["PYTHONFAULTHANDLER"] = "1"  # stacks of a hung child on SIGABRT (see finish)
-    return env
+from rosutil import finish, ros_env, run_python
 
 HERE = str(Path(__file__).resolve())
 POSE_TOPIC = "/relocalization_node/pose"

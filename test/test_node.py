@@ -6,6 +6,7 @@ listens to ~/pose, /tf and /diagnostics.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -198,7 +199,7 @@ def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_mode
 def test_on_demand_publishes_only_after_trigger(tmp_path, env, tiny_model, tiny_db, tiny_scene):
     from std_srvs.srv import Trigger
 
-    proc = start_node(tmp_path, env, tiny_model, tiny_db, "mode:=on_demand", "min_inliers:=1")
+    proc = start_node(tmp_path, env, tiny_model, tiny_db, "mode:=on_demand", "min_inliers:=1", "top_k:=100000")
     client = Client(env)
     try:
         client.wait_for_node(proc)
@@ -231,6 +232,7 @@ def test_on_demand_publishes_only_after_trigger(tmp_path, env, tiny_model, tiny_
         client.close()
         out = stop_node(proc)
     assert proc.returncode == 0 and "Traceback" not in out, out
+    assert re.search(r"top_k 100000 is larger than the database \(\d+ frames\): using top_k \d+", out), out
 
 
 def malformed_images(n, seed=0):
@@ -278,13 +280,18 @@ def test_fuzz_and_flood_keep_the_node_up_and_bounded(tmp_path, env, tiny_model, 
         assert proc.poll() is None
         time.sleep(1.0)
         kv = {v.key: v.value for v in client.diag[-1][1].status[0].values}
-        handled = int(kv["frames malformed"]) + int(kv["frames dropped"])
+        handled = int(kv["frames malformed"]) + int(kv["frames dropped"]) + int(kv["frames skipped (rate limit / on demand)"])
         # The reader keeps the newest samples only, so under load DDS itself replaces some;
         # of those that reach the node, every one is found malformed, processed or replaced.
         assert int(kv["frames received"]) >= 100 and int(kv["frames malformed"]) >= 80, kv
         print(f"fuzz: 400 sent, {kv['frames received']} received, {kv['frames malformed']} malformed, "
               f"{kv['frames dropped']} dropped, {kv['frames processed']} processed")
         assert handled + int(kv["frames processed"]) >= int(kv["frames received"]) - 1, kv
+        # malformed input turns /diagnostics to WARN, with the counts
+        from diagnostic_msgs.msg import DiagnosticStatus
+
+        warned = [m.status[0].message for _, m in client.diag if m.status[0].level == DiagnosticStatus.WARN]
+        assert any(re.search(r"\d+ malformed frame\(s\) skipped \(\d+ in all\)", w) for w in warned), warned[-5:]
         # 2. a flood at 100 Hz for 30 s: the node processes what it can, keeps only the newest
         #    frame (drops counted), and memory and latency stay bounded
         data = [f[1] for f in frames_of(tiny_scene, 8)]
@@ -305,7 +312,13 @@ def test_fuzz_and_flood_keep_the_node_up_and_bounded(tmp_path, env, tiny_model, 
         received = int(kv["frames received"])
         assert published >= 300 and received >= 0.8 * k, (published, received, k)
         # nothing is queued: every frame received was processed, dropped or found malformed
-        assert int(kv["frames dropped"]) + int(kv["frames processed"]) + int(kv["frames malformed"]) >= received - 1, kv
+        assert (int(kv["frames dropped"]) + int(kv["frames processed"]) + int(kv["frames malformed"])
+                + int(kv["frames skipped (rate limit / on demand)"])) >= received - 1, kv
+        warned = [m.status[0].message for _, m in client.diag[-40:] if m.status[0].level == DiagnosticStatus.WARN]
+        assert any(re.search(r"\d+ frame\(s\) dropped: input faster than processing", w) for w in warned), warned
+        # once the input is quiet again, the status is OK
+        assert client.wait(lambda: client.diag[-1][1].status[0].level == DiagnosticStatus.OK, 5), \
+            client.diag[-1][1].status[0].message
         assert float(kv["latency ms (max of last 100)"]) < 500, kv
         assert max(rss) - rss[0] < 60, rss  # no growth beyond noise
         print(f"flood: {k} frames sent in 30 s, {published} poses, {kv['frames dropped']} dropped, "
@@ -318,7 +331,8 @@ def test_fuzz_and_flood_keep_the_node_up_and_bounded(tmp_path, env, tiny_model, 
     assert "malformed image skipped" in out  # throttled warning was logged
 
 
-@pytest.mark.parametrize("case", ["missing_model", "truncated_db", "mismatched_db", "bad_parameter"])
+@pytest.mark.parametrize("case", ["missing_model", "truncated_model", "empty_model", "truncated_db", "mismatched_db",
+                                  "bad_parameter", "cuda_device"])
 def test_startup_failures_name_the_file_and_publish_nothing(case, tmp_path, env, tiny_model, tiny_db):
     from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
 
@@ -326,6 +340,17 @@ def test_startup_failures_name_the_file_and_publish_nothing(case, tmp_path, env,
     if case == "missing_model":
         model = tmp_path / "nope.pt"
         expect = [str(model), "does not exist"]
+    elif case == "truncated_model":
+        model = tmp_path / "cut.pt"
+        model.write_bytes(tiny_model.read_bytes()[:5000])
+        expect = [str(model), "model file is truncated (5000 bytes"]
+    elif case == "empty_model":
+        model = tmp_path / "empty.pt"
+        model.write_bytes(b"")
+        expect = [str(model), "model file is empty (0 bytes)"]
+    elif case == "cuda_device":
+        extra = ["device:=cuda:3"]
+        expect = ["device 'cuda:3' requested"]
     elif case == "truncated_db":
         db = tmp_path / "cut.db.pt"
         db.write_bytes(tiny_db.read_bytes()[:3000])
@@ -343,3 +368,6 @@ def test_startup_failures_name_the_file_and_publish_nothing(case, tmp_path, env,
     assert "Traceback" not in out
     assert "cannot start" in out and all(e in out for e in expect), out
     assert "ready:" not in out
+    (line,) = [ln for ln in out.splitlines() if "cannot start" in ln]
+    # one line a user can read (paths aside), not the library's text
+    assert len(re.sub(r"/[^\s)]+", "PATH", line)) < 300, line

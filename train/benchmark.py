@@ -28,7 +28,7 @@ import torch
 
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.model import ModelConfig, RelPoseNet
-from reloc_ros.tools.report import markdown_table, write_json, write_text
+from reloc_ros.tools.report import emit, markdown_table, write_json
 from reloc_train.losses import task_losses
 from reloc_train.mtl import METHODS, build_method
 from reloc_train.mtl.engine import mtl_backward
@@ -156,9 +156,8 @@ def main(argv: list[str] | None = None) -> int:
           f"batch {args.batch} pairs, {args.repeats} x {args.steps} timed steps after {args.warmup} warm-up each, "
           f"on {hw}.\n\n" + markdown_table(["method", "encoder backward passes", "head-only backward passes",
                                               "step (ms)", "time / uniform", "peak mem (MB)", "mem / uniform"], rows))
-    print(md)
+    emit(md, args.out)
     if args.out:
-        write_text(args.out, md)
         write_json(args.out.with_suffix(".json"), {"config": vars(args) | {"device": device}, "results": results})
     return 0
 

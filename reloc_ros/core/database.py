@@ -28,21 +28,17 @@ from typing import Sequence
 
 import torch
 
-from reloc_ros.core.files import atomic_save, load_torch_file, tensor_fingerprint
+from reloc_ros.core.files import FileProblem, atomic_save, load_container, tensor_fingerprint
 from reloc_ros.core.model import ModelInfo, RelPoseNet, load_model
 
 __all__ = ["DB_FORMAT", "DB_FORMAT_VERSION", "DatabaseError", "FrameDatabase", "model_record", "load_pair"]
 
-DB_FORMAT = "reloc_ros.core.database"
+DB_FORMAT = "reloc_ros.database"  # the format id of every database file (unchanged by the re-layout)
 DB_FORMAT_VERSION = 1
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(FileProblem):
     """A database file is missing, corrupt, foreign, or does not fit the model. Names the file."""
-
-    def __init__(self, path: Path | str, problem: str):
-        self.path, self.problem = Path(path), problem
-        super().__init__(f"{path}: {problem}")
 
 
 def _checksum(tensors: dict[str, torch.Tensor], frame_ids: Sequence[str]) -> str:
@@ -118,13 +114,8 @@ class FrameDatabase:
     def load(cls, path: Path | str, map_location: str | torch.device = "cpu") -> "FrameDatabase":
         """Read and verify a database file; raises :class:`DatabaseError`."""
         path = Path(path)
-        payload = load_torch_file(path, DatabaseError, "database file", map_location)
-        if not isinstance(payload, dict) or payload.get("format") != DB_FORMAT:
-            fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-            raise DatabaseError(path, f"not a reloc_ros database (format {fmt!r}, expected {DB_FORMAT!r})")
-        if payload.get("format_version") != DB_FORMAT_VERSION:
-            raise DatabaseError(path, f"database format version {payload.get('format_version')} is not supported "
-                                      f"(this code reads version {DB_FORMAT_VERSION}); rebuild it")
+        payload = load_container(path, DatabaseError, "database", DB_FORMAT, DB_FORMAT_VERSION, map_location,
+                                 "; rebuild it")
         try:
             tensors, ids = payload["tensors"], payload["frame_ids"]
             want = payload["checksum"]

@@ -20,9 +20,19 @@ from typing import TYPE_CHECKING, Any, Callable, IO
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["atomic_write", "atomic_save", "atomic_write_text", "tensor_fingerprint", "load_torch_file"]
+__all__ = ["FileProblem", "atomic_write", "atomic_save", "atomic_write_text", "tensor_fingerprint",
+           "load_torch_file", "load_container"]
 
 log = logging.getLogger(__name__)
+
+
+class FileProblem(RuntimeError):
+    """A file that cannot be used (missing, corrupt, foreign, mismatched). ``str(err)`` is one
+    line: ``"<path>: <problem>"``; ``err.path`` and ``err.problem`` hold the two parts."""
+
+    def __init__(self, path: Path | str, problem: str):
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path}: {problem}")
 
 
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
@@ -106,3 +116,24 @@ def load_torch_file(path: Path | str, error: Callable[[Path, str], Exception], w
         else:
             problem = f"{what} is corrupt ({type(e).__name__} while reading it)"
         raise error(path, problem) from None
+
+
+def load_container(path: Path | str, error: Callable[[Path, str], Exception], what: str, fmt: str, version: int,
+                   map_location: str | torch.device = "cpu", rebuild_hint: str = "") -> dict:
+    """:func:`load_torch_file`, then check that it is a dict of format ``fmt``, version ``version``.
+
+    Args:
+        path, error, what, map_location: as :func:`load_torch_file`.
+        fmt: the expected ``payload["format"]`` (e.g. ``"reloc_ros.model"``).
+        version: the expected ``payload["format_version"]``.
+        rebuild_hint: appended to the version error (e.g. "; rebuild it").
+    """
+    path = Path(path)
+    payload = load_torch_file(path, error, what, map_location)
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise error(path, f"not a reloc_ros {what} (format {got!r}, expected {fmt!r})")
+    if payload.get("format_version") != version:
+        raise error(path, f"{what} format version {payload.get('format_version')} is not supported "
+                          f"(this code reads version {version}){rebuild_hint}")
+    return payload

@@ -86,40 +86,36 @@ MAX_RAY_PAIRS = 2016
 # --------------------------------------------------------------------------- config, result
 @dataclass
 class FusionConfig:
-    """Settings of :func:`fuse`.
-
-    Attributes:
-        method: ``"top1"``, ``"consensus"`` or ``"triangulate"`` (keys of :data:`FUSION_METHODS`).
-        inlier_t_m: consensus and top1: two hypotheses agree when their camera centres are
-            at most this far apart (metres) ...
-        inlier_r_deg: ... and their rotations differ by at most this angle (degrees).
-        ray_inlier_deg: triangulate: a ray ``(c_i, d_i)`` supports a centre ``x`` when the
-            angle between ``d_i`` and ``x - c_i`` is below this (degrees) and ``x`` lies in
-            front of ``c_i``.
-        min_inliers: fewer agreeing hypotheses (rays) than this gives no pose ("weak
-            consensus"). ``triangulate`` always needs at least 2. ``top1`` ignores it.
-        min_translation_m: triangulate: a predicted ``|t_i|`` below this carries no usable
-            direction, so that hypothesis gives no ray.
-        cov_floor_t_m: standard deviation (metres) added in quadrature to every translation
-            axis of the covariance, so that it is positive definite even with one inlier.
-        cov_floor_r_deg: the same for every rotation axis (degrees; stored in radians²).
-        weighted: weight the hypotheses by their retrieval similarity (negative and
-            non-finite similarities weigh 0). Otherwise, or without scores, all weigh 1.
-        max_ray_condition: triangulate: the largest condition number of the 3x3 system
-            :math:`\\sum_i w_i (I - d_i d_i^T)` that is still solved. Two rays at an angle θ
-            give about :math:`4/θ^2`, so 1e4 rejects pairs closer than about 1.1°.
-    """
+    """Settings of :func:`fuse` (each field documented below it)."""
 
     method: str = "consensus"
+    """``"top1"``, ``"consensus"`` or ``"triangulate"`` (keys of :data:`FUSION_METHODS`)."""
     inlier_t_m: float = 0.5
+    """consensus and top1: two hypotheses agree when their camera centres are at most this
+    far apart (metres) ..."""
     inlier_r_deg: float = 15.0
+    """... and their rotations differ by at most this angle (degrees)."""
     ray_inlier_deg: float = 10.0
+    """triangulate: a ray ``(c_i, d_i)`` supports a centre ``x`` when the angle between
+    ``d_i`` and ``x - c_i`` is below this (degrees) and ``x`` lies in front of ``c_i``."""
     min_inliers: int = 2
+    """fewer agreeing hypotheses (rays) than this gives no pose ("weak consensus").
+    ``triangulate`` always needs at least 2. ``top1`` ignores it."""
     min_translation_m: float = 0.05
+    """triangulate: a predicted ``|t_i|`` below this carries no usable direction, so that
+    hypothesis gives no ray."""
     cov_floor_t_m: float = 0.02
+    """standard deviation (metres) added in quadrature to every translation axis of the
+    covariance, so that it is positive definite even with one inlier."""
     cov_floor_r_deg: float = 1.0
+    """the same for every rotation axis (degrees; stored in radians²)."""
     weighted: bool = True
+    """weight the hypotheses by their retrieval similarity (negative and non-finite
+    similarities weigh 0). Otherwise, or without scores, all weigh 1."""
     max_ray_condition: float = 1e4
+    """triangulate: the largest condition number of the 3x3 system
+    :math:`\\sum_i w_i (I - d_i d_i^T)` that is still solved. Two rays at an angle θ give about
+    :math:`4/θ^2`, so 1e4 rejects pairs closer than about 1.1°."""
 
     def __post_init__(self) -> None:
         if self.method not in FUSION_METHODS:

@@ -31,8 +31,8 @@ import resource
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import rclpy
@@ -99,23 +99,25 @@ class StartupError(RuntimeError):
     """The node cannot start (bad parameter, model or database). The message says why."""
 
 
+#: The node's event counters (see :class:`Stats`).
+COUNTERS = ("received", "processed", "dropped", "skipped", "malformed", "rejected", "published")
+
+
 @dataclass
 class Stats:
-    """Counters since startup. A frame replaced by a newer one before the worker took it is
+    """What the node has seen since startup: ``count[event]`` for each of :data:`COUNTERS`,
+    and the last localization. A frame replaced by a newer one before the worker took it is
     *dropped* when the worker was busy with another frame (the input is faster than the
     node), and *skipped* when the worker was idle by design (rate limit, on-demand mode)."""
 
-    received: int = 0
-    processed: int = 0
-    dropped: int = 0
-    skipped: int = 0
-    malformed: int = 0
-    rejected: int = 0
-    published: int = 0
+    count: Counter = field(default_factory=lambda: Counter(dict.fromkeys(COUNTERS, 0)))
     last_inliers: int = 0
     last_confidence: float = 0.0
     last_success_wall: float = 0.0
     last_reason: str = ""
+
+    def copy(self) -> "Stats":
+        return replace(self, count=Counter(self.count))
 
 
 class RelocalizationNode(Node):
@@ -231,12 +233,12 @@ class RelocalizationNode(Node):
     # -- callbacks (executor threads: bookkeeping only) -------------------------------------
     def _on_image(self, msg) -> None:
         with self._lock:
-            self.stats.received += 1
+            self.stats.count["received"] += 1
             if self._latest is not None:
                 if self._busy:
-                    self.stats.dropped += 1
+                    self.stats.count["dropped"] += 1
                 else:
-                    self.stats.skipped += 1
+                    self.stats.count["skipped"] += 1
             self._latest = (msg, time.time())
             self._new_frame.notify()
 
@@ -316,14 +318,14 @@ class RelocalizationNode(Node):
             rgb = msg_to_rgb(msg)
         except ImageConversionError as e:
             with self._lock:
-                self.stats.malformed += 1
-            self._warn("malformed", f"malformed image skipped ({e}); {self.stats.malformed} so far")
+                self.stats.count["malformed"] += 1
+            self._warn("malformed", f"malformed image skipped ({e}); {self.stats.count['malformed']} so far")
             return {"ok": False, "message": f"malformed image: {e}"}
         stamp = msg.header.stamp
         res = self.localizer.localize(rgb)
         with self._lock:
             self._stage_ms.append(res.timings_ms)
-            self.stats.processed += 1
+            self.stats.count["processed"] += 1
             self.stats.last_inliers = res.n_inliers
             self.stats.last_confidence = res.confidence
         pose = res.pose
@@ -345,7 +347,7 @@ class RelocalizationNode(Node):
             self._publish_tf(pose, camera_frame, stamp)
         dt = time.time() - t0
         with self._lock:
-            self.stats.published += 1
+            self.stats.count["published"] += 1
             self.stats.last_success_wall = time.time()
             self._proc_times.append(dt)
             self._latencies.append(time.time() - received)
@@ -357,7 +359,7 @@ class RelocalizationNode(Node):
 
     def _reject(self, message: str) -> dict:
         with self._lock:
-            self.stats.rejected += 1
+            self.stats.count["rejected"] += 1
             self.stats.last_reason = message
         self._warn("rejected", message)
         return {"ok": False, "message": message}
@@ -394,14 +396,16 @@ class RelocalizationNode(Node):
     # -- diagnostics -----------------------------------------------------------------------
     def diagnostics(self) -> dict:
         with self._lock:
-            s = Stats(**vars(self.stats))
+            s = self.stats.copy()
             lat = list(self._latencies)
             proc = list(self._proc_times)
             stages = list(self._stage_ms)
         since = time.time() - s.last_success_wall if s.last_success_wall else float("inf")
         return {
-            "frames received": s.received, "frames processed": s.processed, "frames dropped": s.dropped,
-            "frames skipped (rate limit / on demand)": s.skipped, "frames malformed": s.malformed, "poses rejected": s.rejected, "poses published": s.published,
+            "frames received": s.count["received"], "frames processed": s.count["processed"],
+            "frames dropped": s.count["dropped"], "frames skipped (rate limit / on demand)": s.count["skipped"],
+            "frames malformed": s.count["malformed"], "poses rejected": s.count["rejected"],
+            "poses published": s.count["published"],
             "latency ms (median of last 100)": round(1e3 * float(np.median(lat)), 1) if lat else float("nan"),
             "latency ms (max of last 100)": round(1e3 * float(np.max(lat)), 1) if lat else float("nan"),
             "processing rate hz": round(1.0 / float(np.mean(proc)), 2) if proc else 0.0,
@@ -423,15 +427,15 @@ class RelocalizationNode(Node):
         no image came yet, and while no pose has been published; OK otherwise.
         """
         problems = []
-        if now.received == 0:
+        new = now.count - before.count  # what happened since the last report
+        if now.count["received"] == 0:
             problems.append("no image received")
-        if now.malformed > before.malformed:
-            problems.append(f"{now.malformed - before.malformed} malformed frame(s) skipped "
-                            f"({now.malformed} in all)")
-        if now.dropped > before.dropped:
-            problems.append(f"{now.dropped - before.dropped} frame(s) dropped: input faster than processing "
-                            f"({now.dropped} in all)")
-        if now.published == 0 and now.processed > 0:
+        if new["malformed"]:
+            problems.append(f"{new['malformed']} malformed frame(s) skipped ({now.count['malformed']} in all)")
+        if new["dropped"]:
+            problems.append(f"{new['dropped']} frame(s) dropped: input faster than processing "
+                            f"({now.count['dropped']} in all)")
+        if now.count["published"] == 0 and now.count["processed"] > 0:
             problems.append("no pose published yet" + (f" (last: {now.last_reason})" if now.last_reason else ""))
         if problems:
             return DiagnosticStatus.WARN, "; ".join(problems)
@@ -440,7 +444,7 @@ class RelocalizationNode(Node):
     def _publish_diagnostics(self) -> None:
         d = self.diagnostics()
         with self._lock:
-            now = Stats(**vars(self.stats))
+            now = self.stats.copy()
         st = DiagnosticStatus()
         st.name = f"{self.get_name()}: relocalization"
         st.hardware_id = str(self.localizer.device)

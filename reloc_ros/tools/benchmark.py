@@ -29,7 +29,7 @@ from reloc_ros.core.fusion import FusionConfig
 from reloc_ros.core.localizer import Localizer, LocalizerConfig
 from reloc_ros.core.model import ModelConfig, RelPoseNet
 from reloc_ros.core.retrieval import build_index
-from reloc_ros.tools.report import markdown_table, write_text
+from reloc_ros.tools.report import emit, markdown_table
 
 
 def synthetic_database(model: RelPoseNet, n: int, seed: int = 0) -> FrameDatabase:
@@ -128,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     bpf = loc.db.bytes_per_frame()
     md += (f"\n### Memory: {bpf:.0f} bytes per database frame ({bpf * 26000 / 2**20:.0f} MB for the "
            "26k training frames of 7-Scenes)\n")
-    print(md)
-    if args.out:
-        write_text(args.out, md)
+    emit(md, args.out)
     return 0
 
 

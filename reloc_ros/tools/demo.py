@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -84,24 +85,22 @@ def stage_model(args, scene_dir: Path) -> Path:
     if args.model:
         log(f"2/5 model: using {args.model}")
         return args.model
+    from reloc_train.config import load_config
+    from reloc_train.train import Trainer
+
     sets = (QUICK_TRAIN if args.quick else TRAIN_SETTINGS) + [f"mtl.method={args.method}"] + list(args.set)
-    key = key_of({"scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir), "sets": sets,
-                  "config": (ROOT / "config" / "train_cpu.yaml").read_text(),
-                  "defaults": (ROOT / "config" / "train.yaml").read_text()})
+    cfg = load_config([ROOT / "config" / "train_cpu.yaml"], sets)
+    key = key_of({"scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir), "config": cfg.as_dict(),
+                  "device": args.device})
     run = args.out / f"model_{key}"
     if not args.fresh and (run / "model.pt").is_file() and cached(run / "stamp", key):
         log(f"2/5 model: reusing {run / 'model.pt'}")
         return run / "model.pt"
-    log(f"2/5 model: training ResNet-18 with {args.method} on the training split (CPU-sized; progress below) ...")
+    log(f"2/5 model: training {cfg.model.arch} with {args.method} on the training split (CPU-sized) ...")
     t0 = time.time()
     shutil.rmtree(run, ignore_errors=True)
-    cmd = [sys.executable, "-m", "reloc_train.train", "--config", str(ROOT / "config" / "train_cpu.yaml"),
-           "--data", str(scene_dir), "--out", str(run), "--device", args.device]
-    for s in sets:
-        cmd += ["--set", s]
-    r = subprocess.run(cmd)
-    if r.returncode != 0:
-        raise SystemExit(f"training failed (exit {r.returncode}); see the output above")
+    cfg.data.root, cfg.run.out, cfg.run.device = str(scene_dir), str(run), args.device
+    Trainer(cfg).fit()
     (run / "stamp").write_text(key)
     log(f"    trained in {time.time() - t0:.0f} s")
     return run / "model.pt"
@@ -113,23 +112,28 @@ def _scene_key(scene_dir: Path) -> str:
 
 
 def stage_database(args, model: Path, scene_dir: Path) -> Path:
-    from reloc_ros.core.model import read_model_file
+    from reloc_ros.core.device import resolve_device
+    from reloc_ros.core.model import load_model
+    from reloc_ros.data.sevenscenes import Scene
+    from reloc_train.database import build_database
 
-    fp = read_model_file(model)["fingerprint"]
-    key = key_of({"model": fp, "scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir)})
+    device = resolve_device(args.device)
+    net, info = load_model(model, device)
+    key = key_of({"model": info.fingerprint, "scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir)})
     db = args.out / f"db_{key}.pt"
     if not args.fresh and db.is_file():
         log(f"3/5 database: reusing {db}")
         return db
     log("3/5 database: encoding the training frames ...")
-    r = subprocess.run([sys.executable, "-m", "reloc_train.database", "build", "--model", str(model),
-                        "--scene", str(scene_dir), "--split", "train", "--out", str(db), "--device", args.device])
-    if r.returncode != 0:
-        raise SystemExit("database build failed; see the output above")
+    database = build_database(net, info, [Scene(scene_dir)], "train", device)
+    database.save(db)
+    log(f"    {len(database)} frames in {database.meta['build_seconds']} s")
     return db
 
 
 def stage_bag(args, scene_dir: Path) -> Path:
+    from reloc_ros.tools.bag.convert import convert_scene, summary_line
+
     key = key_of({"scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir),
                   "max_frames": args.max_frames})
     bag = args.out / f"bag_{key}"
@@ -138,11 +142,7 @@ def stage_bag(args, scene_dir: Path) -> Path:
         return bag
     log("4/5 bag: converting the test sequences to rosbag2 (mcap) ...")
     shutil.rmtree(bag, ignore_errors=True)
-    cmd = [sys.executable, "-m", "reloc_ros.tools.bag.convert", str(scene_dir), "--out", str(bag), "--split", "test"]
-    if args.max_frames:
-        cmd += ["--max-frames", str(args.max_frames)]
-    if subprocess.run(cmd).returncode != 0:
-        raise SystemExit("bag conversion failed; see the output above")
+    log("    " + summary_line(convert_scene(scene_dir, bag, "test", max_frames=args.max_frames)))
     return bag
 
 
@@ -253,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     times = {}
-    from reloc_ros.data.sevenscenes import SevenScenesError
+    from reloc_ros.core.database import DatabaseError
     from reloc_ros.core.model import ModelFileError
+    from reloc_ros.data.sevenscenes import SevenScenesError
+
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s", stream=sys.stderr)
 
     try:
         t = time.time()
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.time()
         report = stage_online(args, model, db, bag)
         times["online"] = time.time() - t
-    except (SevenScenesError, ModelFileError) as e:
+    except (SevenScenesError, ModelFileError, DatabaseError, ValueError) as e:
         print(f"[demo] error: {e}", file=sys.stderr)
         return 2
     summary = report / "summary.md"

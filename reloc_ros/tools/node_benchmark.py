@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reloc_ros.tools.report import markdown_table, write_text
+from reloc_ros.tools.report import emit, markdown_table
 
 POSE_TOPIC = "/relocalization_node/pose"
 IMAGE_TOPIC = "/bench/image"
@@ -169,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{diag.get('frames received')} / {diag.get('frames dropped')}"]]
     md = markdown_table(["measure", "value"], rows,
                         f"Node end-to-end ({diag.get('device', '?')}; model {model.name}; 640x480 rgb8 input)")
-    print(md)
-    if args.out:
-        write_text(args.out, md)
+    emit(md, args.out)
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 from reloc_ros.core.files import atomic_write_text
 
 __all__ = ["fmt", "pct", "markdown_table", "json_text", "write_text", "write_json", "write_csv",
-           "write_summary"]
+           "write_summary", "emit"]
 
 
 def fmt(v: Any, spec: str = ".3f") -> str:
@@ -90,3 +90,11 @@ def write_summary(out: Path | str, markdown: str, data: Any, stem: str = "summar
     if rows is not None:
         paths.append(write_csv(out / rows_name, rows))
     return paths
+
+
+def emit(markdown: str, out: Path | str | None = None) -> str:
+    """Print a report (a benchmark's table) and, when ``out`` is given, write it there."""
+    print(markdown)
+    if out is not None:
+        write_text(out, markdown)
+    return markdown

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import Weighting, as_gram64
+from .base import THETA_COST, Z_COST, Weighting, as_gram64
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -85,7 +85,7 @@ class AlignedMTL(Weighting):
 
     name = "aligned"
     level = "theta"
-    cost = "T backward passes through the encoder and heads (per-task gradients), no extra backward"
+    cost = THETA_COST
 
     def __init__(self, n_tasks: int, pref: Sequence[float] | Tensor | None = None,
                  scale_mode: str = "min", rank_rtol: float | None = None) -> None:
@@ -118,14 +118,11 @@ class AlignedMTLUB(AlignedMTL):
 
     Math. As :class:`AlignedMTL` with :math:`G` replaced by the matrix of the flattened (batch x
     feature) :math:`\nabla_Z L_t`; then one backward of :math:`\sum_t\alpha_t L_t` propagates
-    :math:`\sum_t \alpha_t \nabla_Z L_t = (BZ\text{-grads})^\top w` through the encoder. The
-    weights are invariant to a positive scaling of the Gram (e.g. the :math:`R^2` of a
-    data-parallel sum of local Grams).
-
-    Cost: T backward passes through the heads only (to Z) + 1 backward pass through the
-    whole network, i.e. O(1) encoder backward passes per step.
+    :math:`\sum_t \alpha_t \nabla_Z L_t = (BZ\text{-grads})^\top w` through the encoder.
+    Cost: as :class:`~reloc_train.mtl.mgda.MGDAUB` (O(1) encoder backward passes per step),
+    and likewise invariant to a positive scaling of the Gram.
     """
 
     name = "aligned_ub"
     level = "z"
-    cost = "T backward passes through the heads only (to Z) + 1 backward through encoder and heads"
+    cost = Z_COST

@@ -17,6 +17,9 @@ from torch import Tensor, nn
 
 #: The levels a method can work at, i.e. what ``mtl_backward`` must compute for it.
 LEVELS = ("loss", "theta", "z", "layer")
+#: The backward passes of one step of a θ-level and of a Z-level method.
+THETA_COST = "T backward passes through the encoder and heads (per-task gradients), no extra backward"
+Z_COST = "T backward passes through the heads only (to Z) + 1 backward through encoder and heads"
 
 
 def as_gram64(gram: Tensor) -> Tensor:

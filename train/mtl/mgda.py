@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Weighting, as_gram64
+from .base import THETA_COST, Z_COST, Weighting, as_gram64
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -208,7 +208,7 @@ class MGDA(Weighting):
 
     name = "mgda"
     level = "theta"
-    cost = "T backward passes through the encoder and heads (per-task gradients), no extra backward"
+    cost = THETA_COST
 
     def __init__(self, n_tasks: int, normalization: str = "none", max_iters: int = 250,
                  tol: float = 1e-5, normalize_weights: bool = True, refine: bool = True) -> None:
@@ -276,4 +276,4 @@ class MGDAUB(MGDA):
 
     name = "mgda_ub"
     level = "z"
-    cost = "T backward passes through the heads only (to Z) + 1 backward through encoder and heads"
+    cost = Z_COST

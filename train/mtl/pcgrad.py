@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Weighting, as_gram64
+from .base import THETA_COST, Weighting, as_gram64
 
 
 def pcgrad_weights(gram: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -76,7 +76,7 @@ class PCGrad(Weighting):
 
     name = "pcgrad"
     level = "theta"
-    cost = "T backward passes through the encoder and heads (per-task gradients), no extra backward"
+    cost = THETA_COST
 
     def __init__(self, n_tasks: int, reduction: str = "sum", seed: int | None = None) -> None:
         super().__init__(n_tasks)

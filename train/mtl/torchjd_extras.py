@@ -21,16 +21,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import Weighting, as_gram64
+from .base import THETA_COST, Weighting, as_gram64
 
-_THETA_COST = "T backward passes through the encoder and heads (per-task gradients), no extra backward"
 
 
 class _TorchJDWeighting(Weighting):
     """A θ-level method whose weights come from a torchjd Gramian weighting."""
 
     level = "theta"
-    cost = _THETA_COST
+    cost = THETA_COST
 
     def __init__(self, n_tasks: int) -> None:
         super().__init__(n_tasks)

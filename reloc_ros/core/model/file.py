@@ -17,22 +17,18 @@ from pathlib import Path
 import torch
 
 from reloc_ros import __version__
-from reloc_ros.core.files import atomic_save, load_torch_file, tensor_fingerprint
+from reloc_ros.core.files import FileProblem, atomic_save, load_container, tensor_fingerprint
 from reloc_ros.core.model.network import ModelConfig, RelPoseNet
 
 __all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "ModelFileError", "ModelInfo", "code_version",
            "save_model", "read_model_file", "load_model"]
 
-MODEL_FORMAT = "reloc_ros.core.model"
+MODEL_FORMAT = "reloc_ros.model"  # the format id of every model file (unchanged by the re-layout)
 MODEL_FORMAT_VERSION = 1
 
 
-class ModelFileError(RuntimeError):
+class ModelFileError(FileProblem):
     """A model file is missing, corrupt, foreign or inconsistent. The message names it."""
-
-    def __init__(self, path: Path | str, problem: str):
-        self.path, self.problem = Path(path), problem
-        super().__init__(f"{path}: {problem}")
 
 
 @dataclass
@@ -84,13 +80,7 @@ def save_model(path: Path | str, model: RelPoseNet, meta: dict | None = None) ->
 def read_model_file(path: Path | str) -> dict:
     """Load and check a model file's container; raises :class:`ModelFileError`."""
     path = Path(path)
-    payload = load_torch_file(path, ModelFileError, "model file")
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ModelFileError(path, f"not a reloc_ros model file (format {fmt!r}, expected {MODEL_FORMAT!r})")
-    if payload.get("format_version") != MODEL_FORMAT_VERSION:
-        raise ModelFileError(path, f"model format version {payload.get('format_version')} is not "
-                                   f"supported (this code reads version {MODEL_FORMAT_VERSION})")
+    payload = load_container(path, ModelFileError, "model file", MODEL_FORMAT, MODEL_FORMAT_VERSION)
     for key in ("config", "state_dict", "fingerprint"):
         if key not in payload:
             raise ModelFileError(path, f"model file lacks its {key!r} entry")

@@ -78,6 +78,7 @@ from reloc_ros.ros import messages as msgs
 from reloc_ros.ros.shutdown import TEARDOWN_TIMEOUT_S, leave_if_hung, run_bounded, stop_on_signals
 from reloc_ros.tools.bag import topics as tp
 from reloc_ros.tools.bag.topics import BagTopics
+from reloc_ros.tools.cli import add_output_options, console_log
 from reloc_ros.tools.report import fmt, json_text, markdown_table, pct, write_csv, write_json, write_summary
 
 __all__ = [
@@ -717,15 +718,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="QoS of the pose subscription (default: reliable)")
     p.add_argument("--remap", action="append", default=[], metavar="FIELD=VALUE",
                    help=f"rename a bag topic or frame (fields: {', '.join(BagTopics.field_names())})")
-    p.add_argument("--progress", type=float, default=5.0, metavar="S",
-                   help="print a progress line every S seconds (0: never; default: 5)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON at the end")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_output_options(p)
     args = p.parse_args(argv)
-
-    def log(line: str) -> None:
-        if not args.quiet:
-            print(line, flush=True)
+    log = console_log(args.quiet)
 
     with stop_on_signals() as stop:
         try:

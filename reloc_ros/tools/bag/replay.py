@@ -90,6 +90,7 @@ import numpy as np
 
 from reloc_ros.ros.shutdown import TEARDOWN_TIMEOUT_S, leave_if_hung, run_bounded, stop_on_signals
 from reloc_ros.tools.bag import topics as tp
+from reloc_ros.tools.cli import add_output_options, console_log
 
 __all__ = [
     "QOS_CHOICES",
@@ -776,19 +777,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="publish /clock with the bag time (default 40 Hz between messages)")
     p.add_argument("--timeline", type=Path, metavar="FILE",
                    help="write image stamps -> publish wall times (JSON Lines) for the evaluator")
-    p.add_argument("--progress", type=float, default=5.0, metavar="S",
-                   help="print a progress line every S seconds (0: never; default: 5)")
     p.add_argument("--ack-timeout", type=float, default=5.0, metavar="S",
                    help="at the end, wait at most S s for reliable subscribers to acknowledge (default: 5)")
-    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_output_options(p, json_help="print the statistics as JSON")
     args = p.parse_args(argv)
-
-    def log(line: str) -> None:
-        if line.startswith("warning"):
-            print(line, file=sys.stderr, flush=True)
-        elif not args.quiet:
-            print(line, flush=True)
+    log = console_log(args.quiet)
 
     with stop_on_signals() as stop:
         try:
