@@ -46,6 +46,12 @@ def test_database_features_are_the_encoder_output(tiny_db, tiny_model, tiny_scen
     torch.testing.assert_close(db.descriptors[3], d[0], atol=1e-3, rtol=1e-3)
 
 
+def test_file_format_ids_are_unchanged(tiny_db, tiny_model):
+    """Model files and databases written before the re-layout carry these ids and must load."""
+    assert torch.load(tiny_model, weights_only=True)["format"] == "reloc_ros.model"
+    assert torch.load(tiny_db, weights_only=True)["format"] == "reloc_ros.database"
+
+
 def test_database_errors_name_the_problem(tiny_db, tiny_model, tmp_path):
     # truncated
     bad = tmp_path / "truncated.db.pt"
