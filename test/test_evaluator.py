@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rosutil import finish, ros_env, run_python
+from rosutil import exited_cleanly, finish, ros_env, run_python
 
 HERE = str(Path(__file__).resolve())
 POSE_TOPIC = "/relocalization_node/pose"
@@ -186,8 +186,8 @@ def test_known_offsets_and_rejections(bag, tmp_path):
                      "--until-idle", "1.0", "--duration", "90", "--progress", "0.5"], env)
     fk = run_python([HERE, "fake", str(bag), "direct"], env)
     ev_out, fk_out = finish([ev, fk])
-    assert fk.returncode == 0, fk_out
-    assert ev.returncode == 0, ev_out
+    assert exited_cleanly(fk, fk_out), fk_out
+    assert exited_cleanly(ev, ev_out), ev_out
     assert "no pose for 1 s" in ev_out and "Traceback" not in ev_out
     s = check_report(out, timeline=False)
     assert (s["unmatched"], s["duplicates"], s["wrong_frame"], s["poses_received"]) == (1, 1, 1, 33)
@@ -205,9 +205,9 @@ def test_replay_node_evaluator_chain(bag, tmp_path):
     rp = run_python(["-m", "reloc_ros.tools.bag.replay", str(bag), "--rate", "2", "--wait-subscribers", "1",
                      "--timeline", str(tl)], env)
     rp_out, fk_out, ev_out = finish([rp, fk, ev])
-    assert rp.returncode == 0, rp_out
-    assert fk.returncode == 0, fk_out
-    assert ev.returncode == 0, ev_out + rp_out + fk_out
+    assert exited_cleanly(rp, rp_out), rp_out
+    assert exited_cleanly(fk, fk_out), fk_out
+    assert exited_cleanly(ev, ev_out), ev_out + rp_out + fk_out
     assert "after the replay ended" in ev_out
     s = check_report(out, timeline=True)
     lat = s["latency_ms"]
@@ -287,7 +287,7 @@ def test_sigint_writes_the_report(bag, tmp_path):
     finally:
         if ev.poll() is None:
             ev.kill()
-    assert ev.returncode == 0 and "Traceback" not in ev_out, ev_out
+    assert exited_cleanly(ev, ev_out) and "Traceback" not in ev_out, ev_out
     assert "evaluator done (interrupted)" in ev_out
     s = json.loads((out / "summary.json").read_text())
     assert s["frames"] == N_FRAMES and s["accepted"] == 0 and s["rejection_rate"] == 1.0

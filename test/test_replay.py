@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rosutil import finish, ros_env, run_python
+from rosutil import exited_cleanly, finish, ros_env, run_python
 
 HERE = str(Path(__file__).resolve())
 REPLAY = ["-m", "reloc_ros.tools.bag.replay"]
@@ -165,18 +165,21 @@ def long_real_bag(sample_dir, tmp_path_factory) -> Path:
 # --------------------------------------------------------------------------- tests
 def test_lossless_at_4x_real_640x480(long_real_bag, tmp_path):
     """Every one of 120 real 640x480 rgb8 frames arrives, in order and intact, at 4x real
-    time (120 images/s, 110 MB/s) with a reliable keep-last-10 subscriber."""
+    time (120 images/s, 110 MB/s) with a reliable keep-last-30 subscriber. (A keep-last-10
+    reader loses a frame now and then when the machine is loaded: its history overflows
+    while the test process is busy, which is the reader's choice, not the replay's.)"""
     msgs = bag_messages(long_real_bag)
     images = msgs[IMAGE]
     n = len(images)
     env = ros_env(tmp_path)
     out = tmp_path / "got.json"
-    lst = run_python([HERE, "listen", str(out), "--count", str(n), "--idle", "5", "--timeout", "60"], env)
+    lst = run_python([HERE, "listen", str(out), "--count", str(n), "--idle", "5", "--timeout", "60",
+                      "--depth", "30"], env)
     rep = run_python([*REPLAY, str(long_real_bag), "--rate", "4", "--wait-subscribers", "1", "--wait-timeout", "30",
                       "--json"], env)
     l_out, r_out = finish([lst, rep])
-    assert rep.returncode == 0, r_out
-    assert lst.returncode == 0, l_out
+    assert exited_cleanly(rep, r_out), r_out
+    assert exited_cleanly(lst, l_out), l_out
     stats = stats_of(r_out)
     got = json.loads(out.read_text())
     print(f"4x: {len(got['images'])}/{n} images, replay {stats['wall_s']:.2f} s, {stats['throughput_mb_s']:.0f} MB/s, "
@@ -212,7 +215,7 @@ def test_rate_scaling_and_timeline(tiny_1s_bag, tmp_path):
     rep = run_python([*REPLAY, str(tiny_1s_bag), "--rate", "2", "--wait-subscribers", "1", "--timeline", str(tl),
                       "--json"], env)
     l_out, r_out = finish([lst, rep])
-    assert rep.returncode == 0 and lst.returncode == 0, r_out + l_out
+    assert exited_cleanly(rep, r_out) and exited_cleanly(lst, l_out), r_out + l_out
     stats = stats_of(r_out)
     assert stats["wall_s"] == pytest.approx(0.5, abs=0.06)
     assert stats["bag_s"] == pytest.approx(1.0)
@@ -242,7 +245,7 @@ def test_start_offset_and_clock(tiny_1s_bag, tmp_path):
     rep = run_python([*REPLAY, str(tiny_1s_bag), "--start-offset", "0.5", "--rate", "2", "--clock", "100",
                       "--wait-subscribers", "1", "--json"], env)
     l_out, r_out = finish([lst, rep])
-    assert rep.returncode == 0 and lst.returncode == 0, r_out + l_out
+    assert exited_cleanly(rep, r_out) and exited_cleanly(lst, l_out), r_out + l_out
     stats = stats_of(r_out)
     assert stats["per_topic"]["/reloc/frame_id"] == 8 and stats["per_topic"][IMAGE] == 8
     assert stats["per_topic"]["/tf_static"] == 1  # stamped at t0, before the offset: still published
@@ -280,7 +283,7 @@ def test_tf_static_for_a_late_subscriber_loop_and_sigint(tiny_1s_bag, tmp_path):
         out = tmp_path / "late.json"
         lst = run_python([HERE, "listen", str(out), "--static-only", "--timeout", "30"], env)
         (l_out,) = finish([lst])
-        assert lst.returncode == 0, l_out
+        assert exited_cleanly(lst, l_out), l_out
         got = json.loads(out.read_text())
         assert got["static"] == [[["camera_link", "camera_color_optical_frame"]]]
         wait_for("pass 2")
@@ -290,7 +293,7 @@ def test_tf_static_for_a_late_subscriber_loop_and_sigint(tiny_1s_bag, tmp_path):
         if rep.poll() is None:
             rep.kill()
     r_out = "".join(lines) + r_out
-    assert rep.returncode == 0, r_out
+    assert exited_cleanly(rep, r_out), r_out
     assert "Traceback" not in r_out
     assert "replay interrupted:" in r_out
     records = [json.loads(line) for line in tl.read_text().splitlines()]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -43,10 +44,23 @@ def run_bounded(fn: Callable[[], None], timeout_s: float | None, what: str = "te
 
     Returns True when ``fn`` finished (its exception, if any, is re-raised here). A caller
     that gets False should flush its output and call :func:`leave_if_hung`.
+
+    A hang inside a C extension that keeps holding the GIL stops this thread too (seen with
+    ``rclpy`` ``destroy_node``): for that case a watchdog that needs no GIL
+    (:func:`faulthandler.dump_traceback_later`) dumps the stacks and exits the process with
+    status 1, ``timeout_s + 5`` seconds after the start.
     """
     if timeout_s is None:
         fn()
         return True
+    faulthandler.dump_traceback_later(timeout_s + 5.0, exit=True)
+    try:
+        return _join_bounded(fn, timeout_s, what, log)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _join_bounded(fn, timeout_s: float, what: str, log) -> bool:
     err: list[BaseException] = []
 
     def target() -> None:
