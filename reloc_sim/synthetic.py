@@ -93,6 +93,8 @@ __all__ = [
     "RoomGroup",
     "make_room",
     "make_trajectory",
+    "trajectories",
+    "preset_coverage",
     "render_view",
     "scene_configs",
     "generate_scene",
@@ -105,7 +107,7 @@ INVALID_DEPTH = 65535
 #: File in each generated scene folder that records how it was made.
 PROVENANCE_FILE = "synthetic.yaml"
 #: Bumped whenever the same config and seed would give different files.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: scikit-image photographs (all bundled, none downloaded) tiled as materials.
 MATERIAL_TEXTURES = ("brick", "gravel", "grass", "moon", "cell", "coins", "page", "text", "checkerboard")
@@ -253,6 +255,16 @@ class SceneConfig:
     """Hand-shake amplitude on the camera position (m, standard deviation)."""
     shake_deg: float = 0.25
     """Hand-shake amplitude on the camera angles (degrees)."""
+    frame_stride: int = 1
+    """Every sequence walks ``frames * frame_stride`` steps of ``step_m``; every
+    ``frame_stride``-th is rendered (a dense walk at few rendered frames, as a scan)."""
+    region_m: float = 0.0
+    """Diameter (m) of the region of the free floor that every sequence scans (its viewpoints
+    lie in it); 0: the whole free floor."""
+    focus_deg: float = 0.0
+    """Standard deviation (degrees) of the camera's heading about the direction to the scene's
+    focus (a surface next to the scanned region that every sequence looks at, as people
+    film the object of interest); 0: headings chosen freely."""
     sensor: SensorNoise = SensorNoise()
     """Depth and colour sensor effects."""
 
@@ -283,6 +295,7 @@ class SceneConfig:
             ("supersample", 1),
             ("lights", 1),
             ("viewpoints", 2),
+            ("frame_stride", 1),
         ):
             v = getattr(self, f)
             need(isinstance(v, int) and v >= lo, f"{f} must be an int >= {lo}, got {v!r}")
@@ -306,6 +319,8 @@ class SceneConfig:
         need(0 < self.step_m <= 1.0 and 0 < self.step_deg <= 30.0, "step_m in (0, 1] and step_deg in (0, 30]")
         need(0 < self.max_turn_deg <= 180, "max_turn_deg must lie in (0, 180]")
         need(self.roll_deg >= 0 and self.shake_m >= 0 and self.shake_deg >= 0, "roll and shake must be >= 0")
+        need(self.region_m == 0 or self.region_m >= 0.5, "region_m must be 0 (whole floor) or >= 0.5 m")
+        need(0 <= self.focus_deg <= 90, "focus_deg must lie in [0, 90]")
 
     # -- derived values
     @property
@@ -379,7 +394,9 @@ PRESETS: dict[str, SceneConfig] = {
         step_deg=4.0,
         viewpoints=2,
     ),
-    # 5 x 100 frames of 160 x 120 (500 frames): about 20 s.
+    # 5 x 100 frames of 160 x 120 (500 frames): about 20 s. A scan, with the map coverage of
+    # real 7-Scenes: every sequence walks 10 m in 1 cm steps (every 10th rendered) inside the
+    # same 3 m region, looking towards one focus.
     "demo": SceneConfig(
         width=160,
         height=120,
@@ -387,24 +404,56 @@ PRESETS: dict[str, SceneConfig] = {
         train_seqs=3,
         test_seqs=2,
         supersample=2,
-        step_m=0.05,
-        step_deg=3.0,
-        viewpoints=4,
+        step_m=0.01,
+        step_deg=1.0,
+        frame_stride=10,
+        region_m=3.0,
+        focus_deg=15.0,
+        viewpoints=5,
+        roll_deg=8.0,
+        shake_deg=1.0,
     ),
     # 3 x 300 frames of 320 x 240, supersampled (900 frames): about 2 min.
     "default": SceneConfig(),
-    # 2 scenes x 6 x 400 frames of 320 x 240 (4800 frames): about 3.5 min.
+    # 2 scenes x 6 x 200 frames of 320 x 240 (2400 frames). A scan with 7-Scenes' coverage:
+    # 10 m in 1 cm steps per sequence (every 5th rendered) inside one 2 m region per scene.
     "benchmark": SceneConfig(
         width=320,
         height=240,
-        frames=400,
+        frames=200,
         train_seqs=4,
         test_seqs=2,
         supersample=1,
         scenes=2,
+        step_m=0.01,
+        step_deg=1.0,
+        frame_stride=5,
+        region_m=2.0,
+        focus_deg=25.0,
         viewpoints=6,
+        roll_deg=8.0,
+        shake_deg=1.0,
     ),
 }
+
+
+def trajectories(config: SceneConfig, seed: int = 0) -> dict[int, np.ndarray]:
+    """Every sequence's camera path of one scene (no rendering): seq -> (frames, 4, 4)."""
+    room = config.room()
+    return {q: make_trajectory(room, config, seed, q) for q in range(1, config.train_seqs + config.test_seqs + 1)}
+
+
+def preset_coverage(config: SceneConfig | str, seed: int = 0):
+    """The map coverage (:class:`reloc_ros.data.coverage.Coverage`) of each scene of a config,
+    computed from its trajectories alone: its test frames against its training frames."""
+    from reloc_ros.data.coverage import coverage
+
+    out = []
+    for c in scene_configs(config):
+        paths = trajectories(c, seed)
+        out.append(coverage(np.concatenate([paths[q] for q in c.sequences["train"]]),
+                            np.concatenate([paths[q] for q in c.sequences["test"]]), c.name))
+    return out
 
 
 def scene_configs(config: SceneConfig | str) -> list[SceneConfig]:
@@ -1629,6 +1678,7 @@ class _Roadmap:
     viewpoints: np.ndarray  # (K, 2)
     tour: tuple[int, ...]  # cyclic visiting order of the viewpoints
     routes: dict  # (i, j) -> (n, 2) waypoints about 1 m apart from viewpoint i to j (ending at j)
+    focus: np.ndarray | None = None  # (3,) the point the cameras look towards (focus_deg > 0)
 
 
 def _roadmap(room: Room, config: SceneConfig, seed: int) -> _Roadmap:
@@ -1639,6 +1689,11 @@ def _roadmap(room: Room, config: SceneConfig, seed: int) -> _Roadmap:
     cells = free.cells(min_clearance=0.3)
     if len(cells) == 0:
         raise RuntimeError(f"layout {config.layout_seed}: the room has no free floor for the camera")
+    if config.region_m > 0:  # a disc of the free floor, around the cell with the most free floor in it
+        radius = config.region_m / 2.0
+        around = np.array([(np.linalg.norm(cells - c, axis=1) <= radius).sum() for c in cells[::7]])
+        centre = cells[::7][int(rng.choice(np.flatnonzero(around >= 0.9 * around.max())))]
+        cells = cells[np.linalg.norm(cells - centre, axis=1) <= radius]
     chosen = [int(rng.integers(len(cells)))]
     dist = np.linalg.norm(cells - cells[chosen[0]], axis=1)
     while len(chosen) < config.viewpoints and dist.max() > 0.5:
@@ -1690,7 +1745,25 @@ def _roadmap(room: Room, config: SceneConfig, seed: int) -> _Roadmap:
     while len(tour) < len(views):
         rest = [v for v in range(len(views)) if v not in tour]
         tour.append(min(rest, key=lambda v: length[tour[-1], src[v]]))
-    return _Roadmap(views, tuple(tour), routes)
+    focus = _focus_point(room, config, views, rng) if config.focus_deg > 0 else None
+    return _Roadmap(views, tuple(tour), routes, focus)
+
+
+def _focus_point(room: Room, config: SceneConfig, views: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A surface point, preferably furniture, that the viewpoints see at a comfortable distance:
+    the hit of a horizontal-ish ray from the viewpoints' centre, chosen among 24 directions."""
+    centre = views.mean(axis=0)
+    z = float(np.mean(config.camera_height))
+    yaw = np.linspace(-math.pi, math.pi, 24, endpoint=False) + rng.uniform(0, 2 * math.pi / 24)
+    dirs = np.stack([np.cos(yaw), np.sin(yaw), np.full_like(yaw, -0.25)], axis=1)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    t, sid = room.cast(np.repeat([[centre[0], centre[1], z]], len(dirs), axis=0), dirs)
+    near, far = config.view_distance
+    spread = np.linalg.norm(views - centre, axis=1).max(initial=0.0)
+    ok = (t >= max(near, spread) + 0.3) & (t <= far + spread)
+    score = np.where(ok, 1.0 + (sid >= 6), 0.0) if ok.any() else np.ones(len(t))
+    k = int(rng.choice(len(t), p=score / score.sum()))
+    return np.array([centre[0], centre[1], z]) + t[k] * dirs[k]
 
 
 def make_trajectory(room: Room, config: SceneConfig, seed: int, seq: int) -> np.ndarray:
@@ -1724,7 +1797,9 @@ def make_trajectory(room: Room, config: SceneConfig, seed: int, seq: int) -> np.
     step_rad = math.radians(config.step_deg)
     max_turn = math.radians(config.max_turn_deg)
     roll_sd = math.radians(config.roll_deg)
+    focus_sd = math.radians(config.focus_deg)
     k = len(road.tour)
+    n_steps = config.frames * config.frame_stride  # the walk; every frame_stride-th step is kept
 
     def views_ok(P: np.ndarray, A: np.ndarray) -> bool:
         """Whether all poses are on free floor and see surfaces at a plausible distance."""
@@ -1738,7 +1813,12 @@ def make_trajectory(room: Room, config: SceneConfig, seed: int, seq: int) -> np.
     def pick_view(p: np.ndarray, prev_yaw: float | None, n: int = 6) -> np.ndarray | None:
         """Angles (yaw, pitch, roll) for a waypoint: among n random candidates with a good
         viewing distance, preferably one that looks at furniture and decorations."""
-        if prev_yaw is None:
+        if road.focus is not None:  # towards the focus, the way people film a scene
+            to = road.focus[:2] - p[:2]
+            yaw = math.atan2(to[1], to[0]) + rng.normal(0.0, focus_sd, n)
+            if prev_yaw is not None:  # the same turn, unwrapped next to the previous heading
+                yaw = prev_yaw + (yaw - prev_yaw + math.pi) % (2 * math.pi) - math.pi
+        elif prev_yaw is None:
             yaw = rng.uniform(-math.pi, math.pi, n)
         else:
             yaw = prev_yaw + rng.uniform(-max_turn, max_turn, n)
@@ -1801,7 +1881,7 @@ def make_trajectory(room: Room, config: SceneConfig, seed: int, seq: int) -> np.
     tangent: np.ndarray | None = None
     queue: list[tuple[np.ndarray, float, np.ndarray]] = []  # next floor points, jitter, direction
     total, failures = 0.0, 0
-    while total < config.frames - 1:
+    while total < n_steps - 1:
         seg = None
         if not queue:  # next leg of the tour
             nxt = (pos + 1) % k
@@ -1837,18 +1917,18 @@ def make_trajectory(room: Room, config: SceneConfig, seed: int, seq: int) -> np.
         p, ang = seg.p1, seg.a1
         tangent = seg.t1 if np.any(seg.t1) else None
 
-    # Sample the frames at uniform time steps.
+    # Sample the steps at uniform times, shake them, keep every frame_stride-th.
     starts = np.concatenate([[0.0], np.cumsum([sg.frames for sg in segments])])
-    times = np.arange(config.frames, dtype=np.float64)
+    times = np.arange(n_steps, dtype=np.float64)
     which = np.clip(np.searchsorted(starts, times, side="right") - 1, 0, len(segments) - 1)
-    P = np.zeros((config.frames, 3))
-    A = np.zeros((config.frames, 3))
+    P = np.zeros((n_steps, 3))
+    A = np.zeros((n_steps, 3))
     for i, sg in enumerate(segments):
         m = which == i
         if m.any():
             P[m], A[m] = sg.at(np.clip((times[m] - starts[i]) / sg.frames, 0.0, 1.0))
-    P += _shake(rng, config.frames, 3, config.shake_m)
-    A += _shake(rng, config.frames, 3, math.radians(config.shake_deg))
+    P = (P + _shake(rng, n_steps, 3, config.shake_m))[:: config.frame_stride]
+    A = (A + _shake(rng, n_steps, 3, math.radians(config.shake_deg)))[:: config.frame_stride]
     T = np.tile(np.eye(4), (config.frames, 1, 1))
     T[:, :3, :3] = _rotations(A[:, 0], A[:, 1], A[:, 2])
     T[:, :3, 3] = P
