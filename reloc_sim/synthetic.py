@@ -396,7 +396,7 @@ PRESETS: dict[str, SceneConfig] = {
     ),
     # 5 x 100 frames of 160 x 120 (500 frames): about 20 s. A scan, with the map coverage of
     # real 7-Scenes: every sequence walks 10 m in 1 cm steps (every 10th rendered) inside the
-    # same 3 m region, looking towards one focus.
+    # same 2.5 m region, looking towards one focus.
     "demo": SceneConfig(
         width=160,
         height=120,
@@ -407,8 +407,8 @@ PRESETS: dict[str, SceneConfig] = {
         step_m=0.01,
         step_deg=1.0,
         frame_stride=10,
-        region_m=3.0,
-        focus_deg=15.0,
+        region_m=2.5,
+        focus_deg=25.0,
         viewpoints=5,
         roll_deg=8.0,
         shake_deg=1.0,
@@ -416,7 +416,7 @@ PRESETS: dict[str, SceneConfig] = {
     # 3 x 300 frames of 320 x 240, supersampled (900 frames): about 2 min.
     "default": SceneConfig(),
     # 2 scenes x 6 x 200 frames of 320 x 240 (2400 frames). A scan with 7-Scenes' coverage:
-    # 10 m in 1 cm steps per sequence (every 5th rendered) inside one 2 m region per scene.
+    # 10 m in 1 cm steps per sequence (every 5th rendered) inside one 3 m region per scene.
     "benchmark": SceneConfig(
         width=320,
         height=240,
@@ -428,9 +428,9 @@ PRESETS: dict[str, SceneConfig] = {
         step_m=0.01,
         step_deg=1.0,
         frame_stride=5,
-        region_m=2.0,
+        region_m=3.0,
         focus_deg=25.0,
-        viewpoints=6,
+        viewpoints=5,
         roll_deg=8.0,
         shake_deg=1.0,
     ),
@@ -1750,20 +1750,31 @@ def _roadmap(room: Room, config: SceneConfig, seed: int) -> _Roadmap:
 
 
 def _focus_point(room: Room, config: SceneConfig, views: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A surface point, preferably furniture, that the viewpoints see at a comfortable distance:
-    the hit of a horizontal-ish ray from the viewpoints' centre, chosen among 24 directions."""
+    """What the cameras of a scan look at: from the viewpoints' centre, the heading (±30°)
+    that sees the most distinct pieces of furniture and decoration at a comfortable
+    distance; the focus is the mean of their hit points."""
     centre = views.mean(axis=0)
     z = float(np.mean(config.camera_height))
-    yaw = np.linspace(-math.pi, math.pi, 24, endpoint=False) + rng.uniform(0, 2 * math.pi / 24)
-    dirs = np.stack([np.cos(yaw), np.sin(yaw), np.full_like(yaw, -0.25)], axis=1)
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    t, sid = room.cast(np.repeat([[centre[0], centre[1], z]], len(dirs), axis=0), dirs)
+    n_yaw = 36
+    yaw = np.linspace(-math.pi, math.pi, n_yaw, endpoint=False) + rng.uniform(0, 2 * math.pi / n_yaw)
+    pitch = np.radians([-30.0, -15.0, 0.0, 10.0])
+    Y, P = np.meshgrid(yaw, pitch, indexing="ij")
+    dirs = np.stack([np.cos(Y) * np.cos(P), np.sin(Y) * np.cos(P), np.sin(P)], axis=-1).reshape(-1, 3)
+    origin = np.array([centre[0], centre[1], z])
+    t, sid = room.cast(np.repeat(origin[None], len(dirs), axis=0), dirs)
     near, far = config.view_distance
-    spread = np.linalg.norm(views - centre, axis=1).max(initial=0.0)
-    ok = (t >= max(near, spread) + 0.3) & (t <= far + spread)
-    score = np.where(ok, 1.0 + (sid >= 6), 0.0) if ok.any() else np.ones(len(t))
-    k = int(rng.choice(len(t), p=score / score.sum()))
-    return np.array([centre[0], centre[1], z]) + t[k] * dirs[k]
+    spread = float(np.linalg.norm(views - centre, axis=1).max(initial=0.0))
+    box = np.where((sid >= 6) & (t >= near) & (t <= far + spread), sid // 6, -1).reshape(n_yaw, len(pitch))
+    hits = (origin + t[:, None] * dirs).reshape(n_yaw, len(pitch), 3)
+    counts = np.array([len({b for b in box[(np.arange(-3, 4) + k) % n_yaw].ravel() if b >= 0})
+                       for k in range(n_yaw)])
+    best = np.flatnonzero(counts == counts.max())
+    k = int(best[rng.integers(len(best))])
+    window = (np.arange(-3, 4) + k) % n_yaw
+    mask = box[window] >= 0
+    if not mask.any():  # nothing but walls around: look at the wall straight ahead
+        return hits[k, 1]
+    return hits[window][mask].mean(axis=0)
 
 
 def make_trajectory(room: Room, config: SceneConfig, seed: int, seq: int) -> np.ndarray:

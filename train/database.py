@@ -47,9 +47,8 @@ def encode_images(model: RelPoseNet, paths: Sequence[Path], device: torch.device
             feats.append(f.float().cpu())
             descs.append(d.float().cpu())
             bar.update(len(imgs))
-    C = model.cfg.feature_dim
     if not feats:
-        return torch.zeros((0, C)), torch.zeros((0, C))
+        return torch.zeros((0, model.cfg.feature_dim)), torch.zeros((0, model.cfg.descriptor_length))
     return torch.cat(feats), torch.cat(descs)
 
 

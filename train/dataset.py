@@ -1,8 +1,10 @@
 """Training data: frames of one or more 7-Scenes-format scenes, as pairs with their relative pose.
 
 Images are resized once to the model's input size and, when they fit in memory
-(``cache_limit_mb``), kept as one uint8 tensor. Normalisation happens on the device, in
-:meth:`reloc_ros.core.model.RelPoseNet.preprocess`, so workers ship compact uint8 batches.
+(``cache_limit_mb``), kept as one uint8 tensor (:class:`ImageStore`). Normalisation happens
+on the device, in :meth:`reloc_ros.core.model.RelPoseNet.preprocess`, so workers ship compact
+uint8 batches. With a partly frozen encoder, :class:`FeatureStore` keeps the output of the
+frozen stages instead (computed once), and training runs only the stages after them.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from reloc_train.pairs import PairConfig, PairSampler
-from reloc_ros.data.sevenscenes import Frame, Scene, read_color
 from reloc_ros.core.geometry import canonical_quat, pose_to_tq, relative_pose
-from reloc_ros.core.model import resize_rgb
+from reloc_ros.core.model import RelPoseNet, resize_rgb
+from reloc_ros.data.sevenscenes import Frame, Scene, read_color
+from reloc_train.pairs import PairConfig, PairSampler
 
 log = logging.getLogger(__name__)
+
+__all__ = ["load_resized", "FrameSet", "ImageStore", "FeatureStore", "PairDataset"]
 
 
 def load_resized(path, size_hw: tuple[int, int]) -> np.ndarray:
@@ -55,9 +59,20 @@ class FrameSet:
         """A sequence id unique across scenes (pairs never mix scenes: see PairDataset)."""
         return np.array([k * 10_000 + f.seq for k, f in zip(self.scene_index, self.frames)])
 
+    def depths(self) -> list[np.ndarray | None]:
+        """Each frame's depth in metres (NaN: invalid), registered to the colour image when
+        the scene says so; None where a frame has no depth file."""
+        return [self.scenes[k].depth(f) if f.depth_path is not None else None
+                for k, f in zip(self.scene_index, self.frames)]
+
 
 class ImageStore:
-    """Resized uint8 images of a FrameSet, cached in memory when they fit."""
+    """Resized uint8 images of a FrameSet, cached in memory when they fit.
+
+    ``start`` is 0: its items are images, the network's input from its first stage.
+    """
+
+    start = 0
 
     def __init__(self, fs: FrameSet, size_hw: tuple[int, int], cache_limit_mb: float = 2048):
         self.fs, self.size = fs, tuple(size_hw)
@@ -68,28 +83,74 @@ class ImageStore:
                 if len(fs) else torch.zeros((0, *self.size, 3), dtype=torch.uint8)
             log.info("cached %d images (%.0f MB)", len(fs), need_mb)
 
+    def __len__(self) -> int:
+        return len(self.fs)
+
     def __getitem__(self, i: int) -> torch.Tensor:
         if self.cache is not None:
             return self.cache[i]
         return torch.from_numpy(load_resized(self.fs.frames[i].color_path, self.size))
 
+    def batch(self, idx, device: torch.device) -> torch.Tensor:
+        """The network input of frames ``idx`` at stage 0 (normalised images) on ``device``."""
+        return torch.stack([self[int(i)] for i in idx]).to(device)
+
+
+class FeatureStore:
+    """The output of a network's first ``start`` encoder stages for every frame of an image
+    store, computed once (in eval mode, float16 on the CPU).
+
+    Args:
+        model: the network; its first ``start`` stages must stay frozen while the store is used.
+        images: the frames' images.
+        start: how many encoder stages the store has run (>= 1).
+        device: where to compute.
+        batch: images per forward pass.
+    """
+
+    def __init__(self, model: RelPoseNet, images: ImageStore, start: int, device: torch.device, batch: int = 64):
+        if start < 1:
+            raise ValueError("a FeatureStore runs at least one encoder stage")
+        self.fs, self.start = images.fs, int(start)
+        was = model.training
+        model.eval()
+        parts = []
+        with torch.no_grad():
+            for s in range(0, len(images), batch):
+                x = model.preprocess(torch.stack([images[i] for i in range(s, min(s + batch, len(images)))]).to(device))
+                parts.append(model.encoder.feature_map(x, 0, self.start).to("cpu", torch.float16))
+        model.train(was)
+        self.cache = torch.cat(parts) if parts else torch.zeros(0)
+        log.info("cached the output of %d frozen encoder stages for %d frames (%.0f MB)", self.start, len(images),
+                 self.cache.numel() * 2 / 2**20)
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.cache[i]
+
+    def batch(self, idx, device: torch.device) -> torch.Tensor:
+        """The inputs of stage ``start`` for frames ``idx``, float32 on ``device``."""
+        return self.cache[torch.as_tensor(np.asarray(idx, dtype=np.int64))].to(device, torch.float32)
+
 
 class PairDataset(Dataset):
-    """(image_a, image_b, t, q) where (t, q) = relative_pose(T_a, T_b), q w-first, canonical.
+    """Items: ``{"a", "b", "t", "q", "idx"}`` and, with hard negatives, ``"h"``: the two frames'
+    inputs (images or cached features), (t, q) = relative_pose(T_a, T_b) with q w-first and
+    canonical, and the frame rows ``idx`` = (a, b, h) (h = -1 without hard negatives).
 
     Args:
         fs: the training frames.
-        size_hw: network input size.
+        store: their inputs (an :class:`ImageStore` or a :class:`FeatureStore`).
         pair_cfg: overlap thresholds (:class:`reloc_train.pairs.PairConfig`).
         seed: seeds the pair draws (with the epoch).
-        cache_limit_mb: keep images in memory when they need less than this.
         rank, world_size: shard of the pairs that this process trains on (distributed).
     """
 
-    def __init__(self, fs: FrameSet, size_hw, pair_cfg: PairConfig, seed: int = 0,
-                 cache_limit_mb: float = 2048, rank: int = 0, world_size: int = 1):
-        self.fs = fs
-        self.images = ImageStore(fs, size_hw, cache_limit_mb)
+    def __init__(self, fs: FrameSet, store, pair_cfg: PairConfig, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        self.fs, self.store = fs, store
         # Pairs never cross scenes: distinct scenes have unrelated world frames.
         self.samplers = []
         for k in range(len(fs.scenes)):
@@ -97,22 +158,35 @@ class PairDataset(Dataset):
             self.samplers.append((idx, PairSampler(fs.poses[idx], pair_cfg, fs.seq_ids[idx], seed + 7919 * k)))
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.pairs = np.zeros((0, 2), dtype=np.int64)
+        self.hard_negatives: np.ndarray | None = None
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw the pairs of an epoch (deterministic), shuffled, then this rank's shard."""
+    def set_epoch(self, epoch: int, hard_negatives: np.ndarray | None = None) -> None:
+        """Draw the pairs of an epoch (deterministic), shuffled, then this rank's shard.
+
+        Args:
+            epoch: the epoch.
+            hard_negatives: (N,) a hard negative frame per frame (-1: none), used for the
+                first frame of each pair; None: no hard negatives.
+        """
         parts = [idx[s.pairs(epoch)] for idx, s in self.samplers]
         pairs = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
         rng = np.random.default_rng([self.seed, epoch, 1])
         pairs = pairs[rng.permutation(len(pairs))]
         n = (len(pairs) // self.world_size) * self.world_size  # equal shards
         self.pairs = pairs[self.rank:n:self.world_size]
+        self.hard_negatives = hard_negatives
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, k: int):
+    def __getitem__(self, k: int) -> dict:
         i, j = (int(v) for v in self.pairs[k])
         t, q = pose_to_tq(relative_pose(self.fs.poses[i], self.fs.poses[j]))
-        return (self.images[i], self.images[j],
-                torch.tensor(t, dtype=torch.float32), torch.tensor(canonical_quat(q), dtype=torch.float32))
+        h = -1 if self.hard_negatives is None else int(self.hard_negatives[i])
+        item = {"a": self.store[i], "b": self.store[j], "t": torch.tensor(t, dtype=torch.float32),
+                "q": torch.tensor(canonical_quat(q), dtype=torch.float32),
+                "idx": torch.tensor([i, j, h], dtype=torch.int64)}
+        if self.hard_negatives is not None:
+            item["h"] = self.store[h if h >= 0 else i]
+        return item

@@ -41,10 +41,11 @@ from reloc_ros.core.files import atomic_save, atomic_write_text
 from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
 from reloc_ros.data.sevenscenes import open_scenes
 from reloc_train.config import TrainConfig, load_config, resume_mismatches
-from reloc_train.dataset import FrameSet, ImageStore, PairDataset
+from reloc_train.dataset import FeatureStore, FrameSet, ImageStore, PairDataset
 from reloc_train.losses import task_losses
 from reloc_train.mtl import build_method
 from reloc_train.mtl.engine import distributed_reducers, mtl_backward
+from reloc_train.overlap import ViewOverlap
 from reloc_train.pretrained import load_imagenet_weights
 from reloc_train.validate import validate
 
@@ -120,22 +121,34 @@ class Trainer:
             raise ValueError("data.root is not set (--data DIR)")
         self.scenes = open_scenes(d.root, d.scenes)
         self.model_cfg = ModelConfig(arch=mc.arch, input_size=mc.input_size, head_hidden=mc.head_hidden,
-                                     dropout=mc.dropout)
+                                     dropout=mc.dropout, descriptor_dim=mc.descriptor_dim, pose_grid=mc.pose_grid,
+                                     pose_channels=mc.pose_channels, tasks=tuple(mc.tasks))
         size = self.model_cfg.input_size
         self.train_fs = FrameSet.from_scenes(self.scenes, d.train_split)
         self.val_fs = FrameSet.from_scenes(self.scenes, d.val_split)
-        self.dataset = PairDataset(self.train_fs, size, d.pairs, seed=run.seed, cache_limit_mb=d.cache_limit_mb,
-                                   rank=self.rank, world_size=self.world)
-        self.val_store = ImageStore(self.val_fs, size, d.cache_limit_mb) if self.main else None
 
         torch.manual_seed(run.seed)  # identical initial weights on every rank
         self.model = RelPoseNet(self.model_cfg)
         self.init_source = load_imagenet_weights(self.model, mc.pretrained)
+        self.model.freeze_stages(mc.freeze_stages)
         self.model.to(self.device)
         if self.world > 1:
             for p in self.model.state_dict().values():
                 dist.broadcast(p, 0)
         self.tasks = self.model_cfg.tasks
+        train_store = self._store(ImageStore(self.train_fs, size, d.cache_limit_mb))
+        self.dataset = PairDataset(self.train_fs, train_store, d.pairs, seed=run.seed, rank=self.rank,
+                                   world_size=self.world)
+        self.val_store = self._store(ImageStore(self.val_fs, size, d.cache_limit_mb)) if self.main else None
+        self.start = train_store.start  # the encoder stage the training inputs enter at
+        self.overlap = None
+        if "r" in self.tasks:
+            r = cfg.retrieval
+            t0 = time.time()
+            self.overlap = ViewOverlap.of_frames(self.train_fs, r.max_distance_m, r.positive, r.negative,
+                                                 r.positive_m, r.positive_deg)
+            log.info("view overlap of %d training frames (%d pairs) in %.1f s", len(self.train_fs),
+                     self.overlap.pairs_computed, time.time() - t0)
         self.method = build_method(cfg.mtl.method, len(self.tasks), **cfg.mtl.options)
         self.method.to(self.device)
         self.reducers = distributed_reducers(self.method)
@@ -157,6 +170,27 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.global_step or None)
+
+    def _store(self, images: ImageStore):
+        """The training inputs: the images, or with frozen stages their cached output."""
+        k = self.cfg.model.freeze_stages
+        if k > 0 and self.cfg.data.cache_features:
+            return FeatureStore(self.model, images, k, self.device)
+        return images
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return self.model.preprocess(x) if self.start == 0 else x.float()
+
+    def mine_hard_negatives(self) -> np.ndarray | None:
+        """A hard negative per training frame from the current descriptors (or None)."""
+        if self.overlap is None or not self.cfg.retrieval.hard_negatives:
+            return None
+        from reloc_train.validate import encode_store
+
+        _, desc = encode_store(self.model, self.dataset.store, np.arange(len(self.train_fs)), self.device)
+        rng = np.random.default_rng([self.cfg.run.seed, self.epoch, 2])
+        return self.overlap.hard_negatives(desc.cpu(), self.train_fs.scene_index, rng=rng)
 
     def _steps_per_epoch(self) -> int:
         n = len(self.dataset) // self.cfg.optim.batch_size
@@ -211,11 +245,20 @@ class Trainer:
         atomic_write_text(self.out / "metrics.json", json.dumps(self.metrics, indent=2))
 
     # -- one step ------------------------------------------------------------------------
-    def train_step(self, batch) -> dict:
-        xa, xb, t, q = (b.to(self.device, non_blocking=True) for b in batch)
+    def train_step(self, batch: dict) -> dict:
+        xa, xb = self._input(batch["a"]), self._input(batch["b"])
+        xh = self._input(batch["h"]) if "h" in batch else None
+        target = {"t": batch["t"].to(self.device), "q": batch["q"].to(self.device)}
+        if "r" in self.tasks:
+            idx = batch["idx"]
+            rows = torch.cat([idx[:, 0], idx[:, 1]] + ([idx[:, 2]] if xh is not None else [])).numpy()
+            labels = self.overlap.labels(np.where(rows >= 0, rows, 0))
+            labels[:, rows < 0] = 0  # no hard negative for that anchor: its slot is ignored
+            labels[rows < 0, :] = 0
+            target["r"] = labels
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            pred, z = self.model.forward_pair(self.model.preprocess(xa), self.model.preprocess(xb))
-        losses = task_losses(pred, {"t": t, "q": q}, self.tasks)
+            pred, z = self.model.forward_pair(xa, xb, self.start, extra=xh)
+        losses = task_losses(pred, target, self.tasks)
         self.opt.zero_grad(set_to_none=True)
         stats = mtl_backward(
             self.method, losses,
@@ -247,7 +290,7 @@ class Trainer:
                      ", ".join(s.name for s in self.scenes), len(self.dataset), self.steps_per_epoch,
                      self.world, "s" if self.world > 1 else "", self.device, self.method.name, self.init_source)
         while self.epoch < epochs:
-            self.dataset.set_epoch(self.epoch)
+            self.dataset.set_epoch(self.epoch, self.mine_hard_negatives())
             start = self.step_in_epoch
             sub = Subset(self.dataset, range(start * bs, self.steps_per_epoch * bs))
             loader = DataLoader(sub, batch_size=bs, shuffle=False, drop_last=True,
@@ -299,12 +342,14 @@ class Trainer:
     def validate(self) -> dict:
         if not self.main:
             return {}
-        res = validate(self.model, self.train_fs, self.dataset.images, self.val_fs, self.val_store,
+        res = validate(self.model, self.train_fs, self.dataset.store, self.val_fs, self.val_store,
                        self.device, self.cfg.eval.max_frames)
         m = res["mean"]
         val = {"val_median_t_m": m["median_t_m"], "val_median_r_deg": m["median_r_deg"],
                "val_retrieval_median_t_m": m["retrieval_median_t_m"],
-               "val_retrieval_median_r_deg": m["retrieval_median_r_deg"]}
+               "val_retrieval_median_r_deg": m["retrieval_median_r_deg"],
+               "val_recall_at_1": m["recall_at_1"], "val_recall_at_5": m["recall_at_5"],
+               "val_oracle_recall": m["oracle_recall"]}
         for k, v in val.items():
             self.tb.add_scalar("val/" + k[4:], v, self.global_step)
         for scene, s in res["scenes"].items():

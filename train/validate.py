@@ -8,10 +8,12 @@ For every scene, the training frames are encoded into an in-memory
   (the reference paper's Table-4 setting): ``T_q = T_db @ T_rel``;
 * ``retrieval_...``: the pose of the retrieved frame itself, with no regression. A learned
   relative pose that does not beat it adds nothing;
-* ``oracle_...``: regression from the training frame nearest to the true pose (passed to the
-  localizer as the given neighbour instead of retrieving one): the relative-pose
-  regression alone, which is what the MTL methods change;
-* ``oracle_neighbour_...``: that frame's own pose, the baseline the regression must beat.
+* ``oracle_...``: regression from the oracle neighbour (the training frame that minimises
+  d + r/30°, :mod:`reloc_ros.data.coverage`), passed to the localizer as the given
+  neighbour instead of retrieving one: the relative-pose regression alone;
+* ``oracle_neighbour_...``: that frame's own pose, the baseline the regression must beat;
+* ``recall_at_k``: the share of queries with a frame within 0.5 m and 30° among their k
+  nearest by descriptor, and ``oracle_recall``, the share that have such a frame at all.
 """
 
 from __future__ import annotations
@@ -21,32 +23,38 @@ import torch
 
 from reloc_ros.core.database import FrameDatabase, model_record
 from reloc_ros.core.fusion import FusionConfig
-from reloc_ros.core.geometry import error_stats, pose_errors
+from reloc_ros.core.geometry import error_stats, pose_errors, rotation_error_deg, translation_error
 from reloc_ros.core.localizer import Localizer, LocalizerConfig
 from reloc_ros.core.model import RelPoseNet
-from reloc_train.dataset import FrameSet, ImageStore
+from reloc_ros.data.coverage import oracle_neighbours
+from reloc_train.dataset import FrameSet
 
-__all__ = ["encode_store", "subsample", "oracle_neighbours", "scene_database", "validate", "METRIC_KEYS"]
+__all__ = ["encode_store", "subsample", "scene_database", "recall_at", "validate", "METRIC_KEYS"]
 
 #: The per-scene medians that :func:`validate` averages over scenes.
 METRIC_KEYS = ["median_t_m", "median_r_deg", "mean_t_m", "mean_r_deg",
                "retrieval_median_t_m", "retrieval_median_r_deg", "oracle_median_t_m", "oracle_median_r_deg",
-               "oracle_neighbour_median_t_m", "oracle_neighbour_median_r_deg"]
+               "oracle_neighbour_median_t_m", "oracle_neighbour_median_r_deg",
+               "recall_at_1", "recall_at_5", "recall_at_10", "oracle_recall"]
 
 
 @torch.no_grad()
-def encode_store(model: RelPoseNet, store: ImageStore, idx: np.ndarray, device: torch.device,
+def encode_store(model: RelPoseNet, store, idx: np.ndarray, device: torch.device,
                  batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features f_NC, descriptors desc_NC) of the frames ``idx`` of an image store, on ``device``."""
+    """(features f_NC, descriptors desc_ND) of the frames ``idx`` of a store (images, or the
+    cached output of frozen stages), on ``device``, in eval mode."""
+    was = model.training
+    model.eval()
     feats, descs = [], []
     for s in range(0, len(idx), batch):
-        x = torch.stack([store[int(i)] for i in idx[s:s + batch]]).to(device)
-        f, d = model.encode(model.preprocess(x))
+        x = store.batch(idx[s:s + batch], device)
+        f, d = model.encode(model.preprocess(x) if store.start == 0 else x, store.start)
         feats.append(f.float())
         descs.append(d.float())
+    model.train(was)
     if not feats:
-        C = model.cfg.feature_dim
-        return torch.zeros((0, C), device=device), torch.zeros((0, C), device=device)
+        return (torch.zeros((0, model.cfg.feature_dim), device=device),
+                torch.zeros((0, model.cfg.descriptor_length), device=device))
     return torch.cat(feats), torch.cat(descs)
 
 
@@ -57,17 +65,10 @@ def subsample(n: int, max_n: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_n).round().astype(np.int64))
 
 
-def oracle_neighbours(T_db_N44: np.ndarray, T_query_Q44: np.ndarray, max_angle_deg: float = 30.0) -> np.ndarray:
-    """For each query, the database frame with the closest camera centre among those whose
-    optical axis is within ``max_angle_deg`` of the query's (any frame when none is): (Q,) rows."""
-    dist = np.linalg.norm(T_db_N44[None, :, :3, 3] - T_query_Q44[:, None, :3, 3], axis=2)
-    cos = np.einsum("qk,nk->qn", T_query_Q44[:, :3, 2], T_db_N44[:, :3, 2])
-    return np.argmin(dist + 1e3 * (cos < np.cos(np.radians(max_angle_deg))), axis=1)
-
-
-def scene_database(model: RelPoseNet, fs: FrameSet, store: ImageStore, rows: np.ndarray,
+def scene_database(model: RelPoseNet, fs: FrameSet, store, rows: np.ndarray,
                    device: torch.device, name: str) -> FrameDatabase:
-    """An in-memory database of the frames ``rows`` of a frame set (one scene), encoded now."""
+    """An in-memory database of the frames ``rows`` of a frame set (one scene), encoded now
+    (``store``: images, or the cached output of frozen stages)."""
     f, d = encode_store(model, store, rows, device)
     return FrameDatabase(poses=torch.from_numpy(fs.poses[rows]).double(), descriptors=d.cpu(), features=f.cpu(),
                          scene_index=torch.zeros(len(rows), dtype=torch.int64),
@@ -77,14 +78,27 @@ def scene_database(model: RelPoseNet, fs: FrameSet, store: ImageStore, rows: np.
                          model=model_record(model, "(in training)"))
 
 
+def recall_at(db_desc: torch.Tensor, T_db: np.ndarray, q_desc: torch.Tensor, T_q: np.ndarray,
+              ks: tuple[int, ...] = (1, 5, 10), max_t_m: float = 0.5, max_r_deg: float = 30.0) -> dict:
+    """``recall_at_k``: the share of queries with a frame within 0.5 m and 30° among their k
+    most similar database frames by descriptor."""
+    top = (q_desc.float() @ db_desc.float().T).topk(min(max(ks), len(db_desc)), dim=1).indices.numpy()
+    out = {}
+    for k in ks:
+        hit = [np.any((translation_error(T_db[row[:k]], T[None]) <= max_t_m)
+                      & (rotation_error_deg(T_db[row[:k]], T[None]) <= max_r_deg)) for row, T in zip(top, T_q)]
+        out[f"recall_at_{k}"] = float(np.mean(hit)) if hit else float("nan")
+    return out
+
+
 def _pose(result) -> np.ndarray:
     """The fused pose, or NaNs when there is none (a non-finite prediction)."""
     return result.pose if result.ok else np.full((4, 4), np.nan)
 
 
 @torch.no_grad()
-def validate(model: RelPoseNet, train_fs: FrameSet, train_store: ImageStore, test_fs: FrameSet,
-             test_store: ImageStore, device: torch.device, max_frames: int | None = None) -> dict:
+def validate(model: RelPoseNet, train_fs: FrameSet, train_store, test_fs: FrameSet,
+             test_store, device: torch.device, max_frames: int | None = None) -> dict:
     """Per-scene and overall errors (see the module docstring).
 
     Returns ``{"scenes": {name: {...}}, "mean": {...}}``: per scene ``count`` and the
@@ -106,7 +120,7 @@ def validate(model: RelPoseNet, train_fs: FrameSet, train_store: ImageStore, tes
                         device)
         q_f, q_d = encode_store(model, test_store, q_rows, device)
         T_gt = test_fs.poses[q_rows]
-        oracle = oracle_neighbours(train_fs.poses[db_rows], T_gt)
+        oracle, _, _, within = oracle_neighbours(train_fs.poses[db_rows], T_gt)
         est, retrieved, est_o = [], [], []
         for i in range(len(q_rows)):
             h = loc.hypothesize_encoded(q_f[i:i + 1], q_d[i:i + 1])
@@ -114,6 +128,8 @@ def validate(model: RelPoseNet, train_fs: FrameSet, train_store: ImageStore, tes
             retrieved.append(h.T_db[0])
             est_o.append(_pose(loc.fuse(loc.hypothesize_encoded(q_f[i:i + 1], q_d[i:i + 1], oracle[i:i + 1]))))
         s = error_stats(*pose_errors(np.stack(est), T_gt)).as_dict()
+        s.update(recall_at(loc.db.descriptors, train_fs.poses[db_rows], q_d.cpu(), T_gt))
+        s["oracle_recall"] = float(within[:, 0].mean())
         for prefix, T in (("retrieval_", np.stack(retrieved)), ("oracle_", np.stack(est_o)),
                           ("oracle_neighbour_", train_fs.poses[db_rows][oracle])):
             s.update({f"{prefix}{k2}": v for k2, v in error_stats(*pose_errors(T, T_gt)).as_dict().items()

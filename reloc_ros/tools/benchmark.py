@@ -35,10 +35,10 @@ from reloc_ros.tools.report import emit, markdown_table
 def synthetic_database(model: RelPoseNet, n: int, seed: int = 0) -> FrameDatabase:
     """A database of random (but well-formed) frames for timing only."""
     g = torch.Generator().manual_seed(seed)
-    C = model.cfg.feature_dim
+    C, D = model.cfg.feature_dim, model.cfg.descriptor_length
     poses = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
     poses[:, :3, 3] = torch.rand(n, 3, generator=g, dtype=torch.float64) * 5
-    d = torch.nn.functional.normalize(torch.randn(n, C, generator=g), dim=1)
+    d = torch.nn.functional.normalize(torch.randn(n, D, generator=g), dim=1)
     return FrameDatabase(poses=poses, descriptors=d, features=torch.rand(n, C, generator=g),
                          scene_index=torch.zeros(n, dtype=torch.int64), frame_ids=[f"f{i}" for i in range(n)],
                          scenes=[{"name": "synthetic", "root": "", "intrinsics": {}, "image_size": [0, 0], "frames": n}],
@@ -119,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"input images, top-{args.top_k}, {len(loc.db)} database frames, {hw}",
                         [f"total / encode = **{lat['total'] / lat['encode']:.3f}x** (goal ≤ 1.2x)"])
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    sc_rows = search_scaling(loc.model.cfg.feature_dim, sizes, args.top_k, dev)
+    sc_rows = search_scaling(loc.model.cfg.descriptor_length, sizes, args.top_k, dev)
     md += "\n" + markdown_table(
         ["frames", "index", "median ms", "build s", "recall vs exact"],
         [[r["frames"], r["index"], f"{r['median_ms']:.3f}", f"{r['build_s']:.2f}", f"{r['recall_vs_exact']:.3f}"]
          for r in sc_rows],
-        f"Search time per query (top-{args.top_k}, {loc.model.cfg.feature_dim}-d descriptors, {dev.type})")
+        f"Search time per query (top-{args.top_k}, {loc.model.cfg.descriptor_length}-d descriptors, {dev.type})")
     bpf = loc.db.bytes_per_frame()
     md += (f"\n### Memory: {bpf:.0f} bytes per database frame ({bpf * 26000 / 2**20:.0f} MB for the "
            "26k training frames of 7-Scenes)\n")

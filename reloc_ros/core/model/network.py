@@ -2,17 +2,24 @@
 
 Architecture::
 
-    image_a ─┐                    ┌─ f_a ─┐
-             ├─ encoder (shared) ─┤       ├─ Z = [f_a, f_b] ─┬─ head "t" ─> t ∈ R^3
-    image_b ─┘   (backbones.py)   └─ f_b ─┘                  └─ head "q" ─> q ∈ R^4, |q| = 1
+    image_a ─┐                      ┌─ fmap_a ─┬─ avg-pool ─ f_a ─┐
+             ├─ encoder (shared) ───┤          │                  ├─ [f_a, f_b] ─┬─ head "t" ─> t ∈ R^3
+    image_b ─┘   (backbones.py)     └─ fmap_b ─┼─ avg-pool ─ f_b ─┘              └─ head "q" ─> q, |q| = 1
+                                               └─ GeM (+ projection) ─ descriptor (task "r": retrieval)
 
-* The encoder (:mod:`reloc_ros.core.model.backbones`) gives two global vectors per image:
-  the average-pooled feature ``f`` (the heads' input) and an L2-normalised GeM descriptor
-  (for retrieval).
+  (with ``pose_grid``, f is the feature map pooled to a small grid, reduced and flattened
+  instead of the global average)
+
+* The encoder (:mod:`reloc_ros.core.model.backbones`) gives the last feature map. The
+  average-pooled feature ``f`` is the heads' input; the L2-normalised GeM descriptor (with
+  a learned linear projection when ``descriptor_dim`` > 0) is the retrieval descriptor.
 * The heads take two *feature vectors*, not two images, so a query is encoded once and
   compared with cached database features.
 * The prediction is the pose of frame b in frame a: ``relative_pose(T_a, T_b)`` in
   :mod:`reloc_ros.core.geometry` terms, with ``q`` w-first. So ``T_b = T_a @ make_pose(t, q)``.
+* Training: ``Z = (fmap_a, fmap_b)``, the feature maps of both images, is the shared
+  representation that every task reads (t and q through the average pool, retrieval through
+  GeM); the Z-level MTL methods differentiate against it.
 """
 
 from __future__ import annotations
@@ -23,14 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reloc_ros.core.model.backbones import BACKBONES, build_encoder
+from reloc_ros.core.model.backbones import BACKBONES, build_encoder, gem
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TASK_DIMS", "ModelConfig", "Head", "RelPoseNet", "resize_rgb"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TASK_DIMS", "TASKS", "ModelConfig", "Head", "RelPoseNet", "resize_rgb"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: output size of each task head
+#: output size of each pose head
 TASK_DIMS = {"t": 3, "q": 4}
+#: every task the network can be trained on: the pose heads and "r", the retrieval descriptor
+TASKS = ("t", "q", "r")
 
 
 @dataclass
@@ -38,36 +47,56 @@ class ModelConfig:
     """Everything that defines the network's shape and its input.
 
     Attributes:
-        arch: backbone name, one of :data:`~reloc_ros.core.model.backbones.BACKBONES` (resnet34 as in the paper; resnet18 for CPU).
+        arch: backbone name, one of :data:`~reloc_ros.core.model.backbones.BACKBONES`
+            (resnet34 as in the paper; efficientnet_lite0 for CPUs).
         input_size: (height, width) that images are resized to.
-        mean, std: per-channel normalisation of RGB values in [0, 1].
+        mean, std: per-channel normalisation of RGB values in [0, 1]; None: the backbone's.
         head_hidden: width of the hidden layer of each head (0: a single linear layer).
         dropout: dropout before each head's output layer during training.
         gem_p: exponent of the GeM pooling of the retrieval descriptor.
-        tasks: the task heads, in loss order ("t" translation, "q" rotation).
+        descriptor_dim: length of the learned projection of the GeM descriptor (0: the plain
+            GeM descriptor, as long as the feature map has channels).
+        pose_grid: (rows, cols) of the pose feature: the feature map average-pooled to this
+            grid, reduced to ``pose_channels`` by a 1x1 convolution and flattened, so the
+            heads see where things are; None: the global average (a C-vector).
+        pose_channels: channels of the grid pose feature.
+        tasks: the tasks trained, in loss order: "t" translation, "q" rotation and
+            optionally "r", the retrieval descriptor.
     """
 
     arch: str = "resnet34"
     input_size: tuple[int, int] = (256, 341)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     head_hidden: int = 512
     dropout: float = 0.0
     gem_p: float = 3.0
+    descriptor_dim: int = 0
+    pose_grid: tuple[int, int] | None = None
+    pose_channels: int = 64
     tasks: tuple[str, ...] = ("t", "q")
 
     def __post_init__(self):
-        self.input_size = tuple(int(v) for v in self.input_size)
-        self.mean = tuple(float(v) for v in self.mean)
-        self.std = tuple(float(v) for v in self.std)
-        self.tasks = tuple(self.tasks)
         if self.arch not in BACKBONES:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(BACKBONES)}")
+        spec = BACKBONES[self.arch]
+        self.input_size = tuple(int(v) for v in self.input_size)
+        self.mean = tuple(float(v) for v in (spec.mean if self.mean is None else self.mean))
+        self.std = tuple(float(v) for v in (spec.std if self.std is None else self.std))
+        self.tasks = tuple(self.tasks)
         if len(self.input_size) != 2 or min(self.input_size) < 32:
             raise ValueError(f"input_size must be (height, width) >= 32, got {self.input_size}")
-        unknown = [t for t in self.tasks if t not in TASK_DIMS]
+        unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
-            raise ValueError(f"unknown task heads {unknown}; known: {sorted(TASK_DIMS)}")
+            raise ValueError(f"unknown tasks {unknown}; known: {list(TASKS)}")
+        if not {"t", "q"} <= set(self.tasks):
+            raise ValueError(f"tasks must include the pose heads 't' and 'q', got {list(self.tasks)}")
+        if self.descriptor_dim < 0:
+            raise ValueError(f"descriptor_dim must be >= 0, got {self.descriptor_dim}")
+        if self.pose_grid is not None:
+            self.pose_grid = tuple(int(v) for v in self.pose_grid)
+            if len(self.pose_grid) != 2 or min(self.pose_grid) < 1 or self.pose_channels < 1:
+                raise ValueError(f"pose_grid must be (rows, cols) >= 1, got {self.pose_grid}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -78,8 +107,25 @@ class ModelConfig:
         return cls(**d)
 
     @property
-    def feature_dim(self) -> int:
+    def channels(self) -> int:
+        """Channels of the encoder's last feature map."""
         return BACKBONES[self.arch].feature_dim
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the heads' feature f (per image)."""
+        if self.pose_grid is None:
+            return self.channels
+        return self.pose_channels * self.pose_grid[0] * self.pose_grid[1]
+
+    @property
+    def descriptor_length(self) -> int:
+        """Length of the retrieval descriptor."""
+        return self.descriptor_dim or self.channels
+
+    @property
+    def pose_tasks(self) -> tuple[str, ...]:
+        return tuple(t for t in self.tasks if t in TASK_DIMS)
 
 
 class Head(nn.Module):
@@ -98,7 +144,7 @@ class Head(nn.Module):
 
 
 class RelPoseNet(nn.Module):
-    """Siamese relative-pose regressor.
+    """Siamese relative-pose regressor with a retrieval descriptor.
 
     Args:
         cfg: the :class:`ModelConfig`.
@@ -107,11 +153,15 @@ class RelPoseNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = build_encoder(cfg.arch, cfg.gem_p)
+        self.encoder = build_encoder(cfg.arch)
         C = cfg.feature_dim
         self.heads = nn.ModuleDict(
-            {t: Head(2 * C, TASK_DIMS[t], cfg.head_hidden, cfg.dropout) for t in cfg.tasks}
+            {t: Head(2 * C, TASK_DIMS[t], cfg.head_hidden, cfg.dropout) for t in cfg.pose_tasks}
         )
+        self.pose_neck = None if cfg.pose_grid is None else nn.Sequential(
+            nn.AdaptiveAvgPool2d(cfg.pose_grid), nn.Conv2d(cfg.channels, cfg.pose_channels, 1),
+            nn.BatchNorm2d(cfg.pose_channels), nn.ReLU(inplace=True), nn.Flatten())
+        self.descriptor_head = nn.Linear(cfg.channels, cfg.descriptor_dim, bias=False) if cfg.descriptor_dim else None
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
 
@@ -126,10 +176,25 @@ class RelPoseNet(nn.Module):
                                    align_corners=False, antialias=True)
         return (images - self.mean.to(images.device)) / self.std.to(images.device)
 
-    # -- the two halves
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised images (B, 3, H, W) -> (features f (B, C), descriptors (B, C))."""
-        return self.encoder(x)
+    # -- pooling of the feature map
+    def pose_feature(self, fmap_BChw: torch.Tensor) -> torch.Tensor:
+        """The heads' feature f (B, feature_dim) of feature maps."""
+        if self.pose_neck is None:
+            return fmap_BChw.mean(dim=(2, 3))
+        return self.pose_neck(fmap_BChw)
+
+    def descriptor(self, fmap_BChw: torch.Tensor) -> torch.Tensor:
+        """L2-normalised retrieval descriptors (B, D) of feature maps."""
+        d = gem(fmap_BChw, self.cfg.gem_p)
+        if self.descriptor_head is not None:
+            d = self.descriptor_head(d)
+        return F.normalize(d, dim=1)
+
+    def encode(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised images (B, 3, H, W), or the output of encoder stage ``start - 1`` ->
+        (features f (B, C), descriptors (B, D))."""
+        fmap = self.encoder.feature_map(x, start)
+        return self.pose_feature(fmap), self.descriptor(fmap)
 
     def predict(self, f_a: torch.Tensor, f_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """Relative pose of b in a from two feature batches: {'t': (B, 3), 'q': (B, 4)}."""
@@ -144,24 +209,61 @@ class RelPoseNet(nn.Module):
             out[name] = y
         return out
 
-    def forward_pair(self, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[dict, torch.Tensor]:
-        """Training forward: one encoder pass over both images (BatchNorm sees the pair
-        batch once). Returns (predictions, Z) where Z = [f_a, f_b] is the shared
-        representation that the Z-level MTL methods differentiate against."""
-        f, _ = self.encoder(torch.cat([x_a, x_b], dim=0))
-        f_a, f_b = f.chunk(2, dim=0)
-        z = torch.cat([f_a, f_b], dim=1)
-        return self.heads_from_z(z), z
+    def forward_pair(self, x_a: torch.Tensor, x_b: torch.Tensor, start: int = 0,
+                     extra: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
+        """Training forward: one encoder pass over all inputs (BatchNorm sees the batch once),
+        from encoder stage ``start`` (0: normalised images).
+
+        Args:
+            x_a, x_b: the B pairs.
+            start: encoder stage the inputs enter at.
+            extra: more images (E) for the retrieval task only (e.g. hard negatives).
+
+        Returns (predictions, Z): ``{'t', 'q'}`` of the pairs and, with task "r", ``'r'``:
+        the (2B + E, D) descriptors of a, b, then extra; Z is the (2B + E, C, h, w) feature
+        map of the same inputs, the shared representation that every task reads (the
+        Z-level MTL methods differentiate against it)."""
+        B = x_a.shape[0]
+        parts = [x_a, x_b] + ([extra] if extra is not None and len(extra) else [])
+        z = self.encoder.feature_map(torch.cat(parts, dim=0), start)
+        f = self.pose_feature(z[: 2 * B])
+        out = self.heads_from_z(torch.cat([f[:B], f[B:]], dim=1))
+        if "r" in self.cfg.tasks:
+            out["r"] = self.descriptor(z)
+        return out, z
 
     def forward(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.forward_pair(x_a, x_b)[0]
 
     # -- parameter groups for MTL
     def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoder.parameters())
+        """The encoder's trainable parameters (every task's gradient reaches them)."""
+        return [p for p in self.encoder.parameters() if p.requires_grad]
 
     def task_parameters(self) -> list[nn.Parameter]:
-        return list(self.heads.parameters())
+        """The pose heads' (with the grid pose neck they share) and the descriptor
+        projection's parameters."""
+        extra = [p for m in (self.pose_neck, self.descriptor_head) if m is not None for p in m.parameters()]
+        return list(self.heads.parameters()) + extra
+
+    # -- partly frozen encoders
+    def freeze_stages(self, n: int) -> None:
+        """Freeze the first ``n`` encoder stages: no gradient, and BatchNorm statistics kept
+        (they stay in eval mode through :meth:`train`)."""
+        if not 0 <= n <= self.encoder.num_stages:
+            raise ValueError(f"freeze_stages must be in 0..{self.encoder.num_stages}, got {n}")
+        self.frozen_stages = n
+        for mods in self.encoder.stages()[:n]:
+            for m in mods:
+                m.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "RelPoseNet":
+        super().train(mode)
+        for mods in self.encoder.stages()[:getattr(self, "frozen_stages", 0)]:
+            for m in mods:
+                m.eval()
+        return self
 
 
 def _resize_uint8_nchw(x: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
