@@ -1,5 +1,6 @@
 """The relocalizer core: database files, mismatch errors, retrieval, end-to-end queries, evaluation."""
 
+import json
 import shutil
 
 import numpy as np
@@ -181,6 +182,14 @@ def test_evaluate_and_benchmark_commands(tiny_model, tiny_db, tiny_scene, tmp_pa
     assert len(rows) == 8 and all(np.isfinite(float(r["retrieval-only_t_m"])) for r in rows)
     capsys.readouterr()
     assert benchmark.main(["--model", str(tiny_model), "--db", str(tiny_db), "--queries", "5",
-                           "--sizes", "1000", "--device", "cpu"]) == 0
+                           "--sizes", "1000", "--device", "cpu", "--backbones", "efficientnet_lite0,resnet18",
+                           "--backbone-sizes", "32x48,64x96"]) == 0
     text = capsys.readouterr().out
     assert "total / encode" in text and "| 1000 | exact |" in text and "| 1000 | hnsw |" in text
+    lite0 = next(line for line in text.splitlines() if line.startswith("| efficientnet_lite0 |")).split("|")
+    assert float(lite0[2]) == pytest.approx(3.4, abs=0.2)  # encoder parameters (M), classifier excluded
+    assert 0 < float(lite0[3]) and 0 < float(lite0[4])
+    # the localizer's own records of the same queries: recall@1 <= @5 <= @10 <= oracle
+    res = json.loads((out / "summary.json").read_text())
+    r = res["recall"]
+    assert 0 <= r["1"] <= r["5"] <= r["10"] <= res["oracle_recall"] <= 1

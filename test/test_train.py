@@ -277,19 +277,105 @@ def test_torchrun_two_cpu_processes(method, tiny_scene, tmp_path):
     assert len(rows) == 3 and all(np.isfinite(float(r["weight_t"])) for r in rows)
 
 
-def test_table3_benchmark_command(tmp_path):
-    """The per-method cost benchmark runs each method in a child process and reports ratios."""
+def _table3(tmp_path, *args):
     out = tmp_path / "table3.md"
-    r = subprocess.run([sys.executable, "-m", "reloc_train.benchmark", "--methods", "uniform,mgda,aligned_ub",
-                        "--arch", "resnet18", "--size", "32", "43", "--batch", "2", "--steps", "2", "--warmup", "1",
-                        "--repeats", "1", "--device", "cpu", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "reloc_train.benchmark", *args, "--batch", "2", "--steps", "2",
+                        "--warmup", "1", "--repeats", "1", "--device", "cpu", "--out", str(out)],
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line}
+    return rows, json.loads(out.with_suffix(".json").read_text()), out.read_text()
+
+
+def test_table3_benchmark_command(tmp_path):
+    """The per-method cost benchmark runs each method in a child process and reports ratios."""
+    rows, data, _ = _table3(tmp_path, "--config", "config/train.yaml", "--methods", "uniform,mgda,aligned_ub",
+                            "--arch", "resnet18", "--size", "32", "43")
     assert rows["uniform"][3] == "1.00x"
     # encoder backward passes: T for theta-level MGDA, one for the Z-level and loss-level methods
     assert rows["mgda"][0] == "2" and rows["aligned_ub"][0] == "1" and rows["uniform"][0] == "1"
     assert rows["aligned_ub"][1] == "2"  # two head-only passes for the Z Gram
-    data = json.loads(out.with_suffix(".json").read_text())
     assert all(r["step_s"] > 0 for r in data["results"])
+
+
+def test_table3_benchmark_on_the_cpu_config_with_three_tasks(tmp_path):
+    """Default config (train_cpu.yaml): Lite0 with frozen, cached stages and retrieval as a
+    third task, so theta-level MGDA backpropagates three times."""
+    rows, data, md = _table3(tmp_path, "--methods", "uniform,mgda", "--size", "64", "80")
+    assert rows["mgda"][0] == "3" and rows["uniform"][0] == "1"
+    assert data["config"]["model"]["tasks"] == ["t", "q", "r"] and data["config"]["model"]["freeze_stages"] == 6
+    assert "efficientnet_lite0 at 64x80, first 6 encoder stages frozen (cached inputs), tasks t+q+r" in md
+
+
+def test_sevenscenes_protocol_on_the_stairs_sample(copy_sample, tmp_path):
+    """The paper's protocol command: checks the root, trains on the official train split,
+    evaluates every test frame and writes the Table-4 layout with per-scene medians."""
+    from reloc_train import sevenscenes
+
+    root = tmp_path / "7scenes"
+    scene = copy_sample(root / "stairs")
+    out = tmp_path / "runs"
+    # all seven scenes are expected by default: the sample holds one, and nothing trains
+    assert sevenscenes.main(["--data", str(root), "--out", str(out)]) == 2
+    assert not out.exists()
+    tiny = [f"--set={s}" for s in TINY + ["optim.epochs=1", "data.pairs.min_distance_m=0", "run.device=cpu",
+                                          "eval.max_frames=null"]]
+    assert sevenscenes.main(["--data", str(root), "--out", str(out), "--scenes", "stairs", "--methods", "uniform",
+                             *tiny]) == 0
+    info = load_model(out / "uniform" / "seed0" / "model.pt", "cpu")[1]
+    assert info.meta["training_data"]["scenes"] == ["stairs"]
+    rows = list(csv.DictReader(open(out / "report" / "table4.csv")))
+    cell = {(r["variant"], r["method"], r["scene"]): r for r in rows}
+    top1 = cell[("retrieval", "uniform", "stairs")]
+    assert np.isfinite(float(top1["median_t_m"])) and top1["seeds"] == "1"
+    assert cell[("retrieval", "uniform", "mean")]["median_t_m"] == top1["median_t_m"]
+    per_run = list(csv.DictReader(open(out / "report" / "per_run.csv")))
+    assert len(per_run) == 1 and per_run[0]["scene"] == "stairs"
+    md = (out / "report" / "table4.md").read_text()
+    assert "| Uniform | " in md and "recall@5" in md
+    # a split that names a missing sequence is refused before training, naming the folder
+    (scene / "TestSplit.txt").write_text("sequence9\n")
+    assert sevenscenes.main(["--data", str(root), "--out", str(tmp_path / "r2"), "--scenes", "stairs"]) == 2
+    assert not (tmp_path / "r2").exists()
+
+
+def test_table4_aggregates_seeds_ratios_recalls_and_sentences():
+    from reloc_train.evaluate import aggregate, method_sentences, table4_markdown
+
+    def run(method, t, r, rec5):
+        s = {"median_t_m": t, "median_r_deg": r, "retrieval_median_t_m": 0.5, "retrieval_median_r_deg": 20.0,
+             "recall_at_1": rec5 - 0.1, "recall_at_5": rec5, "oracle_recall": 0.95}
+        return {"run": method, "method": method, "seed": 0, "scenes": {"a": s, "b": dict(s, median_t_m=t / 2)}}
+
+    rows = [run("uniform", 0.4, 10.0, 0.80), run("uniform", 0.2, 10.0, 0.90), run("mgda", 0.16, 12.0, 0.70)]
+    methods, scenes, table = aggregate(rows)
+    assert methods == ["uniform", "mgda", "retrieval-only"] and scenes == ["a", "b"]
+    assert table["uniform"]["a"]["t"] == pytest.approx(0.3) and table["uniform"]["a"]["n"] == 2
+    assert table["uniform"]["mean"]["t"] == pytest.approx((0.3 + 0.15) / 2)
+    assert table["mgda"]["mean"]["R_t"] == pytest.approx(1 - 0.12 / 0.225)
+    assert table["mgda"]["mean"]["R_r"] == pytest.approx(1 - 12 / 10)
+    assert table["uniform"]["mean"]["recall_at_5"] == pytest.approx(0.85)
+    (line,) = method_sentences(methods, table)
+    assert line.startswith("- **MGDA**: translation 0.120 m (-47%, better than Uniform's 0.225 m)")
+    assert "rotation 12.00° (+20%, worse than" in line and "recall@5 70.0% (-15.0 points)" in line
+    md = table4_markdown(methods, scenes, table, "T", "note")
+    assert "| MGDA | 0.160 m / 12.00° | 0.080 m / 12.00° | **0.120 m / 12.00°** | +0.47 | -0.20 | 60.0% | 70.0% | 1 |" \
+        in md and "oracle recall (the map has such a frame) is 95.0%" in md
+
+
+def test_recall_command_scores_frozen_gem_against_the_oracle(tiny_scene, tmp_path):
+    from reloc_ros.data.coverage import coverage
+    from reloc_ros.data.sevenscenes import Scene
+    from reloc_train import recall
+
+    assert recall.main(["--data", str(tiny_scene), "--frozen", "efficientnet_lite0", "--size", "48", "64",
+                        "--device", "cpu", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "recall.json").read_text())
+    (res,) = data["results"].values()
+    r = res[Scene(tiny_scene).name]
+    assert 0 <= r["recall_at_1"] <= r["recall_at_5"] <= r["recall_at_10"] <= r["oracle_recall"] <= 1
+    sc = Scene(tiny_scene)
+    cov = coverage(sc.poses(sc.frames("train")), sc.poses(sc.frames("test")))
+    assert r["oracle_recall"] == pytest.approx(cov.within_50cm_30deg)
+    assert "| oracle (a map frame within 0.5 m and 30° exists) |" in (tmp_path / "recall.md").read_text()

@@ -1,13 +1,20 @@
 """Table 3 in practice: the cost of one training step per MTL method, as a ratio to Uniform.
 
-    python -m reloc_train.benchmark --arch resnet18 --size 64 85 --batch 16 --steps 10
-    python -m reloc_train.benchmark --arch resnet34 --size 256 341 --batch 16 --device cuda
+    python -m reloc_train.benchmark                                    # config/train_cpu.yaml
+    python -m reloc_train.benchmark --config config/train.yaml --device cuda   # the paper's
+
+The network, the tasks and the frozen stages come from the training configuration
+(``--config``, ``--set``; ``--arch`` and ``--size`` are shortcuts). With frozen stages the
+batches are what the trainer feeds then: the cached output of the frozen stages, so a step
+runs only the trainable stages and the heads. With the retrieval task, every pair brings a
+hard negative and the view-overlap labels mark a↔b positive and the rest negative.
 
 Every method runs in its own child process (so that its peak memory is its own) on the
 same batches (fixed seed) with the same model initialisation; the list is run ``--repeats``
 times in alternating order so that drifts of the machine do not favour one method, and the
-timed steps are pooled. Per method: the median wall time of one full step (forward, MTL backward, optimiser step) after warm-up, the
-number of backward passes the engine reports, and the peak memory of the steps (GPU:
+timed steps are pooled. Per method: the median wall time of one full step
+(:func:`reloc_train.train.mtl_step`: forward, MTL backward, optimiser step) after warm-up,
+the number of backward passes the engine reports, and the peak memory of the steps (GPU:
 ``torch.cuda.max_memory_allocated``; CPU: the growth of the process's peak RSS during the
 steps, with the peak reset first through ``/proc/self/clear_refs``). Ratios are taken to
 ``uniform`` from the same run.
@@ -27,13 +34,13 @@ import numpy as np
 import torch
 
 from reloc_ros.core.device import resolve_device
-from reloc_ros.core.model import ModelConfig, RelPoseNet
+from reloc_ros.core.model import RelPoseNet
 from reloc_ros.tools.report import emit, markdown_table, write_json
-from reloc_train.losses import task_losses
+from reloc_train.config import load_config
 from reloc_train.mtl import METHODS, build_method
-from reloc_train.mtl.engine import mtl_backward
-from reloc_train.train import build_optimizer
+from reloc_train.train import build_optimizer, mtl_step
 
+ROOT = Path(__file__).resolve().parents[1]
 PAPER_ORDER = ["uniform", "uncertainty", "mgda", "mgda_ub", "gradnorm", "pcgrad", "aligned", "aligned_ub"]
 
 
@@ -45,35 +52,41 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def run_method(method: str, arch: str, size: tuple[int, int], batch: int, steps: int, warmup: int,
-               device: str, seed: int = 0) -> dict:
-    """Time ``steps`` training steps of one method (in this process)."""
+def run_method(method: str, cfg, batch: int, steps: int, warmup: int, device: str, seed: int = 0) -> dict:
+    """Time ``steps`` training steps of one method (in this process); ``cfg``: a TrainConfig."""
     dev = torch.device(device)
     torch.manual_seed(seed)
-    model = RelPoseNet(ModelConfig(arch=arch, input_size=size, head_hidden=512)).to(dev).train()
-    m = build_method(method, 2).to(dev)
+    model = RelPoseNet(cfg.model.model_config())
+    model.freeze_stages(cfg.model.freeze_stages)
+    model.to(dev).train()
+    start = cfg.model.freeze_stages
+    tasks = model.cfg.tasks
+    m = build_method(method, len(tasks)).to(dev)
     opt = build_optimizer(model, m, lr=1e-4, weight_decay=0.0, method_lr=1e-3)
     g = torch.Generator().manual_seed(seed)
-    batches = [(torch.randint(0, 256, (batch, *size, 3), dtype=torch.uint8, generator=g),
-                torch.randint(0, 256, (batch, *size, 3), dtype=torch.uint8, generator=g),
-                torch.randn(batch, 3, generator=g),
-                torch.nn.functional.normalize(torch.randn(batch, 4, generator=g), dim=1))
-               for _ in range(4)]
+    size = model.cfg.input_size
+
+    @torch.no_grad()
+    def inputs(n):  # what the trainer feeds: images, or the frozen stages' output
+        x = model.preprocess(torch.randint(0, 256, (n, *size, 3), dtype=torch.uint8, generator=g).to(dev))
+        return model.encoder.feature_map(x, 0, start) if start else x
+
+    M = 3 * batch if "r" in tasks else 2 * batch
+    labels = -torch.ones(M, M)
+    for i in range(batch):
+        labels[i, batch + i] = labels[batch + i, i] = 1
+    labels.fill_diagonal_(0)
+    batches = [(inputs(batch), inputs(batch), inputs(batch) if "r" in tasks else None,
+                {"t": torch.randn(batch, 3, generator=g).to(dev),
+                 "q": torch.nn.functional.normalize(torch.randn(batch, 4, generator=g), dim=1).to(dev),
+                 "r": labels.to(dev)}) for _ in range(4)]
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times, n_backward = [], None
+    amp = dev.type == "cuda" and cfg.run.amp
 
     def step(b):
-        xa, xb, t, q = (x.to(dev) for x in b)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            pred, z = model.forward_pair(model.preprocess(xa), model.preprocess(xb))
-        losses = task_losses(pred, {"t": t, "q": q}, model.cfg.tasks)
-        opt.zero_grad(set_to_none=True)
-        st = mtl_backward(m, losses, shared_params=model.shared_parameters(),
-                          task_params=model.task_parameters(), z=z,
-                          layer_params=model.encoder.last_shared_layer())
-        opt.step()
-        m.after_step()
-        return st
+        xa, xb, xh, target = b
+        return mtl_step(model, m, opt, xa, xb, target, start, xh, amp)
 
     for i in range(warmup):
         step(batches[i % len(batches)])
@@ -104,12 +117,24 @@ def run_method(method: str, arch: str, size: tuple[int, int], batch: int, steps:
             "head_backwards": n_backward[1], "peak_mb": peak / 2**20, "total_peak_mb": total_peak / 2**20}
 
 
+def _config(args):
+    sets = list(args.set)
+    if args.arch:
+        sets.append(f"model.arch={args.arch}")
+    if args.size:
+        sets.append(f"model.input_size=[{args.size[0]},{args.size[1]}]")
+    return load_config(args.config or [ROOT / "config" / "train_cpu.yaml"], sets)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Per-method training-step cost (Table 3 in practice)")
     ap.add_argument("--methods", default="paper", help="'paper' (the 8), 'all', or a comma list")
-    ap.add_argument("--arch", default="resnet18")
-    ap.add_argument("--size", type=int, nargs=2, default=[64, 85], metavar=("H", "W"))
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--config", action="append", default=[], type=Path,
+                    help="training YAML(s) over config/train.yaml (default: config/train_cpu.yaml)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--arch", help="shortcut for --set model.arch=...")
+    ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="shortcut for model.input_size")
+    ap.add_argument("--batch", type=int, default=None, help="pairs per step (default optim.batch_size)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="auto")
@@ -119,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     device = str(resolve_device(args.device))
+    cfg = _config(args)
+    batch = args.batch or cfg.optim.batch_size
 
     if args.child:
-        res = run_method(args.child, args.arch, tuple(args.size), args.batch, args.steps, args.warmup, device)
+        res = run_method(args.child, cfg, batch, args.steps, args.warmup, device)
         print("RESULT " + json.dumps(res), flush=True)
         return 0
 
@@ -129,12 +156,16 @@ def main(argv: list[str] | None = None) -> int:
              else [s.strip() for s in args.methods.split(",")])
     if "uniform" not in names:
         names = ["uniform"] + names
+    passthrough = [a for c in args.config for a in ("--config", str(c))] + [a for s in args.set for a in ("--set", s)]
+    if args.arch:
+        passthrough += ["--arch", args.arch]
+    if args.size:
+        passthrough += ["--size", *map(str, args.size)]
     pooled: dict[str, dict] = {}
     for rep in range(args.repeats):
         for name in (names if rep % 2 == 0 else names[::-1]):
-            cmd = [sys.executable, "-m", "reloc_train.benchmark", "--child", name, "--arch", args.arch,
-                   "--size", *map(str, args.size), "--batch", str(args.batch), "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--device", device]
+            cmd = [sys.executable, "-m", "reloc_train.benchmark", "--child", name, *passthrough,
+                   "--batch", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device]
             r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
             line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
             if r.returncode != 0 or not line:
@@ -152,13 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[r["method"], r["encoder_backwards"], r["head_backwards"], f"{r['step_s'] * 1000:.1f}",
              f"{r['step_s'] / base['step_s']:.2f}x", f"{r['peak_mb']:.0f}",
              f"{r['peak_mb'] / base['peak_mb']:.2f}x" if base["peak_mb"] > 0 else "n/a"] for r in results]
-    md = (f"Training-step cost per MTL method: {args.arch} at {args.size[0]}x{args.size[1]}, "
-          f"batch {args.batch} pairs, {args.repeats} x {args.steps} timed steps after {args.warmup} warm-up each, "
-          f"on {hw}.\n\n" + markdown_table(["method", "encoder backward passes", "head-only backward passes",
-                                              "step (ms)", "time / uniform", "peak mem (MB)", "mem / uniform"], rows))
+    mc = cfg.model
+    frozen = f", first {mc.freeze_stages} encoder stages frozen (cached inputs)" if mc.freeze_stages else ""
+    md = (f"Training-step cost per MTL method: {mc.arch} at {mc.input_size[0]}x{mc.input_size[1]}{frozen}, "
+          f"tasks {'+'.join(mc.tasks)}, batch {batch} pairs, {args.repeats} x {args.steps} timed steps after "
+          f"{args.warmup} warm-up each, on {hw}.\n\n"
+          + markdown_table(["method", "encoder backward passes", "head-only backward passes",
+                            "step (ms)", "time / uniform", "peak mem (MB)", "mem / uniform"], rows))
     emit(md, args.out)
     if args.out:
-        write_json(args.out.with_suffix(".json"), {"config": vars(args) | {"device": device}, "results": results})
+        write_json(args.out.with_suffix(".json"), {"config": cfg.as_dict(), "batch": batch, "device": device,
+                                                   "results": results})
     return 0
 
 

@@ -79,6 +79,14 @@ class ModelSection:
     pose_channels: int = 64
     tasks: list[str] = field(default_factory=lambda: ["t", "q"])
 
+    def model_config(self):
+        """The network's :class:`~reloc_ros.core.model.ModelConfig` (what the model file keeps)."""
+        from reloc_ros.core.model import ModelConfig
+
+        return ModelConfig(arch=self.arch, input_size=tuple(self.input_size), head_hidden=self.head_hidden,
+                           dropout=self.dropout, descriptor_dim=self.descriptor_dim, pose_grid=self.pose_grid,
+                           pose_channels=self.pose_channels, tasks=tuple(self.tasks))
+
 
 @dataclass
 class MTLConfig:

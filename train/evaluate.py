@@ -29,7 +29,7 @@ from reloc_ros.data.sevenscenes import open_scenes
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.model import load_model
 from reloc_train.dataset import FrameSet, ImageStore
-from reloc_ros.tools.report import markdown_table, write_csv, write_summary
+from reloc_ros.tools.report import markdown_table, pct, write_csv, write_summary
 from reloc_train.validate import validate
 
 log = logging.getLogger("reloc_train.evaluate")
@@ -69,6 +69,9 @@ def evaluate_runs(runs: list[Path], data: str | None, max_frames: int | None, de
     return rows
 
 
+#: retrieval columns of the table (shares of test frames; see reloc_train.validate)
+RECALLS = ["recall_at_1", "recall_at_5", "oracle_recall"]
+
 #: The two ways of reading the results: (prefix of the metric keys, baseline row, baseline prefix).
 VARIANTS = {
     "retrieval": ("", "retrieval-only", "retrieval_"),
@@ -84,7 +87,7 @@ def aggregate(rows: list[dict], variant: str = "retrieval") -> tuple[list[str], 
     that frame's own pose as the baseline row.
     """
     prefix, base_name, base_prefix = VARIANTS[variant]
-    by: dict = defaultdict(lambda: defaultdict(lambda: {"t": [], "r": []}))
+    by: dict = defaultdict(lambda: defaultdict(lambda: {"t": [], "r": [], **{k: [] for k in RECALLS}}))
     scenes: list[str] = []
     for r in rows:
         for sc, s in r["scenes"].items():
@@ -92,6 +95,8 @@ def aggregate(rows: list[dict], variant: str = "retrieval") -> tuple[list[str], 
                 scenes.append(sc)
             by[r["method"]][sc]["t"].append(s[f"{prefix}median_t_m"])
             by[r["method"]][sc]["r"].append(s[f"{prefix}median_r_deg"])
+            for k in RECALLS:
+                by[r["method"]][sc][k].append(s.get(k, float("nan")))
             by[base_name][sc]["t"].append(s[f"{base_prefix}median_t_m"])
             by[base_name][sc]["r"].append(s[f"{base_prefix}median_r_deg"])
     methods = [m for m in ORDER if m in by] + sorted(m for m in by if m not in ORDER and m != base_name)
@@ -103,9 +108,12 @@ def aggregate(rows: list[dict], variant: str = "retrieval") -> tuple[list[str], 
             t, r = np.array(by[m][sc]["t"]), np.array(by[m][sc]["r"])
             table[m][sc] = {"t": float(t.mean()), "r": float(r.mean()), "t_std": float(t.std()),
                             "r_std": float(r.std()), "n": len(t), "t_seeds": t.tolist(), "r_seeds": r.tolist()}
+            for k in RECALLS:
+                table[m][sc][k] = float(np.mean(by[m][sc][k])) if by[m][sc][k] else float("nan")
         table[m]["mean"] = {"t": float(np.mean([table[m][s]["t"] for s in scenes])),
                             "r": float(np.mean([table[m][s]["r"] for s in scenes])),
-                            "n": table[m][scenes[0]]["n"] if scenes else 0}
+                            "n": table[m][scenes[0]]["n"] if scenes else 0,
+                            **{k: float(np.mean([table[m][s][k] for s in scenes])) for k in RECALLS}}
     if "uniform" in table:
         u = table["uniform"]["mean"]
         for m in methods:
@@ -114,23 +122,54 @@ def aggregate(rows: list[dict], variant: str = "retrieval") -> tuple[list[str], 
     return methods, scenes, table
 
 
-def table4_markdown(methods, scenes, table, title: str, note: str) -> str:
+def table4_markdown(methods, scenes, table, title: str, note: str, recall: bool = True) -> str:
     rows = []
     for m in methods:
         c = table[m]["mean"]
+        rec = [pct(c["recall_at_1"]), pct(c["recall_at_5"])] if recall and m in ORDER else ["", ""]
         rows.append([LABELS.get(m, m)] + [f"{table[m][sc]['t']:.3f} m / {table[m][sc]['r']:.2f}°" for sc in scenes]
                     + [f"**{c['t']:.3f} m / {c['r']:.2f}°**", f"{c['R_t']:+.2f}" if "R_t" in c else "",
-                       f"{c['R_r']:+.2f}" if "R_r" in c else "", str(c["n"])])
-    return markdown_table(["Method"] + scenes + ["Mean", "R_t", "R_r", "seeds"], rows, title, [note])
+                       f"{c['R_r']:+.2f}" if "R_r" in c else ""] + (rec if recall else []) + [str(c["n"])])
+    head = ["Method"] + scenes + ["Mean", "R_t", "R_r"] + (["recall@1", "recall@5"] if recall else []) + ["runs"]
+    notes = [note]
+    if recall and methods:
+        o = np.nanmean([table[m]["mean"]["oracle_recall"] for m in methods if m in ORDER] or [np.nan])
+        notes.append(f"recall@k: the share of test frames with a training frame within 0.5 m and 30° among the k "
+                     f"retrieved by the method's own descriptor; the oracle recall (the map has such a frame) "
+                     f"is {pct(o)}.")
+    return markdown_table(head, rows, title, notes)
+
+
+def method_sentences(methods: list[str], table: dict) -> list[str]:
+    """One measured sentence per method: what it did to t, q and retrieval against Uniform."""
+    if "uniform" not in table:
+        return []
+    u = table["uniform"]["mean"]
+    out = []
+    for m in methods:
+        if m == "uniform" or m not in ORDER:
+            continue
+        c = table[m]["mean"]
+
+        def rel(key, unit, spec):
+            d = c[key] / u[key] - 1
+            word = "same as" if abs(d) < 0.02 else "better than" if d < 0 else "worse than"
+            return f"{c[key]:{spec}}{unit} ({d:+.0%}, {word} Uniform's {u[key]:{spec}}{unit})"
+
+        dr = 100 * (c["recall_at_5"] - u["recall_at_5"])
+        out.append(f"- **{LABELS.get(m, m)}**: translation {rel('t', ' m', '.3f')}; rotation {rel('r', '°', '.2f')}; "
+                   f"recall@5 {pct(c['recall_at_5'])} ({dr:+.1f} points).")
+    return out
 
 
 NOTES = {
     "retrieval": "Cells: median translation / rotation error per scene, averaged over seeds. R = 1 − P_method / "
                  "P_uniform on the mean (positive: better than Uniform). retrieval-only: the pose of the top-1 "
                  "retrieved training frame, with no regression.",
-    "oracle": "Regression from the training frame nearest to the true pose (closest centre within 30° of view "
-              "direction) instead of the retrieved one: the relative-pose regression alone, which is what the "
-              "MTL methods change. neighbour pose: that frame's own pose, the baseline the regression must beat.",
+    "oracle": "Regression from the oracle neighbour (the training frame that minimises d + r/30°, "
+              "reloc_ros.data.coverage) instead of the retrieved one: the relative-pose regression alone, which "
+              "is what the MTL methods change. neighbour pose: that frame's own pose, the baseline the "
+              "regression must beat.",
 }
 TITLES = {
     "retrieval": "Top-1 retrieval + relative-pose regression (the paper's Table 4 setting)",
@@ -142,7 +181,7 @@ def write_outputs(out: Path, rows: list[dict], tables: dict, title: str) -> str:
     """tables: variant -> (methods, scenes, table). Writes the CSVs, the Markdown and the JSON."""
     keys = ["median_t_m", "median_r_deg", "retrieval_median_t_m", "retrieval_median_r_deg",
             "oracle_median_t_m", "oracle_median_r_deg", "oracle_neighbour_median_t_m",
-            "oracle_neighbour_median_r_deg"]
+            "oracle_neighbour_median_r_deg"] + RECALLS
     write_csv(out / "per_run.csv", [{"run": r["run"], "method": r["method"], "seed": r["seed"], "scene": sc,
                                      **{k: f"{s[k]:.4f}" for k in keys}}
                                     for r in rows for sc, s in r["scenes"].items()])
@@ -158,7 +197,13 @@ def write_outputs(out: Path, rows: list[dict], tables: dict, title: str) -> str:
             t4.append({"variant": variant, "method": m, "scene": "mean", "median_t_m": f"{c['t']:.4f}",
                        "median_r_deg": f"{c['r']:.3f}", "t_std": "", "r_std": "", "seeds": c["n"]})
     write_csv(out / "table4.csv", t4)
-    md = f"## {title}\n\n" + "\n".join(table4_markdown(*tables[v], TITLES[v], NOTES[v]) for v in tables)
+    md = f"## {title}\n\n" + "\n".join(table4_markdown(*tables[v], TITLES[v], NOTES[v], recall=v == "retrieval")
+                                         for v in tables)
+    if "retrieval" in tables:
+        lines = method_sentences(tables["retrieval"][0], tables["retrieval"][2])
+        if lines:
+            md += "\n### What each method did, against Uniform (top-1 setting, mean over scenes)\n\n" \
+                + "\n".join(lines) + "\n"
     write_summary(out, md, {v: {"methods": m, "scenes": sc, "table": t} for v, (m, sc, t) in tables.items()},
                   stem="table4")
     return md

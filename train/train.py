@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Subset
 
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.files import atomic_save, atomic_write_text
-from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
+from reloc_ros.core.model import RelPoseNet, save_model
 from reloc_ros.data.sevenscenes import open_scenes
 from reloc_train.config import TrainConfig, load_config, resume_mismatches
 from reloc_train.dataset import FeatureStore, FrameSet, ImageStore, PairDataset
@@ -99,6 +99,40 @@ def build_optimizer(model: torch.nn.Module, method: torch.nn.Module, lr: float, 
 
 
 # --------------------------------------------------------------------------- trainer
+def mtl_step(model: RelPoseNet, method, opt: torch.optim.Optimizer, x_a: torch.Tensor, x_b: torch.Tensor,
+             target: dict, start: int = 0, extra: torch.Tensor | None = None, amp: bool = False,
+             grad_clip: float = 0.0, reducers: dict | None = None) -> dict:
+    """One optimisation step: forward the pairs, the per-task losses, the MTL method's
+    backward (:func:`reloc_train.mtl.engine.mtl_backward`), the optimiser step.
+
+    Args:
+        model: the network, in train mode.
+        method: the MTL weighting (:func:`reloc_train.mtl.build_method`).
+        opt: optimiser over its parameter groups (:func:`build_optimizer`).
+        x_a, x_b: the B pairs, entering the encoder at stage ``start`` (0: normalised images).
+        target: ``t`` (B, 3), ``q`` (B, 4) and, with task "r", ``r``: (M, M) labels.
+        extra: more inputs for the retrieval task only (hard negatives).
+        amp: bf16 autocast (CUDA).
+        grad_clip: clip the global gradient norm to this (0: off).
+        reducers: the distributed gradient reducers (see ``distributed_reducers``).
+
+    Returns the engine's statistics (task weights, backward pass counts).
+    """
+    dev = x_a.device
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+        pred, z = model.forward_pair(x_a, x_b, start, extra=extra)
+    losses = task_losses(pred, target, model.cfg.tasks)
+    opt.zero_grad(set_to_none=True)
+    stats = mtl_backward(method, losses, shared_params=model.shared_parameters(),
+                         task_params=model.task_parameters(), z=z,
+                         layer_params=model.encoder.last_shared_layer(), **(reducers or {}))
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    method.after_step()
+    return stats
+
+
 class Trainer:
     """One training run (one process of it, under torchrun).
 
@@ -120,9 +154,7 @@ class Trainer:
         if not d.root:
             raise ValueError("data.root is not set (--data DIR)")
         self.scenes = open_scenes(d.root, d.scenes)
-        self.model_cfg = ModelConfig(arch=mc.arch, input_size=mc.input_size, head_hidden=mc.head_hidden,
-                                     dropout=mc.dropout, descriptor_dim=mc.descriptor_dim, pose_grid=mc.pose_grid,
-                                     pose_channels=mc.pose_channels, tasks=tuple(mc.tasks))
+        self.model_cfg = mc.model_config()
         size = self.model_cfg.input_size
         self.train_fs = FrameSet.from_scenes(self.scenes, d.train_split)
         self.val_fs = FrameSet.from_scenes(self.scenes, d.val_split)
@@ -256,22 +288,8 @@ class Trainer:
             labels[:, rows < 0] = 0  # no hard negative for that anchor: its slot is ignored
             labels[rows < 0, :] = 0
             target["r"] = labels
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            pred, z = self.model.forward_pair(xa, xb, self.start, extra=xh)
-        losses = task_losses(pred, target, self.tasks)
-        self.opt.zero_grad(set_to_none=True)
-        stats = mtl_backward(
-            self.method, losses,
-            shared_params=self.model.shared_parameters(),
-            task_params=self.model.task_parameters(),
-            z=z, layer_params=self.model.encoder.last_shared_layer(),
-            **self.reducers,
-        )
-        clip = self.cfg.optim.grad_clip
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.opt.step()
-        self.method.after_step()
+        stats = mtl_step(self.model, self.method, self.opt, xa, xb, target, self.start, xh, self.amp,
+                         self.cfg.optim.grad_clip, self.reducers)
         self.sched.step()
         return stats
 

@@ -56,8 +56,6 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from reloc_ros.core.geometry import (
-    make_pose,
-    matrix_to_quat,
     normalize_quat,
     quat_to_matrix,
     rotation_error_deg,
@@ -221,8 +219,12 @@ def hypotheses(T_db: np.ndarray, t: np.ndarray, q: np.ndarray) -> np.ndarray:
         & np.isfinite(qn)
         & (qn > 1e-12)
     )
-    for i in np.flatnonzero(ok):
-        out[i] = T_db[i] @ make_pose(t[i], q[i])
+    rows = np.flatnonzero(ok)
+    if len(rows):
+        rel = np.tile(np.eye(4), (len(rows), 1, 1))
+        rel[:, :3, :3] = Rotation.from_quat(q[rows][:, [1, 2, 3, 0]]).as_matrix()  # scipy: x, y, z, w
+        rel[:, :3, 3] = t[rows]
+        out[rows] = T_db[rows] @ rel
     return out
 
 
@@ -246,7 +248,7 @@ def average_rotations(R: np.ndarray, weights: np.ndarray | None = None) -> np.nd
     if R.ndim == 2 and R.shape[1] == 4:
         Q = normalize_quat(R)
     elif R.ndim == 3 and R.shape[1:] == (3, 3):
-        Q = np.stack([matrix_to_quat(r) for r in R]) if len(R) else np.zeros((0, 4))
+        Q = Rotation.from_matrix(R).as_quat()[:, [3, 0, 1, 2]] if len(R) else np.zeros((0, 4))
     else:
         raise ValueError(f"expected (n, 3, 3) rotations or (n, 4) quaternions, got shape {R.shape}")
     if len(Q) == 0:

@@ -163,16 +163,21 @@ class Localizer:
             neighbours: database rows to regress from instead of the retrieved ones (best
                 first), e.g. the oracle neighbour of a test frame; None: retrieve top-k.
         """
+        f, d, encode_ms = self.encode_image(image)
+        h = self.hypothesize_encoded(f, d, neighbours)
+        h.timings_ms = {"encode": encode_ms, **h.timings_ms}
+        return h
+
+    @torch.no_grad()
+    def encode_image(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(feature f_1C, descriptor desc_1C, milliseconds) of one RGB uint8 (H, W, 3) image."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
         t0 = time.perf_counter()
         img = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)
         f, d = self.encode(img[None])
         self._sync()
-        encode_ms = (time.perf_counter() - t0) * 1e3
-        h = self.hypothesize_encoded(f, d, neighbours)
-        h.timings_ms = {"encode": encode_ms, **h.timings_ms}
-        return h
+        return f, d, (time.perf_counter() - t0) * 1e3
 
     @torch.no_grad()
     def hypothesize_encoded(self, f_1C: torch.Tensor, desc_1C: torch.Tensor,
@@ -187,16 +192,7 @@ class Localizer:
             scores = (desc_1C.to(self.index.device) @ self.index_descriptors(rows_t).T)[0]
             idx = rows_t
         else:
-            if self.cfg.scene is not None:
-                k_scene = self.db.scene_names.index(self.cfg.scene)
-            elif len(self.scene_rows) == 1:
-                k_scene = 0
-            else:
-                _, top = self.index.search(desc_1C, 1)
-                k_scene = int(self.db.scene_index[int(top[0, 0])])
-            subset = None if len(self.scene_rows) == 1 else self.scene_rows[k_scene]
-            s2, i2 = self.index.search(desc_1C, self.cfg.top_k, subset)
-            scores, idx = s2[0], i2[0]
+            k_scene, scores, idx = self.retrieve(desc_1C, self.cfg.top_k)
         self._sync()
         t2 = time.perf_counter()
         idx_dev = idx.to(self.device)
@@ -208,6 +204,20 @@ class Localizer:
         return Hypotheses(db_index=rows, scores=scores.float().cpu().numpy(), T_db=self.poses[rows], t=tt, q=qq,
                           scene=self.db.scenes[k_scene]["name"],
                           timings_ms={"search": (t2 - t1) * 1e3, "heads": (t3 - t2) * 1e3})
+
+    def retrieve(self, desc_1C: torch.Tensor, k: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """The scene (by the top-1 match, or ``cfg.scene``) and the k most similar database
+        rows of that scene: ``(scene index, scores (k,), rows (k,))``, best first."""
+        if self.cfg.scene is not None:
+            k_scene = self.db.scene_names.index(self.cfg.scene)
+        elif len(self.scene_rows) == 1:
+            k_scene = 0
+        else:
+            _, top = self.index.search(desc_1C, 1)
+            k_scene = int(self.db.scene_index[int(top[0, 0])])
+        subset = None if len(self.scene_rows) == 1 else self.scene_rows[k_scene]
+        scores, idx = self.index.search(desc_1C, k, subset)
+        return k_scene, scores[0], idx[0]
 
     def index_descriptors(self, rows: torch.Tensor) -> torch.Tensor:
         """Database descriptors of ``rows`` (float32, on the index's device)."""

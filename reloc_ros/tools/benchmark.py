@@ -9,6 +9,8 @@
 2. Search: median time of one top-k query against 1k, 10k and 100k synthetic
    L2-normalised descriptors, exact (torch) and HNSW (faiss, when installed).
 3. Memory: bytes per database frame (pose, descriptor, features, scene id).
+4. Encoders: the median forward time of each backbone (``--backbones``) for one image, at
+   each of ``--backbone-sizes`` (the first is the node's input size of the default model).
 """
 
 from __future__ import annotations
@@ -51,6 +53,29 @@ def latency(loc: Localizer, images: list[np.ndarray], n: int) -> dict:
     return {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
 
 
+@torch.no_grad()
+def encoder_times(archs: list[str], sizes: list[tuple[int, int]], device: torch.device, n: int = 30) -> list[dict]:
+    """Median ms of ``model.encode`` (features + descriptor) for one preprocessed image."""
+    out = []
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for arch in archs:
+        for h, w in sizes:
+            model = RelPoseNet(ModelConfig(arch=arch, input_size=(h, w))).to(device).eval()
+            x = model.preprocess(torch.randint(0, 256, (1, h, w, 3), dtype=torch.uint8, device=device))
+            for _ in range(5):
+                model.encode(x)
+            ts = []
+            for _ in range(n):
+                sync()
+                t0 = time.perf_counter()
+                model.encode(x)
+                sync()
+                ts.append((time.perf_counter() - t0) * 1e3)
+            out.append({"arch": arch, "size": [h, w], "median_ms": float(np.median(ts)),
+                        "params_m": sum(p.numel() for p in model.encoder.parameters()) / 1e6})
+    return out
+
+
 def search_scaling(dim: int, sizes: list[int], k: int, device: torch.device, queries: int = 200) -> list[dict]:
     out = []
     g = torch.Generator().manual_seed(1)
@@ -85,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path)
     ap.add_argument("--db", type=Path)
     ap.add_argument("--scene", type=Path, help="scene whose test images are the queries")
-    ap.add_argument("--arch", default="resnet34", help="without --model: random network of this arch")
-    ap.add_argument("--size", type=int, nargs=2, default=[256, 341], metavar=("H", "W"))
+    ap.add_argument("--arch", default="efficientnet_lite0", help="without --model: random network of this arch")
+    ap.add_argument("--size", type=int, nargs=2, default=[120, 160], metavar=("H", "W"))
+    ap.add_argument("--backbones", default="efficientnet_lite0,resnet18,resnet34",
+                    help="comma list for the encoder table ('' to skip)")
+    ap.add_argument("--backbone-sizes", default="120x160,240x320,256x341", help="HxW list for the encoder table")
     ap.add_argument("--db-frames", type=int, default=1000, help="without --db: synthetic map size")
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--queries", type=int, default=50)
@@ -128,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     bpf = loc.db.bytes_per_frame()
     md += (f"\n### Memory: {bpf:.0f} bytes per database frame ({bpf * 26000 / 2**20:.0f} MB for the "
            "26k training frames of 7-Scenes)\n")
+    archs = [a for a in args.backbones.split(",") if a]
+    if archs:
+        bsizes = [tuple(int(v) for v in s.split("x")) for s in args.backbone_sizes.split(",") if s]
+        enc = encoder_times(archs, bsizes, dev)
+        md += "\n" + markdown_table(
+            ["backbone", "parameters (M)"] + [f"{h}x{w} ms" for h, w in bsizes],
+            [[a, f"{next(r for r in enc if r['arch'] == a)['params_m']:.1f}"]
+             + [f"{r['median_ms']:.1f}" for r in enc if r["arch"] == a] for a in archs],
+            f"Encoder forward, one image, median ms ({hw})",
+            [f"The node's input size is the model's: {h}x{w} for the model above."])
     emit(md, args.out)
     return 0
 

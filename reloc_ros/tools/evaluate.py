@@ -40,7 +40,11 @@ THRESHOLDS = [(0.05, 5.0), (0.25, 2.0), (0.50, 5.0), (5.0, 10.0)]
 METHODS = ["retrieval-only", "top1", "consensus", "triangulate"]
 
 
+RECALL_KS = (1, 5, 10)
+
+
 def recall_at_k(T_db: np.ndarray, T_gt: np.ndarray, max_t: float = 0.5, max_r: float = 30.0) -> bool:
+    """Whether any of the poses ``T_db`` is within ``max_t`` m and ``max_r``° of ``T_gt``."""
     te, re = pose_errors(T_db, T_gt[None])
     return bool(np.any((te <= max_t) & (re <= max_r)))
 
@@ -74,15 +78,29 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
 
     base = fusion_base or loc.cfg.fusion
     fusions = {m: replace(base, method=m) for m in ("top1", "consensus", "triangulate")}
+    from reloc_ros.data.coverage import coverage
+
     rows, timings, recall = [], [], []
+    recalls = {k: [] for k in RECALL_KS}
     per = {m: {"t": [], "r": []} for m in METHODS}
+    covs = []
     for sc in scenes:
         frames = sc.frames(split)
         if max_frames is not None and len(frames) > max_frames:
             frames = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, max_frames).round().astype(int))]
+        if sc.name in loc.db.scene_names:
+            map_rows = loc.scene_rows[loc.db.scene_names.index(sc.name)].numpy()
+            covs.append(coverage(loc.poses[map_rows], sc.poses(frames), sc.name))
         for fr in tqdm(frames, desc=f"evaluating {sc.name}", disable=not progress, dynamic_ncols=True, leave=False):
             T_gt = sc.pose(fr)
-            h = loc.hypothesize(read_color(fr.color_path))
+            img = read_color(fr.color_path)
+            f, d, encode_ms = loc.encode_image(img)
+            k_scene, _, top = loc.retrieve(d, max(RECALL_KS))
+            for k in RECALL_KS:
+                hit = loc.db.scene_names[k_scene] == sc.name and recall_at_k(loc.poses[top[:k].cpu().numpy()], T_gt)
+                recalls[k].append(hit)
+            h = loc.hypothesize_encoded(f, d)
+            h.timings_ms = {"encode": encode_ms, **h.timings_ms}
             recall.append(recall_at_k(h.T_db, T_gt))
             row = {"scene": sc.name, "frame": fr.id, "retrieved_scene": h.scene, "recall_at_k": recall[-1]}
             est = {"retrieval-only": h.T_db[0]}
@@ -108,7 +126,11 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
     n = len(rows)
     summ = summarize(per, n)
     tm = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]} if timings else {}
+    oracle = float(np.average([c.within_50cm_30deg for c in covs], weights=[c.queries for c in covs])) \
+        if covs else float("nan")
     return {"rows": rows, "summary": summ, "recall_at_k": float(np.mean(recall)) if recall else float("nan"),
+            "recall": {k: float(np.mean(v)) if v else float("nan") for k, v in recalls.items()},
+            "oracle_recall": oracle, "coverage": [c.as_dict() for c in covs],
             "top_k": loc.cfg.top_k, "queries": n, "timings_ms": tm}
 
 
@@ -119,8 +141,14 @@ def table_markdown(res: dict, title: str = "") -> str:
     rows = [[m, fmt(s[m]["median_t_m"]), fmt(s[m]["median_r_deg"], ".2f"), fmt(s[m]["mean_t_m"]),
              fmt(s[m]["mean_r_deg"], ".2f")] + [pct(s[m][acc_key(t, r)]) for t, r in THRESHOLDS]
             + [pct(s[m]["rejection_rate"])] for m in METHODS]
-    notes = [f"{res['queries']} queries; retrieval recall@{res['top_k']} (a retrieved frame within 0.5 m "
-             f"and 30°): {pct(res['recall_at_k'])}."]
+    rec = res.get("recall", {})
+    notes = [f"{res['queries']} queries. Retrieval recall (a retrieved frame within 0.5 m and 30°): "
+             + ", ".join(f"@{k} {pct(v)}" for k, v in rec.items())
+             + f"; oracle recall (the map has such a frame) {pct(res.get('oracle_recall', float('nan')))}."]
+    for c in res.get("coverage", []):
+        notes.append(f"Coverage of {c['name']}: oracle neighbour median {c['median_d_m']:.3f} m / "
+                     f"{c['median_r_deg']:.1f}°, {pct(c['within_50cm_30deg'])} within 0.5 m and 30°, "
+                     f"{pct(c['within_25cm_15deg'])} within 0.25 m and 15° (real 7-Scenes: 0.265 m / 9.9°, 95%, 46%).")
     if res["timings_ms"]:
         notes.append("Mean latency (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in res["timings_ms"].items()) + ".")
     return markdown_table(head, rows, title or None, notes)
