@@ -264,7 +264,7 @@ def _weight_curves(out: Path, rows: list[dict], methods: list[str]) -> None:
     for ax, m in zip(axes.flat, ms):
         for recs in curves[m]:
             step = np.array([float(r["step"]) for r in recs])
-            for k, c in (("weight_t", "C0"), ("weight_q", "C3")):
+            for k, c in (("weight_t", "C0"), ("weight_q", "C3"), ("weight_r", "C2")):
                 if k in recs[0]:
                     v = np.array([float(r[k]) for r in recs])
                     n = max(1, len(v) // 50)
@@ -276,7 +276,7 @@ def _weight_curves(out: Path, rows: list[dict], methods: list[str]) -> None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(ms):]:
         ax.axis("off")
-    fig.suptitle("Task weights over training (t: translation, q: rotation; one line per seed)")
+    fig.suptitle("Task weights over training (t: translation, q: rotation, r: retrieval; one line per seed)")
     fig.tight_layout()
     fig.savefig(out / "weights.png", dpi=110)
     plt.close(fig)
