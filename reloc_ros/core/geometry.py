@@ -30,6 +30,8 @@ import transforms3d.quaternions as t3q
 
 __all__ = [
     "quat_to_ros",
+    "estimate_up",
+    "gravity_alignment",
     "quat_from_ros",
     "canonical_quat",
     "normalize_quat",
@@ -260,3 +262,43 @@ def error_stats(t_err: Iterable[float], r_err: Iterable[float]) -> ErrorStats:
         mean_t_m=float(np.mean(t)),
         mean_r_deg=float(np.mean(r)),
     )
+
+
+def estimate_up(poses_N44: np.ndarray) -> tuple[np.ndarray, float]:
+    """The world's up direction estimated from camera poses alone.
+
+    Hand-held and robot cameras keep their x axis (image right) near horizontal, so up is the
+    unit vector u that minimises ``sum_i (x_i . u)^2`` over the cameras' x axes in world
+    coordinates: the eigenvector of ``sum_i x_i x_i^T`` with the smallest eigenvalue. Its sign
+    is chosen against the cameras' y axes, which point down in the optical convention (REP-103).
+
+    Args:
+        poses_N44: (N, 4, 4) camera-to-world poses, N >= 2.
+
+    Returns:
+        ``(up_3, tilt_deg)``: the unit up vector in world coordinates, and the median angle
+        between the cameras' x axes and the horizontal plane it defines (small: the estimate
+        is well supported; tens of degrees: the cameras rolled and the estimate is weak).
+    """
+    poses_N44 = np.asarray(poses_N44, dtype=np.float64)
+    if poses_N44.ndim != 3 or poses_N44.shape[1:] != (4, 4) or len(poses_N44) < 2:
+        raise ValueError(f"estimate_up needs (N >= 2, 4, 4) poses, got shape {poses_N44.shape}")
+    x_N3 = poses_N44[:, :3, 0]
+    _, vecs = np.linalg.eigh(x_N3.T @ x_N3)
+    up = vecs[:, 0]
+    if float(poses_N44[:, :3, 1].sum(axis=0) @ up) > 0:
+        up = -up
+    tilt = np.degrees(np.arcsin(np.clip(np.abs(x_N3 @ up) / np.linalg.norm(x_N3, axis=1), 0.0, 1.0)))
+    return up / np.linalg.norm(up), float(np.median(tilt))
+
+
+def gravity_alignment(up_3: np.ndarray) -> np.ndarray:
+    """The smallest rotation ``R_33`` that takes ``up_3`` to +z: with it, a point p of the
+    visual map is ``R_33 @ p`` in a gravity-aligned frame (z up, as REP-103's ``map``).
+    It is the rotation of the TF ``map -> reloc_map`` (the visual map's frame in ``map``)."""
+    from scipy.spatial.transform import Rotation
+
+    up = np.asarray(up_3, dtype=np.float64)
+    up = up / np.linalg.norm(up)
+    rot, _ = Rotation.align_vectors([[0.0, 0.0, 1.0]], [up])
+    return rot.as_matrix()
