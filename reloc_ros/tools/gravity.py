@@ -23,6 +23,7 @@ import numpy as np
 from reloc_ros.core.geometry import estimate_up, gravity_alignment, matrix_to_quat
 from reloc_ros.data.coverage import read_pose_list
 from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes
+from reloc_ros.tools.coverage import _pose_lists
 from reloc_ros.tools.report import json_text, markdown_table
 
 __all__ = ["scene_poses", "alignments", "main"]
@@ -30,11 +31,11 @@ __all__ = ["scene_poses", "alignments", "main"]
 
 def scene_poses(path: Path | str) -> dict[str, np.ndarray]:
     """The training (map) camera poses (N, 4, 4) per scene of a scene folder, a dataset root,
-    or a folder of ``<scene>_train.txt`` pose lists."""
+    or a folder of ``<scene>_{train,test}.txt`` pose lists (as the coverage command reads)."""
     path = Path(path)
-    lists = sorted(path.glob("*_train.txt")) if path.is_dir() else []
+    lists = _pose_lists(path) if path.is_dir() else {}
     if lists:
-        return {p.name[: -len("_train.txt")]: read_pose_list(p)[1] for p in lists}
+        return {name: read_pose_list(train)[1] for name, (train, _) in lists.items()}
     return {sc.name: sc.poses(sc.frames("train")) for sc in open_scenes(path)}
 
 
