@@ -42,9 +42,10 @@ class Client:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
         self.node = rclpy.create_node("test_client", context=self.ctx)
-        self.poses, self.tf, self.diag = [], [], []
+        self.poses, self.tf, self.diag, self.initial = [], [], [], []
         self.lock = threading.Lock()
         self.node.create_subscription(PoseWithCovarianceStamped, POSE_TOPIC, self._keep(self.poses), 50)
+        self.node.create_subscription(PoseWithCovarianceStamped, "/initialpose", self._keep(self.initial), 50)
         self.node.create_subscription(TFMessage, "/tf", self._keep(self.tf), 100)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diag), 10)
         self.pub_image = self.node.create_publisher(Image, "/camera/image", QoSProfile(
@@ -146,12 +147,17 @@ def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_mode
             top_k=5, fusion=FusionConfig(method="consensus", min_inliers=1)), device="cpu")
         data = frames_of(tiny_scene, 8)
         T_odom_cam = {}
+        # the user's alignment of the visual map (reloc_map) to the navigation map
+        T_map_reloc = make_pose([1.0, -2.0, 0.5], [np.cos(0.3), 0.2 * np.sin(0.3), 0, np.sin(0.3)])
+        B = np.zeros((6, 6))
+        B[:3, :3] = B[3:, 3:] = T_map_reloc[:3, :3]
         for k, (_, rgb, _) in enumerate(data):
             msg = image_msg(rgb, k)
             # odometry that drifted from the map by a known transform
             T_oc = make_pose([0.3 * k, -0.1, 0.05], [np.cos(0.1 * k), 0, 0, np.sin(0.1 * k)])
             T_odom_cam[stamp_to_ns(msg.header.stamp)] = T_oc
             client.tf_pub.send(transform_stamped_msg(T_oc, msg.header.stamp, "odom", CAMERA_FRAME))
+            client.tf_pub.send(transform_stamped_msg(T_map_reloc, msg.header.stamp, "map", "reloc_map"))
             time.sleep(0.05)
             client.pub_image.publish(msg)
             n = k + 1
@@ -166,10 +172,10 @@ def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_mode
             p, o = m.pose.pose.position, m.pose.pose.orientation
             T = make_pose([p.x, p.y, p.z], quat_from_ros(o.x, o.y, o.z, o.w))
             ref = offline.localize(rgb)
-            te, re = pose_errors(T, ref.pose)
+            te, re = pose_errors(T, T_map_reloc @ ref.pose)  # published in map, through the alignment
             assert te < 1e-3 and re < 0.05, (k, te, re)
             C = np.array(m.pose.covariance).reshape(6, 6)
-            np.testing.assert_allclose(C, ref.covariance, rtol=1e-3, atol=1e-9)
+            np.testing.assert_allclose(C, B @ ref.covariance @ B.T, rtol=1e-3, atol=1e-9)
             assert np.all(np.linalg.eigvalsh(C) > 0)
         # map->odom composes with odom->camera to the published camera pose
         for _, tfm in client.tf:
@@ -194,6 +200,86 @@ def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_mode
         out = stop_node(proc)
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "ready:" in out
+
+
+def _calibration_for(db_path, path):
+    """A calibration file for the tiny database, fitted on synthetic held-out errors (the
+    node must apply whatever calibration it is given exactly as the offline localizer does)."""
+    from scipy.spatial.transform import Rotation
+
+    from reloc_ros.core.calibration import SIGNALS, fit_calibration
+    from reloc_ros.core.database import FrameDatabase
+
+    rng = np.random.default_rng(0)
+    n = 200
+    X = rng.normal(size=(n, len(SIGNALS)))
+    R = Rotation.random(n, random_state=1).as_matrix()
+    E = np.concatenate([rng.normal(size=(n, 3)) * 0.1 * np.exp(0.5 * X[:, :1]), rng.normal(size=(n, 3)) * 0.03], 1)
+    cal = fit_calibration(X, E, R, np.ones(n, bool), info={"fusion_method": "consensus", "scenes": ["tiny"]})
+    cal.save(path, FrameDatabase.load(db_path))
+    return path
+
+
+def test_calibrated_pose_and_safe_initialpose(tmp_path, env, tiny_model, tiny_db, tiny_scene):
+    """Calibrated covariances identical to the offline localizer's; /initialpose only after 3
+    poses agree with the odometry, never while they disagree; the service forces one."""
+    from std_srvs.srv import Trigger
+
+    from reloc_ros.core.fusion import FusionConfig
+    from reloc_ros.core.geometry import make_pose, pose_errors, quat_from_ros
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+    from reloc_ros.ros.messages import stamp_to_ns, transform_stamped_msg
+
+    cal = _calibration_for(tiny_db, tmp_path / "calibration.json")
+    proc = start_node(tmp_path, env, tiny_model, tiny_db, f"calibration_path:={cal}", "min_confidence:=0.0",
+                      "publish_initialpose:=true", "initialpose.min_interval_s:=100.0", "database_frame:=map",
+                      "max_rate_hz:=0.0", "image_reliable:=true", "min_inliers:=1", "diagnostics_period_s:=0.3")
+    client = Client(env)
+    try:
+        client.wait_for_node(proc)
+        offline = Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(
+            top_k=5, fusion=FusionConfig(method="consensus", min_inliers=1), min_confidence=0.0), device="cpu",
+            calibration_path=cal)
+        data = frames_of(tiny_scene, 8)
+        refs = [offline.localize(rgb) for _, rgb, _ in data]
+        assert all(r.ok and r.calibrated for r in refs)
+        T_odom_map = make_pose([2.0, 1.0, 0.0], [np.cos(0.4), 0, 0, np.sin(0.4)])
+        for k, (_, rgb, _) in enumerate(data):
+            msg = image_msg(rgb, k)
+            # frames 0-3: odometry that agrees with the relocalized motion; 4-7: it jumps 1 m a frame
+            T_oc = T_odom_map @ refs[k].pose if k < 4 else make_pose([float(k), 0.0, 0.0], [1, 0, 0, 0])
+            client.tf_pub.send(transform_stamped_msg(T_oc, msg.header.stamp, "odom", CAMERA_FRAME))
+            time.sleep(0.05)
+            client.pub_image.publish(msg)
+            n = k + 1
+            assert client.wait(lambda: len(client.poses) >= n, 20), f"no pose for frame {k}"
+        time.sleep(0.5)
+        for (_, m), ref in zip(client.poses, refs):
+            assert m.header.frame_id == "map"
+            p, o = m.pose.pose.position, m.pose.pose.orientation
+            te, re = pose_errors(make_pose([p.x, p.y, p.z], quat_from_ros(o.x, o.y, o.z, o.w)), ref.pose)
+            assert te < 1e-3 and re < 0.05
+            np.testing.assert_allclose(np.array(m.pose.covariance).reshape(6, 6), ref.covariance, rtol=1e-3,
+                                       atol=1e-12)
+        assert len(client.initial) == 1  # frames 0, 1, 2 agree: sent at frame 2 only
+        assert stamp_to_ns(client.initial[0][1].header.stamp) == stamp_to_ns(image_msg(data[2][1], 2).header.stamp)
+
+        def last_diag():
+            return {v.key: v.value for v in client.diag[-1][1].status[0].values}
+
+        assert client.wait(lambda: "disagrees with the odometry" in last_diag()["initialpose"], 5), last_diag()
+        assert last_diag()["calibrated"] == "True" and last_diag()["initialposes sent"] == "1"
+        cli = client.node.create_client(Trigger, "/relocalization_node/publish_initialpose")
+        assert cli.wait_for_service(timeout_sec=10)
+        fut = cli.call_async(Trigger.Request())
+        assert client.wait(lambda: fut.done(), 10) and fut.result().success, fut.result()
+        assert client.wait(lambda: len(client.initial) == 2, 5)
+        assert stamp_to_ns(client.initial[1][1].header.stamp) == stamp_to_ns(client.poses[-1][1].header.stamp)
+    finally:
+        client.close()
+        out = stop_node(proc)
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    assert "calibration" in out and "publish threshold" in out and "/initialpose sent" in out
 
 
 def test_on_demand_publishes_only_after_trigger(tmp_path, env, tiny_model, tiny_db, tiny_scene):

@@ -36,7 +36,8 @@ class DataConfig:
     """Attributes:
         root: a 7-Scenes scene folder or a root holding several scenes.
         scenes: names of scenes under ``root`` (None: all).
-        train_split, val_split: 'train', 'test' or 'all'.
+        train_split, val_split: 'train', 'test', 'all', 'fit' (training minus the
+            held-out calibration sequence) or 'calib' (that sequence).
         cache_limit_mb: keep the resized images in memory below this size.
         cache_features: with ``model.freeze_stages`` > 0, compute the frozen stages' output
             once per frame and train on it (the frozen stages then cost nothing per step).

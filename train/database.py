@@ -60,7 +60,7 @@ def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
     Args:
         model, info: the network and its model-file info (from :func:`load_model`).
         scenes: the scenes to map (their ids are kept per frame).
-        split: 'train', 'test', 'all', or a list of sequence numbers.
+        split: 'train', 'test', 'all', 'fit', 'calib', or a list of sequence numbers.
         device: where to run the encoder.
         batch: images per encoder batch.
     """
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--model", required=True, type=Path)
     b.add_argument("--scene", required=True, type=Path, help="a scene folder or a dataset root")
     b.add_argument("--scenes", nargs="*", help="scene names under a dataset root (default all)")
-    b.add_argument("--split", default="train", help="train | test | all")
+    b.add_argument("--split", default="train", help="train | test | all | fit | calib")
     b.add_argument("--sequences", help="comma-separated sequence numbers (instead of --split)")
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--device", default="auto")

@@ -75,6 +75,7 @@ class FrameDatabase:
     scenes: list[dict]
     model: dict
     meta: dict = field(default_factory=dict)
+    _checksum: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self):
         n = len(self.frame_ids)
@@ -93,6 +94,15 @@ class FrameDatabase:
         """Memory of the per-frame tensors, divided by the frame count."""
         total = sum(t.numel() * t.element_size() for t in (self.poses, self.descriptors, self.features, self.scene_index))
         return total / max(1, len(self))
+
+    @property
+    def checksum(self) -> str:
+        """The checksum of the tensors and frame ids (what the file stores; what a calibration
+        file records to refuse another database)."""
+        if not self._checksum:
+            self._checksum = _checksum({k: v.detach().cpu().contiguous() for k, v in self._tensors().items()},
+                                       self.frame_ids)
+        return self._checksum
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {"poses": self.poses, "descriptors": self.descriptors, "features": self.features,
@@ -127,7 +137,7 @@ class FrameDatabase:
         try:
             return cls(poses=tensors["poses"], descriptors=tensors["descriptors"], features=tensors["features"],
                        scene_index=tensors["scene_index"], frame_ids=ids, scenes=payload["scenes"],
-                       model=payload["model"], meta=payload.get("meta", {}))
+                       model=payload["model"], meta=payload.get("meta", {}), _checksum=got)
         except (KeyError, ValueError) as e:
             raise DatabaseError(path, f"inconsistent database: {e}") from None
 

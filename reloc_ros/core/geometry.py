@@ -27,8 +27,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import transforms3d.quaternions as t3q
+from scipy.spatial.transform import Rotation
 
 __all__ = [
+    "pose_error_vector",
     "quat_to_ros",
     "estimate_up",
     "gravity_alignment",
@@ -218,6 +220,22 @@ def quat_angle_deg(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
 def pose_errors(T_est: np.ndarray, T_gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(translation error in m, rotation error in degrees), batched."""
     return translation_error(T_est, T_gt), rotation_error_deg(T_est, T_gt)
+
+
+def pose_error_vector(T_est: np.ndarray, T_gt: np.ndarray) -> np.ndarray:
+    r"""The 6-vector error of an estimate, in the covariance convention of the published pose.
+
+    ``(x, y, z)``: the translation error :math:`t_{est} - t_{gt}` in map axes;
+    ``(rot_x, rot_y, rot_z)``: the rotation vector of :math:`R_{gt}^T R_{est}`, expressed in
+    map axes, i.e. :math:`\delta` with :math:`R_{est} = \exp([\delta]_\times) R_{gt}` (the
+    world-axes convention of :func:`reloc_ros.core.fusion.pose_covariance`). Radians.
+    Batched: (..., 4, 4) in, (..., 6) out.
+    """
+    T_est, T_gt = np.asarray(T_est, dtype=np.float64), np.asarray(T_gt, dtype=np.float64)
+    e_t = T_est[..., :3, 3] - T_gt[..., :3, 3]
+    R_rel = T_est[..., :3, :3] @ np.swapaxes(T_gt[..., :3, :3], -1, -2)  # = exp(δ) in map axes
+    e_r = Rotation.from_matrix(R_rel.reshape(-1, 3, 3)).as_rotvec().reshape(e_t.shape)
+    return np.concatenate([e_t, e_r], axis=-1)
 
 
 @dataclass(frozen=True)

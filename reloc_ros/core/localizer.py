@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reloc_ros.core.calibration import Calibration, signals
 from reloc_ros.core.database import DatabaseError, FrameDatabase, load_pair
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.fusion import FusionConfig, FusionResult, fuse, hypotheses
@@ -43,16 +44,30 @@ class LocalizerConfig:
         fusion: how hypotheses become one pose (:class:`reloc_ros.core.fusion.FusionConfig`).
         scene: restrict to this scene of the database (None: pick by the top-1 match).
         index: 'exact' (torch) or 'hnsw' (faiss).
+        calibration: a fitted :class:`reloc_ros.core.calibration.Calibration`: the covariance
+            and confidence of poses fused with its method come from it (None: the hypotheses'
+            spread and the fusion's inlier score, which are *not* calibrated).
+        min_confidence: a pose with a lower confidence is not used (``ok`` False, reason
+            given, pose kept for analysis). None: the calibration's threshold, or 0.
     """
 
     top_k: int = 5
     fusion: FusionConfig = field(default_factory=FusionConfig)
     scene: str | None = None
     index: str = "exact"
+    calibration: Calibration | None = None
+    min_confidence: float | None = None
 
     def __post_init__(self):
         if self.top_k < 1:
             raise ValueError("top_k must be >= 1")
+
+    @property
+    def threshold(self) -> float:
+        """The confidence a pose needs to be used."""
+        if self.min_confidence is not None:
+            return float(self.min_confidence)
+        return self.calibration.threshold if self.calibration is not None else 0.0
 
 
 @dataclass
@@ -75,7 +90,13 @@ class Hypotheses:
 
 @dataclass
 class LocalizationResult:
-    """The localizer's answer. ``ok`` False means: do not use (``reason`` says why)."""
+    """The localizer's answer. ``ok`` False means: do not use (``reason`` says why).
+
+    A pose whose confidence is below the threshold keeps ``pose``, ``covariance`` and
+    ``confidence`` (for evaluation) with ``ok`` False. ``calibrated``: the covariance and
+    confidence come from a fitted calibration; ``signals`` are its inputs (None without a
+    fused pose).
+    """
 
     ok: bool
     pose: np.ndarray | None
@@ -87,6 +108,8 @@ class LocalizationResult:
     scene: str
     hypotheses: Hypotheses
     timings_ms: dict
+    calibrated: bool = False
+    signals: np.ndarray | None = None
 
 
 class Localizer:
@@ -120,12 +143,15 @@ class Localizer:
 
     @classmethod
     def from_files(cls, model_path: Path | str, db_path: Path | str, cfg: LocalizerConfig = LocalizerConfig(),
-                   device: str | torch.device = "auto") -> "Localizer":
-        """Load and cross-check a model file and a database (errors name the file)."""
+                   device: str | torch.device = "auto", calibration_path: Path | str | None = None) -> "Localizer":
+        """Load and cross-check a model file, a database and optionally a calibration file
+        fitted for that database (errors name the file)."""
         dev = resolve_device(device)
         model, info, db = load_pair(model_path, db_path, dev)
         if len(db) == 0:
             raise DatabaseError(db_path, "database holds no frame")
+        if calibration_path:
+            cfg = replace(cfg, calibration=Calibration.load(calibration_path, db))
         loc = cls(model, db, cfg, dev)
         loc.model_info = info
         return loc
@@ -226,13 +252,23 @@ class Localizer:
     def fuse(self, h: Hypotheses, fusion: FusionConfig | None = None) -> LocalizationResult:
         """Fuse hypotheses with the configured (or the given) fusion settings."""
         t0 = time.perf_counter()
-        r: FusionResult = fuse(h.T_db, h.t, h.q, h.scores, fusion or self.cfg.fusion)
+        fc = fusion or self.cfg.fusion
+        r: FusionResult = fuse(h.T_db, h.t, h.q, h.scores, fc)
+        ok, cov, conf, reason, x = r.ok, r.covariance, r.confidence, r.reason, None
+        cal = self.cfg.calibration
+        calibrated = cal is not None and cal.info.get("fusion_method", fc.method) == fc.method
+        if r.ok:
+            x = signals(h.T_db, h.poses, h.scores, r.pose, len(r.inliers))
+            if calibrated:
+                conf, cov = cal.confidence(x), cal.covariance(x, r.pose[:3, :3])
+        if ok and (calibrated or self.cfg.min_confidence is not None) and conf < self.cfg.threshold:
+            ok, reason = False, f"confidence {conf:.2f} is below the threshold {self.cfg.threshold:.2f}"
         ms = (time.perf_counter() - t0) * 1e3
         timings = dict(h.timings_ms, fusion=ms)
         timings["total"] = sum(timings.values())
-        return LocalizationResult(ok=r.ok, pose=r.pose, covariance=r.covariance, confidence=r.confidence,
-                                  n_inliers=len(r.inliers), inliers=r.inliers, reason=r.reason,
-                                  scene=h.scene, hypotheses=h, timings_ms=timings)
+        return LocalizationResult(ok=ok, pose=r.pose, covariance=cov, confidence=conf,
+                                  n_inliers=len(r.inliers), inliers=r.inliers, reason=reason,
+                                  scene=h.scene, hypotheses=h, timings_ms=timings, calibrated=calibrated, signals=x)
 
     def localize(self, image: np.ndarray) -> LocalizationResult:
         """The whole pipeline for one RGB uint8 image."""

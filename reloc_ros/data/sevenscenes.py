@@ -260,12 +260,22 @@ class Scene:
         }
 
     def sequences(self, split: str | Sequence[int] = "all") -> list[int]:
-        """Sequence numbers of a split: 'train', 'test', 'all' or an explicit list."""
+        """Sequence numbers of a split: 'train', 'test', 'all', 'fit', 'calib' or a list.
+
+        'calib' is the held-out part of the training split that confidence and covariance
+        calibration use (:mod:`reloc_ros.core.calibration`): the last training sequence,
+        or none when the scene has a single training sequence. 'fit' is the rest of the
+        training split, what the network and the database are built from.
+        """
         if isinstance(split, str):
             if split == "all":
                 return sorted(set(self.splits["train"]) | set(self.splits["test"]))
+            if split in ("fit", "calib"):
+                train = list(self.splits["train"])
+                calib = train[-1:] if len(train) >= 2 else []
+                return calib if split == "calib" else [s for s in train if s not in calib]
             if split not in self.splits:
-                raise ValueError(f"unknown split {split!r}: use 'train', 'test', 'all' or a list")
+                raise ValueError(f"unknown split {split!r}: use 'train', 'test', 'all', 'fit', 'calib' or a list")
             return list(self.splits[split])
         return [int(s) for s in split]
 

@@ -8,14 +8,28 @@ Interfaces (REP-105 frames; names are parameters, topics are relative and remapp
 * subscribes ``image`` (``sensor_msgs/Image``, any common encoding) or
   ``image/compressed`` (``sensor_msgs/CompressedImage``, ``use_compressed``), with
   sensor-data QoS; optionally ``camera_info``;
-* publishes ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``, in ``map_frame``,
-  stamped with the image's stamp), optionally the same on ``/initialpose`` (to seed AMCL or
-  a SLAM system that lost tracking), ``/diagnostics``, and TF (``tf_mode``, default off so it
-  never fights AMCL): ``map_to_odom`` (a global localizer that corrects odometry; it looks
-  up odom→camera at the image stamp) or ``map_to_camera`` (when no odometry exists);
+* publishes ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``, stamped with the
+  image's stamp) in ``map_frame`` when TF has ``map_frame -> database_frame`` (the user's
+  alignment of the visual map, e.g. a static transform; see ``python -m
+  reloc_ros.tools.gravity``), otherwise in ``database_frame`` (default ``reloc_map``);
+  ``/diagnostics``; TF (``tf_mode``, default off so it never fights AMCL): ``map_to_odom``
+  (a global localizer that corrects odometry; it looks up odom→camera at the image stamp)
+  or ``map_to_camera`` (when no odometry exists);
+* optionally ``/initialpose`` (``publish_initialpose``; to seed AMCL or a SLAM system that
+  lost tracking), only when ``initialpose.n_consecutive`` consecutive poses agree with the
+  odometry (TF ``odom -> camera`` at the image stamps) between them
+  (:mod:`reloc_ros.core.initialpose`); diagnostics say why a pose was not sent;
 * service ``~/relocalize`` (``std_srvs/Trigger``): in ``on_demand`` mode the node localizes
   only after a trigger and answers with the result; in ``continuous`` mode it localizes
-  every frame it can, at most ``max_rate_hz``, and a trigger waits for the next result.
+  every frame it can, at most ``max_rate_hz``, and a trigger waits for the next result;
+* service ``~/publish_initialpose`` (``std_srvs/Trigger``): send the last published pose
+  on ``/initialpose`` once, without the odometry check (an operator's decision).
+
+The published covariance and confidence come from ``calibration_path``
+(:mod:`reloc_ros.core.calibration`, fitted on held-out training sequences); without one
+they are the hypotheses' spread and inlier score, which a consistently wrong retrieval
+does not move, and the node says so at startup. The publish decision (the confidence
+threshold) is the localizer's, so the node and ``reloc_ros.tools.evaluate`` agree.
 
 Inference runs on a worker thread, never on the executor. Only the newest frame is kept:
 older ones are dropped (and counted), so latency stays bounded when images come faster
@@ -47,9 +61,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
+from reloc_ros.core.calibration import CalibrationError
 from reloc_ros.core.database import DatabaseError
 from reloc_ros.core.fusion import FUSION_METHODS, FusionConfig
 from reloc_ros.core.geometry import invert
+from reloc_ros.core.initialpose import GateConfig, InitialPoseGate
 from reloc_ros.core.localizer import Localizer, LocalizerConfig
 from reloc_ros.core.model import ModelFileError
 from reloc_ros.ros.messages import BACKEND as IMAGE_BACKEND
@@ -76,18 +92,30 @@ PARAMETERS = {
     "fusion.inlier_r_deg": (15.0, "consensus: rotation inlier threshold (deg)"),
     "fusion.ray_inlier_deg": (10.0, "triangulate: ray inlier threshold (deg)"),
     "min_inliers": (2, "fewer agreeing hypotheses: no pose is published"),
-    "min_confidence": (0.0, "lower fusion confidence: no pose is published"),
+    "calibration_path": ("", "covariance and confidence calibration fitted for this database "
+                              "(python -m reloc_train.calibrate); empty: NOT calibrated (hypothesis spread)"),
+    "min_confidence": (-1.0, "publish only poses with at least this confidence; -1: the calibration's "
+                             "threshold (0 without a calibration)"),
     "use_compressed": (False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image"),
     "image_reliable": (False, "subscribe to images with reliable QoS instead of sensor-data (best effort)"),
     "use_camera_info": (False, "subscribe to camera_info and report it in diagnostics"),
-    "map_frame": ("map", "frame of the published pose (REP-105 map)"),
+    "map_frame": ("map", "REP-105 map frame: poses are published in it when TF map_frame -> database_frame exists"),
+    "database_frame": ("reloc_map", "TF frame of the database's world (the visual map); poses are published in "
+                                    "it while TF has no map_frame -> database_frame (equal to map_frame: no TF needed)"),
     "odom_frame": ("odom", "odometry frame, for tf_mode map_to_odom"),
     "camera_frame": ("", "camera optical frame (empty: the image header's frame_id)"),
     "robot_frame": ("", "publish the pose of this frame (e.g. base_link) instead of the camera's, via TF"),
     "tf_mode": ("none", "TF to broadcast: none | map_to_odom | map_to_camera"),
     "tf_timeout_s": (0.1, "how long to wait for odom->camera (and camera->robot) at the image stamp"),
-    "publish_initialpose": (False, "also publish the pose on initialpose_topic (seed AMCL / SLAM recovery)"),
+    "publish_initialpose": (False, "also publish on initialpose_topic (seed AMCL / SLAM recovery) when "
+                                   "initialpose.n_consecutive poses agree with the odometry"),
     "initialpose_topic": ("/initialpose", "topic of the initial-pose output"),
+    "initialpose.n_consecutive": (3, "consecutive poses that must agree with the odometry (TF odom -> camera)"),
+    "initialpose.max_t_m": (0.15, "allowed difference (m) between relocalized and odometry motion ..."),
+    "initialpose.drift_per_m": (0.05, "... plus this much per metre travelled"),
+    "initialpose.max_r_deg": (5.0, "allowed rotation difference (deg) between relocalized and odometry motion"),
+    "initialpose.max_gap_s": (5.0, "poses further apart (image stamps) do not form a window"),
+    "initialpose.min_interval_s": (10.0, "no second /initialpose within this time (image stamps)"),
     "trigger_timeout_s": (10.0, "~/relocalize waits this long for a frame to be localized"),
     "warmup_iterations": (3, "dummy queries at startup so the first real one is not slow"),
     "diagnostics_period_s": (1.0, "period of /diagnostics"),
@@ -147,12 +175,16 @@ class RelocalizationNode(Node):
         self._camera_info = None
 
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "~/pose", 10)
-        self.pub_initial = (self.create_publisher(PoseWithCovarianceStamped, self.p["initialpose_topic"], 10)
-                            if self.p["publish_initialpose"] else None)
+        self.pub_initial = self.create_publisher(PoseWithCovarianceStamped, self.p["initialpose_topic"], 10)
+        self.gate = InitialPoseGate(self._gate_config)
+        self._last_msg = None  # the last published pose message (for ~/publish_initialpose)
+        self._gate_reason = "disabled (publish_initialpose false)" if not self.p["publish_initialpose"] else "no pose yet"
+        self._alignment_warned = False
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.tf_broadcaster = TfBroadcaster(self) if self.p["tf_mode"] != "none" else None
-        self.tf_buffer = (tf_backend().buffer(self) if (self.p["tf_mode"] == "map_to_odom" or self.p["robot_frame"])
-                          else None)
+        need_tf = (self.p["tf_mode"] == "map_to_odom" or self.p["robot_frame"] or self.p["publish_initialpose"]
+                   or self.p["database_frame"] != self.p["map_frame"])
+        self.tf_buffer = tf_backend().buffer(self) if need_tf else None
         qos = qos_profile_sensor_data
         if self.p["image_reliable"]:
             # A reader history of 10 lets the executor drain bursts; the node itself keeps only
@@ -165,6 +197,7 @@ class RelocalizationNode(Node):
         if self.p["use_camera_info"]:
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self.create_service(Trigger, "~/relocalize", self._on_trigger)
+        self.create_service(Trigger, "~/publish_initialpose", self._on_force_initialpose)
         self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
         self.create_timer(0.1, self._expire_waiters)
         # The worker wakes the executor through this when a trigger's result is ready.
@@ -197,12 +230,18 @@ class RelocalizationNode(Node):
             bad.append(f"top_k must be >= 1 (got {p['top_k']})")
         if p["min_inliers"] < 1 or p["min_inliers"] > p["top_k"]:
             bad.append(f"min_inliers must be in 1..top_k (got {p['min_inliers']}, top_k {p['top_k']})")
-        for k in ("max_rate_hz", "tf_timeout_s", "min_confidence"):
+        for k in ("max_rate_hz", "tf_timeout_s"):
             if not (p[k] >= 0 and math.isfinite(p[k])):
                 bad.append(f"{k} must be a finite number >= 0 (got {p[k]})")
+        if not (p["min_confidence"] == -1 or 0 <= p["min_confidence"] <= 1):
+            bad.append(f"min_confidence must be -1 (the calibration's threshold) or in [0, 1] (got {p['min_confidence']})")
         if p["diagnostics_period_s"] <= 0:
             bad.append("diagnostics_period_s must be > 0")
-        for k in ("map_frame", "odom_frame"):
+        try:
+            self._gate_config = GateConfig(**{k.split(".", 1)[1]: p[k] for k in p if k.startswith("initialpose.")})
+        except (ValueError, TypeError) as e:
+            bad.append(f"initialpose: {e}")
+        for k in ("map_frame", "odom_frame", "database_frame"):
             if not p[k] or p[k].startswith("/"):
                 bad.append(f"{k} must be a non-empty frame id without a leading '/' (got {p[k]!r})")
         if bad:
@@ -214,12 +253,24 @@ class RelocalizationNode(Node):
             fusion = FusionConfig(method=p["fusion.method"], inlier_t_m=p["fusion.inlier_t_m"],
                                   inlier_r_deg=p["fusion.inlier_r_deg"], ray_inlier_deg=p["fusion.ray_inlier_deg"],
                                   min_inliers=p["min_inliers"])
-            cfg = LocalizerConfig(top_k=p["top_k"], fusion=fusion, scene=p["scene"] or None)
+            cfg = LocalizerConfig(top_k=p["top_k"], fusion=fusion, scene=p["scene"] or None,
+                                  min_confidence=None if p["min_confidence"] == -1 else p["min_confidence"])
             t0 = time.time()
-            self.localizer = Localizer.from_files(p["model_path"], p["database_path"], cfg, p["device"])
+            self.localizer = Localizer.from_files(p["model_path"], p["database_path"], cfg, p["device"],
+                                                  p["calibration_path"] or None)
             self.localizer.warmup(max(0, int(p["warmup_iterations"])))
-        except (ModelFileError, DatabaseError, ValueError, RuntimeError) as e:
+        except (ModelFileError, DatabaseError, CalibrationError, ValueError, RuntimeError) as e:
             raise StartupError(str(e)) from None
+        cal = self.localizer.cfg.calibration
+        if cal is None:
+            self.get_logger().warning(
+                "no calibration_path: the covariance is the hypotheses' spread and the confidence their inlier "
+                "score; neither sees a consistently wrong retrieval (fit one with python -m reloc_train.calibrate)")
+        else:
+            self.get_logger().info(
+                f"calibration {p['calibration_path']}: publish threshold {self.localizer.cfg.threshold:.3f} "
+                f"(P(within {cal.target_t_m:.2f} m, {cal.target_r_deg:.0f}°)), fitted on "
+                f"{cal.info.get('queries', '?')} held-out frames of {', '.join(cal.info.get('scenes', []))}")
         if self.localizer.cfg.top_k < p["top_k"]:
             self.get_logger().warning(
                 f"top_k {p['top_k']} is larger than the database ({len(self.localizer.db)} frames): "
@@ -332,19 +383,23 @@ class RelocalizationNode(Node):
         if not res.ok or pose is None or not np.all(np.isfinite(pose)) or not np.all(np.isfinite(res.covariance)):
             reason = res.reason or "non-finite pose"
             return self._reject(f"no pose: {reason}")
-        if res.confidence < self.p["min_confidence"]:
-            return self._reject(f"no pose: confidence {res.confidence:.2f} < {self.p['min_confidence']:.2f}")
         camera_frame = self.p["camera_frame"] or msg.header.frame_id
-        T_out, cov_out, out_frame = pose, res.covariance, camera_frame
+        T_world, world = self._alignment(stamp)
+        cam_world, cov_world = align_with_covariance(T_world, pose, res.covariance)
+        T_out, cov_out, out_frame = cam_world, cov_world, camera_frame
         if self.p["robot_frame"]:
             T_cam_robot = self._lookup(camera_frame, self.p["robot_frame"], stamp)
             if T_cam_robot is None:
                 return self._reject(f"no pose: no TF {camera_frame} -> {self.p['robot_frame']} at the image stamp")
-            T_out, cov_out = compose_with_covariance(pose, res.covariance, T_cam_robot)
+            T_out, cov_out = compose_with_covariance(cam_world, cov_world, T_cam_robot)
             out_frame = self.p["robot_frame"]
-        self._publish_pose(T_out, cov_out, stamp)
+        m = pose_with_covariance_stamped_msg(T_out, cov_out, stamp, world)
+        self.pub_pose.publish(m)
+        self._last_msg = m
+        if self.p["publish_initialpose"]:
+            self._offer_initialpose(m, pose, camera_frame, stamp)
         if self.tf_broadcaster is not None:
-            self._publish_tf(pose, camera_frame, stamp)
+            self._publish_tf(cam_world, camera_frame, stamp, world)
         dt = time.time() - t0
         with self._lock:
             self.stats.count["published"] += 1
@@ -353,7 +408,7 @@ class RelocalizationNode(Node):
             self._latencies.append(time.time() - received)
         t = T_out[:3, 3]
         return {"ok": True, "message": (
-            f"localized {out_frame} in {self.p['map_frame']} at ({t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}) m, "
+            f"localized {out_frame} in {world} at ({t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}) m, "
             f"{res.n_inliers}/{len(res.hypotheses.db_index)} inliers, confidence {res.confidence:.2f}, "
             f"scene {res.scene}, {res.timings_ms['total']:.0f} ms")}
 
@@ -369,23 +424,61 @@ class RelocalizationNode(Node):
             return None
         return self.tf_buffer.lookup(target, source, stamp, timeout_s=self.p["tf_timeout_s"])
 
-    def _publish_pose(self, T: np.ndarray, cov: np.ndarray, stamp) -> None:
-        m = pose_with_covariance_stamped_msg(T, cov, stamp, self.p["map_frame"])
-        self.pub_pose.publish(m)
-        if self.pub_initial is not None:
-            self.pub_initial.publish(m)
+    def _alignment(self, stamp) -> tuple[np.ndarray, str]:
+        """(T_world_db, world frame): the database world in ``map_frame`` when TF has it
+        (the user's alignment), else the identity in ``database_frame``."""
+        db, mp = self.p["database_frame"], self.p["map_frame"]
+        if db == mp:
+            return np.eye(4), mp
+        # The alignment is static: the latest value, without waiting (a missing alignment must
+        # not cost every frame the TF timeout).
+        T = None if self.tf_buffer is None else self.tf_buffer.lookup(mp, db, None, timeout_s=0.0)
+        if T is None:
+            if not self._alignment_warned:
+                self._alignment_warned = True
+                self.get_logger().warning(f"no TF {mp} -> {db}: publishing in {db} (publish the alignment, e.g. a "
+                                          f"static transform; python -m reloc_ros.tools.gravity estimates its tilt)")
+            return np.eye(4), db
+        if self._alignment_warned:
+            self._alignment_warned = False
+            self.get_logger().info(f"TF {mp} -> {db} found: publishing in {mp}")
+        return T, mp
 
-    def _publish_tf(self, T_map_cam: np.ndarray, camera_frame: str, stamp) -> None:
+    def _offer_initialpose(self, m, T_db_cam: np.ndarray, camera_frame: str, stamp) -> None:
+        T_odom_cam = self._lookup(self.p["odom_frame"], camera_frame, stamp)
+        d = self.gate.offer(stamp.sec + 1e-9 * stamp.nanosec, T_db_cam, T_odom_cam)
+        with self._lock:
+            self._gate_reason = ("sent: " if d.send else "not sent: ") + d.reason
+        if d.send:
+            self.pub_initial.publish(m)
+            self.get_logger().info(f"/initialpose sent ({d.reason})")
+
+    def _on_force_initialpose(self, request, response):
+        m = self._last_msg
+        if m is None:
+            response.success, response.message = False, "no pose published yet: nothing to send"
+            return response
+        self.pub_initial.publish(m)
+        with self._lock:
+            self._gate_reason = "sent on request (~/publish_initialpose)"
+            self.gate.sent += 1
+        age = self.get_clock().now().nanoseconds * 1e-9 - (m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec)
+        response.success = True
+        response.message = (f"sent the last pose (stamp {m.header.stamp.sec}.{m.header.stamp.nanosec:09d}, "
+                            f"{age:.1f} s old by this node's clock) on {self.p['initialpose_topic']}")
+        return response
+
+    def _publish_tf(self, T_world_cam: np.ndarray, camera_frame: str, stamp, world: str) -> None:
         if self.p["tf_mode"] == "map_to_camera":
-            self.tf_broadcaster.send(transform_stamped_msg(T_map_cam, stamp, self.p["map_frame"], camera_frame))
+            self.tf_broadcaster.send(transform_stamped_msg(T_world_cam, stamp, world, camera_frame))
             return
         T_odom_cam = self._lookup(self.p["odom_frame"], camera_frame, stamp)
         if T_odom_cam is None:
             self._warn("tf", f"no TF {self.p['odom_frame']} -> {camera_frame} at the image stamp: "
-                             f"map -> {self.p['odom_frame']} not published")
+                             f"{world} -> {self.p['odom_frame']} not published")
             return
-        T_map_odom = T_map_cam @ invert(T_odom_cam)
-        self.tf_broadcaster.send(transform_stamped_msg(T_map_odom, stamp, self.p["map_frame"], self.p["odom_frame"]))
+        T_world_odom = T_world_cam @ invert(T_odom_cam)
+        self.tf_broadcaster.send(transform_stamped_msg(T_world_odom, stamp, world, self.p["odom_frame"]))
 
     def _warn(self, kind: str, message: str) -> None:
         now = time.time()
@@ -400,6 +493,7 @@ class RelocalizationNode(Node):
             lat = list(self._latencies)
             proc = list(self._proc_times)
             stages = list(self._stage_ms)
+            gate_reason = self._gate_reason
         since = time.time() - s.last_success_wall if s.last_success_wall else float("inf")
         return {
             "frames received": s.count["received"], "frames processed": s.count["processed"],
@@ -415,6 +509,9 @@ class RelocalizationNode(Node):
             "last inliers": s.last_inliers, "last confidence": round(s.last_confidence, 3),
             "seconds since last success": round(since, 1) if math.isfinite(since) else "never",
             "last rejection": s.last_reason, "device": str(self.localizer.device), "mode": self.p["mode"],
+            "calibrated": self.localizer.cfg.calibration is not None,
+            "confidence threshold": round(self.localizer.cfg.threshold, 3),
+            "initialpose": gate_reason, "initialposes sent": self.gate.sent,
             "max rss mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "camera info": "none" if self._camera_info is None else
             f"{self._camera_info.width}x{self._camera_info.height} fx {self._camera_info.k[0]:.1f}",
@@ -465,6 +562,14 @@ class RelocalizationNode(Node):
 
 def _skew(v: np.ndarray) -> np.ndarray:
     return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+
+
+def align_with_covariance(T_world_db: np.ndarray, T_db_cam: np.ndarray, cov_db: np.ndarray):
+    """A pose and its covariance (world-axes convention) moved into another world frame:
+    both the position and the small rotation about the axes rotate with R_world_db."""
+    B = np.zeros((6, 6))
+    B[:3, :3] = B[3:, 3:] = T_world_db[:3, :3]
+    return T_world_db @ T_db_cam, B @ cov_db @ B.T
 
 
 def compose_with_covariance(T_map_cam: np.ndarray, cov_cam: np.ndarray, T_cam_robot: np.ndarray):

@@ -1,0 +1,133 @@
+"""Covariance and confidence calibration (reloc_ros.core.calibration) and the 6-vector error."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+from scipy.stats import chi2
+
+from reloc_ros.core.calibration import (SIGNALS, Calibration, CalibrationError, chi2_shares, fit_calibration,
+                                        mahalanobis2, precision_recall, signals)
+from reloc_ros.core.geometry import make_pose, pose_error_vector
+
+
+def test_error_vector_is_the_world_axes_rotation_and_the_translation_difference():
+    rng = np.random.default_rng(0)
+    R_gt = Rotation.random(random_state=2).as_matrix()
+    T_gt = np.eye(4)
+    T_gt[:3, :3], T_gt[:3, 3] = R_gt, [1.0, 2.0, 3.0]
+    delta = np.array([0.02, -0.01, 0.03])
+    T_est = T_gt.copy()
+    T_est[:3, :3] = Rotation.from_rotvec(delta).as_matrix() @ R_gt  # R_est = exp(δ) R_gt
+    T_est[:3, 3] += [0.1, -0.2, 0.05]
+    e = pose_error_vector(T_est, T_gt)
+    assert np.allclose(e, [0.1, -0.2, 0.05, *delta], atol=1e-12)
+    # the rotation vector of R_gtᵀ R_est, rotated into map axes (the issue's definition)
+    body = Rotation.from_matrix(R_gt.T @ T_est[:3, :3]).as_rotvec()
+    assert np.allclose(R_gt @ body, e[3:], atol=1e-12)
+    batch = pose_error_vector(np.stack([T_est, T_gt]), np.stack([T_gt, T_gt]))
+    assert batch.shape == (2, 6) and np.allclose(batch[1], 0)
+    assert rng is not None
+
+
+def _synthetic(n, rng):
+    """Queries whose error scale is a known function of the signals: the second signal (the
+    score margin) sets σ, and a tenth of them are wrong retrievals with metres of error."""
+    X = rng.normal(size=(n, len(SIGNALS)))
+    sig_t = 0.05 * np.exp(0.6 * X[:, 1])
+    sig_r = np.radians(2.0) * np.exp(0.4 * X[:, 1])
+    R = Rotation.random(n, random_state=rng.integers(1 << 30)).as_matrix()
+    shape_t = np.diag([1.0, 1.0, 3.0])  # camera axes: depth is worse
+    u_t = rng.multivariate_normal(np.zeros(3), shape_t, size=n) * sig_t[:, None]
+    u_r = rng.normal(size=(n, 3)) * sig_r[:, None]
+    wrong = X[:, 0] < -1.3  # a low top-1 score: a wrong place
+    u_t[wrong] = rng.normal(size=(wrong.sum(), 3)) * 2.0
+    E = np.concatenate([np.einsum("nij,nj->ni", R, u_t), np.einsum("nij,nj->ni", R, u_r)], axis=1)
+    return X, E, R, np.ones(n, bool)
+
+
+def test_fitted_covariance_covers_95_percent_of_new_published_errors():
+    rng = np.random.default_rng(1)
+    cal = fit_calibration(*_synthetic(3000, rng))
+    X, E, R, ok = _synthetic(3000, rng)  # fresh queries from the same world
+    p = cal.confidence(X)
+    pub = p >= cal.threshold
+    good = (np.linalg.norm(E[:, :3], axis=1) <= 0.25) & (np.degrees(np.linalg.norm(E[:, 3:], axis=1)) <= 10)
+    assert good[pub].mean() >= 0.93  # the threshold was chosen for 95 % on the fit data
+    assert 0.5 < pub.mean() < 0.95
+    assert p[X[:, 0] < -1.5].mean() < 0.5 < 0.8 < p[X[:, 0] > 0].mean()  # sees the wrong retrievals
+    cov = cal.covariance(X[pub], R[pub])
+    shares = chi2_shares(mahalanobis2(E[pub], cov))
+    assert 0.92 <= shares["within_chi2_6"] <= 0.98
+    assert 0.90 <= shares["within_chi2_t3"] <= 0.99 and 0.90 <= shares["within_chi2_r3"] <= 0.99
+    # the σ follows the margin signal: a larger margin gets a larger covariance here
+    lo, hi = X[pub][:, 1].argmin(), X[pub][:, 1].argmax()
+    assert np.trace(cov[hi][:3, :3]) > 5 * np.trace(cov[lo][:3, :3])
+    # anisotropy in camera axes: the camera z axis of each pose is the widest direction
+    z = R[pub][0][:, 2]
+    assert z @ cov[0][:3, :3] @ z > 2 * (R[pub][0][:, 0] @ cov[0][:3, :3] @ R[pub][0][:, 0])
+
+
+def test_precision_recall_counts_frames_without_a_pose_as_unpublished():
+    conf = np.array([0.9, 0.8, 0.3, -np.inf])
+    good = np.array([True, False, True, False])
+    c = precision_recall(conf, good, np.array([0.0, 0.5, 0.85, 0.95]))
+    assert np.allclose(c["recall"], [0.75, 0.5, 0.25, 0.0])
+    assert np.allclose(c["precision"][:3], [2 / 3, 0.5, 1.0]) and np.isnan(c["precision"][3])
+
+
+def test_signals_see_disagreement_and_ambiguous_scores():
+    T = np.stack([make_pose([0.1 * i, 0, 0], [1, 0, 0, 0]) for i in range(5)])
+    x = signals(T, T, np.array([0.9, 0.8, 0.7, 0.6, 0.5]), T[2], 5)
+    assert x.shape == (len(SIGNALS),)
+    assert np.isclose(x[0], 0.9) and np.isclose(x[1], 0.4) and np.isclose(x[5], 1.0)
+    far = T.copy()
+    far[:, 0, 3] *= 20
+    assert signals(far, far, np.ones(5), far[2], 1)[2] > x[2] + 2  # log spread grows
+
+
+def test_file_round_trip_and_refusals(tmp_path):
+    rng = np.random.default_rng(3)
+    cal = fit_calibration(*_synthetic(400, rng), info={"fusion_method": "consensus"})
+
+    class Db:
+        checksum = "abc"
+
+    path = tmp_path / "cal.json"
+    cal.save(path, Db())
+    back = Calibration.load(path, Db())
+    x = rng.normal(size=len(SIGNALS))
+    R = Rotation.random(random_state=4).as_matrix()
+    assert np.allclose(back.covariance(x, R), cal.covariance(x, R)) and back.confidence(x) == cal.confidence(x)
+    assert back.info["fusion_method"] == "consensus"
+
+    class Other:
+        checksum = "xyz"
+
+    with pytest.raises(CalibrationError, match="another database"):
+        Calibration.load(path, Other())
+    with pytest.raises(CalibrationError, match="does not exist"):
+        Calibration.load(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(CalibrationError, match="bad.json.*not a readable"):
+        Calibration.load(tmp_path / "bad.json")
+    d = json.loads(path.read_text())
+    d["a_t"] = d["a_t"][:-1]
+    (tmp_path / "short.json").write_text(json.dumps(d))
+    with pytest.raises(CalibrationError, match="wrong size: a_t"):
+        Calibration.load(tmp_path / "short.json")
+    d = json.loads(path.read_text())
+    d["inflation"] = -1
+    (tmp_path / "neg.json").write_text(json.dumps(d))
+    with pytest.raises(CalibrationError, match="non-positive"):
+        Calibration.load(tmp_path / "neg.json")
+
+
+def test_too_few_poses_is_an_error():
+    rng = np.random.default_rng(5)
+    X, E, R, ok = _synthetic(30, rng)
+    ok[:15] = False
+    with pytest.raises(ValueError, match="at least 20"):
+        fit_calibration(X, E, R, ok)
+    assert chi2.ppf(0.95, 6) > chi2.ppf(0.95, 3)
