@@ -204,7 +204,7 @@ def stage_online(args, model: Path, db: Path, bag: Path) -> Path:
     node = Proc("node", [sys.executable, "-m", "reloc_ros.ros.node", "--ros-args", "--params-file",
                          str(ROOT / "config" / "relocalization.yaml"), "-p", f"model_path:={model}",
                          "-p", f"database_path:={db}", "-p", f"device:={args.device}", "-p", "max_rate_hz:=0.0",
-                         "-p", "image_reliable:=true", "-p", f"top_k:={args.top_k}",
+                         "-p", "image_reliable:=true", "-p", f"top_k:={args.top_k}", "-p", "database_frame:=map",
                          "-p", f"fusion.method:={args.fusion}", "-r", f"image:={IMAGE_TOPIC}"], env, marker="ready:")
     procs = [node]
     try:
