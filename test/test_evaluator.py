@@ -89,8 +89,9 @@ def fake(argv: list[str]) -> int:
     rclpy.init()
     node = rclpy.create_node("fake_relocalization_node")
     pub = node.create_publisher(PoseWithCovarianceStamped, POSE_TOPIC, 10)
+    pub_initial = node.create_publisher(PoseWithCovarianceStamped, "/initialpose", 10)
 
-    def send(stamp: int, T: np.ndarray, frame: str = "map") -> None:
+    def send(stamp: int, T: np.ndarray, frame: str = "map", publisher=None) -> None:
         m = PoseWithCovarianceStamped()
         m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp, NS)
         m.header.frame_id = frame
@@ -98,7 +99,7 @@ def fake(argv: list[str]) -> int:
         p.position.x, p.position.y, p.position.z = (float(v) for v in T[:3, 3])
         p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = quat_to_ros(matrix_to_quat(T[:3, :3]))
         m.pose.covariance = [float(v) for v in np.diag(COV_DIAG).reshape(-1)]
-        pub.publish(m)
+        (publisher or pub).publish(m)
 
     deadline = time.time() + 60
     while pub.get_subscription_count() < 1 and time.time() < deadline:  # the evaluator
@@ -112,7 +113,13 @@ def fake(argv: list[str]) -> int:
         send(stamps[-1] + 1, gt.poses[stamps[-1]])  # no ground truth at this stamp
         send(stamps[0], gt.poses[stamps[0]])  # a second pose for frame 0: ignored
         send(stamps[2], gt.poses[stamps[2]], frame="odom")  # wrong frame: ignored
+        # /initialpose: a right one, one 1 m off, one at a stamp without ground truth
+        off = gt.poses[stamps[5]].copy()
+        off[:3, 3] += [0.0, 1.0, 0.0]
+        for st, T in ((stamps[3], gt.poses[stamps[3]]), (stamps[5], off), (stamps[5] + 7, off)):
+            send(st, T, publisher=pub_initial)
         pub.wait_for_all_acked(rclpy.duration.Duration(seconds=5))
+        pub_initial.wait_for_all_acked(rclpy.duration.Duration(seconds=5))
     else:
         got = []
 
@@ -158,6 +165,9 @@ def check_report(out: Path, timeline: bool) -> dict:
     assert s["acc_5cm_5deg"] == 0 and s["acc_25cm_2deg"] == 0
     assert s["acc_50cm_5deg"] == pytest.approx(n_ok / N_FRAMES) == s["acc_500cm_10deg"]
     assert s["cov_trace_median"] == pytest.approx(sum(COV_DIAG))
+    # every error is well inside its covariance's 95 % region (the largest rotation part:
+    # (3°)² / 0.001 rad² = 2.7 < χ²₃(0.95) = 7.8)
+    assert s["chi2"]["n"] == 30 and s["chi2"]["within_chi2_6"] == 1.0 and s["chi2"]["within_chi2_t3"] == 1.0
     with open(out / "per_frame.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == N_FRAMES
@@ -192,6 +202,10 @@ def test_known_offsets_and_rejections(bag, tmp_path):
     s = check_report(out, timeline=False)
     assert (s["unmatched"], s["duplicates"], s["wrong_frame"], s["poses_received"]) == (1, 1, 1, 33)
     assert s["latency_ms"]["count"] == 0 and s["timeline"] is None
+    ip = s["initialpose"]
+    assert (ip["received"], ip["matched"], ip["wrong"]) == (3, 2, 1)
+    assert ip["max_t_err_m"] == pytest.approx(1.0, abs=1e-6) and "1 more than 0.5 m off" in (out / "summary.md").read_text()
+    assert "/initialpose received, 1.000 m" in ev_out
 
 
 def test_replay_node_evaluator_chain(bag, tmp_path):
@@ -254,6 +268,8 @@ def test_state_timeline_and_report_without_ros(bag, tmp_path):
     st = EvalState(gt, timeline=tl)
     T = perturb(gt.poses[gt.stamps[1]])
     assert st.add_pose(gt.stamps[1], "map", T, np.diag(COV_DIAG).reshape(-1), t0 + 0.03) == "ok"
+    # translation error (0.06, 0, 0.08) under the diagonal covariance: 0.06²/0.01 + 0.08²/0.03
+    assert st.estimates[gt.stamps[1]].d2[1] == pytest.approx(0.36 + 0.0064 / 0.03, rel=1e-9)
     assert st.add_pose(gt.stamps[1], "map", T, [0.0] * 36, t0 + 0.04) == "duplicate"
     assert st.add_pose(gt.stamps[1] + 5, "map", T, [0.0] * 36, t0 + 0.04) == "unmatched"
     assert st.add_pose(gt.stamps[2], "base_link", T, [0.0] * 36, t0 + 0.04) == "wrong_frame"

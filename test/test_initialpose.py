@@ -73,3 +73,19 @@ def test_bad_config():
         GateConfig(n_consecutive=0)
     with pytest.raises(ValueError, match="max_r_deg"):
         GateConfig(max_r_deg=float("nan"))
+
+
+def test_summary_counts_every_decision_by_kind():
+    from reloc_ros.core.geometry import make_pose
+
+    gate = InitialPoseGate(GateConfig(n_consecutive=2, min_interval_s=100.0))
+    path = [make_pose([0.1 * i, 0.0, 0.0], [1, 0, 0, 0]) for i in range(6)]
+    gate.offer(0.0, path[0], None)  # no odometry
+    for i in range(1, 4):  # agree: waiting, sent, then waiting again (the window restarts)
+        gate.offer(float(i), path[i], path[i])
+    gate.offer(4.0, path[4], path[4])  # agrees, but within the min interval
+    gate.offer(5.0, path[5], make_pose([3.0, 0.0, 0.0], [1, 0, 0, 0]))  # 2.5 m off the odometry
+    assert gate.sent == 1
+    assert dict(gate.counts) == {"no odometry": 1, "waiting for agreement": 2, "sent": 1,
+                                 "within the min interval": 1, "disagree with the odometry": 1}
+    assert gate.summary().startswith("6 poses offered, 1 sent, 1 disagree with the odometry")

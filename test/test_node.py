@@ -205,17 +205,14 @@ def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_mode
 def _calibration_for(db_path, path):
     """A calibration file for the tiny database, fitted on synthetic held-out errors (the
     node must apply whatever calibration it is given exactly as the offline localizer does)."""
-    from scipy.spatial.transform import Rotation
-
     from reloc_ros.core.calibration import SIGNALS, fit_calibration
     from reloc_ros.core.database import FrameDatabase
 
     rng = np.random.default_rng(0)
     n = 200
     X = rng.normal(size=(n, len(SIGNALS)))
-    R = Rotation.random(n, random_state=1).as_matrix()
     E = np.concatenate([rng.normal(size=(n, 3)) * 0.1 * np.exp(0.5 * X[:, :1]), rng.normal(size=(n, 3)) * 0.03], 1)
-    cal = fit_calibration(X, E, R, np.ones(n, bool), info={"fusion_method": "consensus", "scenes": ["tiny"]})
+    cal = fit_calibration(X, E, np.ones(n, bool), info={"fusion_method": "consensus", "scenes": ["tiny"]})
     cal.save(path, FrameDatabase.load(db_path))
     return path
 

@@ -533,3 +533,45 @@ def test_helpers_round_trip():
         rm.image_msg(np.zeros((2, 2, 3), np.uint16), 0, "f", types=TYPES)
     data = rm.encode_compressed(np.zeros((4, 4, 3), np.uint8), "png")
     assert Image.open(io.BytesIO(data)).format == "PNG"
+
+
+def test_drifting_odometry_tf_restarts_per_sequence_and_drifts_with_the_path(tiny_scene, tmp_path):
+    """--odometry: odom -> camera_link beside the ground truth; it is the first camera's
+    optical frame of each sequence, its motion matches the ground truth's exactly without
+    drift, and with drift δ its position error grows like δ times the path."""
+    scene = Scene(tiny_scene)
+    T_link_opt = np.eye(4)
+    T_link_opt[:3, :3] = tp.OPTICAL_ROTATION
+    for drift in (0.0, 0.05):
+        out = tmp_path / f"odo_{drift}"
+        convert_scene(tiny_scene, out, "all", odometry=drift, progress=False)
+        bag = Bag(out)
+        frames = scene.frames("all")
+        seqs = [f.seq for f in frames]
+        assert len(set(seqs)) >= 2
+        odo, gt = [], []
+        for f, tf in zip(frames, bag.list("/tf"), strict=True):
+            names = [(t.header.frame_id, t.child_frame_id) for t in tf.transforms]
+            assert names == [("map", "camera_gt"), ("odom", "camera_link")]
+            assert tf.transforms[0].header.stamp == tf.transforms[1].header.stamp
+            odo.append(rm.transform_to_matrix(tf.transforms[1]) @ T_link_opt)  # odom -> optical
+            gt.append(scene.pose(f))
+        worst = 0.0
+        for i, f in enumerate(frames):
+            first = seqs.index(f.seq)
+            if i == first:  # the odometry restarts at the identity
+                np.testing.assert_allclose(odo[i], np.eye(4), atol=1e-9)
+                path = 0.0
+                continue
+            path += float(np.linalg.norm(gt[i][:3, 3] - gt[i - 1][:3, 3]))
+            rel_gt = g.invert(gt[first]) @ gt[i]
+            err = float(np.linalg.norm(odo[i][:3, 3] - rel_gt[:3, 3]))
+            if drift == 0.0:
+                np.testing.assert_allclose(odo[i], rel_gt, atol=1e-6)
+            else:
+                # scale error δ|p| plus a heading turn of δ·s: at most δ(|p| + s|p|(1 + δ))
+                p = float(np.linalg.norm(rel_gt[:3, 3]))
+                assert err <= drift * (p + path * p * (1 + drift)) + 1e-9
+                assert g.rotation_error_deg(odo[i], rel_gt) == pytest.approx(np.degrees(drift * path), abs=1e-6)
+                worst = max(worst, err)
+        assert (worst > 0.01) == (drift > 0)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reloc_ros.core.calibration import Calibration, fit_calibration, precision_recall
+from reloc_ros.core.calibration import SIGNALS, Calibration, fit_calibration, precision_recall
 from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes
 from reloc_ros.tools.evaluate import evaluate, plot_precision_recall
 from reloc_ros.tools.report import pct, write_text
@@ -61,13 +61,12 @@ def calibrate(loc, scenes, split: str = "calib", precision: float = 0.95, target
         loc.cfg = cfg0
     rows = res["rows"]
     ok = np.array([r["fused"] for r in rows])
-    X = np.array([r["signals_vec"] if r["fused"] else [np.nan] * 6 for r in rows], dtype=float)
+    X = np.array([r["signals_vec"] if r["fused"] else [np.nan] * len(SIGNALS) for r in rows], dtype=float)
     E = np.array([r["e6_vec"] if r["fused"] else [np.nan] * 6 for r in rows], dtype=float)
-    R = np.array([r["R_vec"] if r["fused"] else np.eye(3) for r in rows], dtype=float)
     info = {"split": split, "scenes": [sc.name for sc in scenes], "fusion_method": loc.cfg.fusion.method,
             "top_k": loc.cfg.top_k, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "retrieval_recall_at_k": res["recall_at_k"]}
-    cal = fit_calibration(X, E, R, ok, target_t_m, target_r_deg, precision, info=info)
+    cal = fit_calibration(X, E, ok, target_t_m, target_r_deg, precision, info=info)
     conf = np.full(len(rows), -np.inf)
     conf[ok] = cal.confidence(X[ok])
     good = ok & (np.linalg.norm(np.nan_to_num(E[:, :3], nan=np.inf), axis=1) <= target_t_m) & \
@@ -86,10 +85,12 @@ def report(cal: Calibration) -> str:
         f"{cal.target_t_m:.2f} m and {cal.target_r_deg:.0f}°).", "",
         f"- threshold {cal.threshold:.3f}: publishes {pct(i['recall_at_threshold'])} of the queries, "
         f"{pct(i['precision_at_threshold'] or float('nan'))} of them good (target {pct(i['precision_target'])}"
-        f"{'' if i['precision_reached'] else ', not reached: the most precise threshold was taken'})",
+        f"{'' if i['precision_reached'] else ', not reached: the most precise threshold was taken'}; "
+        f"a threshold leaves at least {i['min_published']} poses published)",
         f"- covariance inflation γ {cal.inflation:.3f}; on these poses {pct(c['within_chi2_6'])} inside the "
-        f"95% χ²₆ region (by construction), translation {pct(c['within_chi2_t3'])}, rotation "
-        f"{pct(c['within_chi2_r3'])} (χ²₃)", ""])
+        f"95% χ²₆ region (at least 95% by construction), translation {pct(c['within_chi2_t3'])}, rotation "
+        f"{pct(c['within_chi2_r3'])} (χ²₃); over all {i['fused']} fused poses "
+        f"{pct(i['fit_chi2_all_fused']['within_chi2_6'])}", ""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,17 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", nargs="*")
     ap.add_argument("--split", default="calib", help="the held-out queries (default: calib)")
     ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--fusion", default="consensus", choices=["top1", "consensus", "triangulate"],
+                    help="the node's fusion method (the calibration is only used with it)")
     ap.add_argument("--precision", type=float, default=0.95, help="precision the threshold must reach")
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", required=True, type=Path, help="calibration JSON to write")
     args = ap.parse_args(argv)
     from reloc_ros.core.database import DatabaseError
+    from reloc_ros.core.fusion import FusionConfig
     from reloc_ros.core.localizer import Localizer, LocalizerConfig
     from reloc_ros.core.model import ModelFileError
 
     try:
-        loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k), args.device)
+        loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion)), args.device)
         scenes = open_scenes(args.data, args.scenes)
         split = loc.db.meta.get("split")
         if split not in (None, "fit") and args.split == "calib":

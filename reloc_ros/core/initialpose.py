@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +80,15 @@ class InitialPoseGate:
         self.window: list[tuple[float, np.ndarray, np.ndarray]] = []
         self.last_sent_s: float | None = None
         self.sent = 0
+        #: decisions so far by kind: sent, no odometry, disagree with the odometry, waiting for
+        #: agreement, within the min interval
+        self.counts: Counter = Counter()
+
+    def summary(self) -> str:
+        """One line of the decisions so far, for logs and diagnostics."""
+        n = sum(self.counts.values())
+        return f"{n} poses offered, {self.sent} sent" + "".join(
+            f", {v} {k}" for k, v in sorted(self.counts.items()) if k != "sent")
 
     def reset(self) -> None:
         self.window = []
@@ -95,10 +105,16 @@ class InitialPoseGate:
 
     def offer(self, stamp_s: float, T_map_cam: np.ndarray, T_odom_cam: np.ndarray | None) -> GateDecision:
         """Offer a published pose (camera-to-map) and the odometry pose at its stamp."""
+        kind, d = self._offer(stamp_s, T_map_cam, T_odom_cam)
+        self.counts[kind] += 1
+        return d
+
+    def _offer(self, stamp_s: float, T_map_cam: np.ndarray, T_odom_cam: np.ndarray | None
+               ) -> tuple[str, GateDecision]:
         c = self.cfg
         if T_odom_cam is None:
             self.reset()
-            return GateDecision(False, "no odometry (TF odom -> camera) at the image stamp", 0)
+            return "no odometry", GateDecision(False, "no odometry (TF odom -> camera) at the image stamp", 0)
         entry = (float(stamp_s), np.asarray(T_map_cam, np.float64), np.asarray(T_odom_cam, np.float64))
         if self.window and entry[0] - self.window[-1][0] > c.max_gap_s:
             self.window = []
@@ -108,16 +124,18 @@ class InitialPoseGate:
             dt, dr, allowed = self.disagreement(old, entry)
             if dt > allowed or dr > c.max_r_deg:
                 self.window = [entry]
-                return GateDecision(False, f"disagrees with the odometry since {entry[0] - old[0]:.2f} s ago by "
-                                           f"{dt:.2f} m / {dr:.1f}° (allowed {allowed:.2f} m / {c.max_r_deg:.1f}°)", 1)
+                return "disagree with the odometry", GateDecision(
+                    False, f"disagrees with the odometry since {entry[0] - old[0]:.2f} s ago by {dt:.2f} m / "
+                           f"{dr:.1f}° (allowed {allowed:.2f} m / {c.max_r_deg:.1f}°)", 1)
         self.window = (self.window + [entry])[-c.n_consecutive:]
         n = len(self.window)
         if n < c.n_consecutive:
-            return GateDecision(False, f"{n} of {c.n_consecutive} consecutive poses agree with the odometry", n)
+            return "waiting for agreement", GateDecision(
+                False, f"{n} of {c.n_consecutive} consecutive poses agree with the odometry", n)
         if self.last_sent_s is not None and 0 <= entry[0] - self.last_sent_s < c.min_interval_s:
-            return GateDecision(False, f"sent {entry[0] - self.last_sent_s:.1f} s ago (min interval "
-                                       f"{c.min_interval_s:.1f} s)", n)
+            return "within the min interval", GateDecision(
+                False, f"sent {entry[0] - self.last_sent_s:.1f} s ago (min interval {c.min_interval_s:.1f} s)", n)
         self.last_sent_s = entry[0]
         self.sent += 1
         self.window = []
-        return GateDecision(True, f"{n} consecutive poses agree with the odometry", n)
+        return "sent", GateDecision(True, f"{n} consecutive poses agree with the odometry", n)

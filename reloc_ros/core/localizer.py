@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reloc_ros.core.calibration import Calibration, signals
+from reloc_ros.core.calibration import Calibration, CalibrationError, signals
 from reloc_ros.core.database import DatabaseError, FrameDatabase, load_pair
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.fusion import FusionConfig, FusionResult, fuse, hypotheses
@@ -81,6 +81,7 @@ class Hypotheses:
     q: np.ndarray  # (k, 4) predicted relative rotations (w-first)
     scene: str
     timings_ms: dict
+    feature_dist: np.ndarray | None = None  # (k,) |f_query - f_db| of the heads' pose features
 
     @property
     def poses(self) -> np.ndarray:
@@ -151,7 +152,13 @@ class Localizer:
         if len(db) == 0:
             raise DatabaseError(db_path, "database holds no frame")
         if calibration_path:
-            cfg = replace(cfg, calibration=Calibration.load(calibration_path, db))
+            cal = Calibration.load(calibration_path, db)
+            fitted = cal.info.get("fusion_method")
+            if fitted is not None and fitted != cfg.fusion.method:
+                raise CalibrationError(calibration_path, f"was fitted for fusion method {fitted!r}, but the "
+                                                         f"localizer fuses with {cfg.fusion.method!r}; refit it "
+                                                         "(python -m reloc_train.calibrate) or set that method")
+            cfg = replace(cfg, calibration=cal)
         loc = cls(model, db, cfg, dev)
         loc.model_info = info
         return loc
@@ -225,10 +232,11 @@ class Localizer:
         k = len(idx_dev)
         pred = self.model.predict(self.features[idx_dev], f_1C.float().expand(k, -1))
         tt, qq = pred["t"].float().cpu().numpy(), pred["q"].float().cpu().numpy()
+        fdist = torch.linalg.norm(self.features[idx_dev] - f_1C.float(), dim=1).cpu().numpy()
         t3 = time.perf_counter()
         rows = idx.cpu().numpy()
         return Hypotheses(db_index=rows, scores=scores.float().cpu().numpy(), T_db=self.poses[rows], t=tt, q=qq,
-                          scene=self.db.scenes[k_scene]["name"],
+                          scene=self.db.scenes[k_scene]["name"], feature_dist=fdist,
                           timings_ms={"search": (t2 - t1) * 1e3, "heads": (t3 - t2) * 1e3})
 
     def retrieve(self, desc_1C: torch.Tensor, k: int) -> tuple[int, torch.Tensor, torch.Tensor]:
@@ -258,10 +266,13 @@ class Localizer:
         cal = self.cfg.calibration
         calibrated = cal is not None and cal.info.get("fusion_method", fc.method) == fc.method
         if r.ok:
-            x = signals(h.T_db, h.poses, h.scores, r.pose, len(r.inliers))
+            x = signals(h.poses, h.scores, r.pose, len(r.inliers),
+                        h.feature_dist if h.feature_dist is not None else np.full(len(h.t), np.nan), h.t)
             if calibrated:
                 conf, cov = cal.confidence(x), cal.covariance(x, r.pose[:3, :3])
-        if ok and (calibrated or self.cfg.min_confidence is not None) and conf < self.cfg.threshold:
+        if ok and calibrated and not (np.isfinite(conf) and np.all(np.isfinite(cov))):
+            ok, reason = False, "the calibration gave no finite confidence and covariance (a non-finite signal)"
+        elif ok and (calibrated or self.cfg.min_confidence is not None) and not conf >= self.cfg.threshold:
             ok, reason = False, f"confidence {conf:.2f} is below the threshold {self.cfg.threshold:.2f}"
         ms = (time.perf_counter() - t0) * 1e3
         timings = dict(h.timings_ms, fusion=ms)

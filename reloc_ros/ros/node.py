@@ -512,6 +512,7 @@ class RelocalizationNode(Node):
             "calibrated": self.localizer.cfg.calibration is not None,
             "confidence threshold": round(self.localizer.cfg.threshold, 3),
             "initialpose": gate_reason, "initialposes sent": self.gate.sent,
+            "initialpose gate": self.gate.summary(),
             "max rss mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "camera info": "none" if self._camera_info is None else
             f"{self._camera_info.width}x{self._camera_info.height} fx {self._camera_info.k[0]:.1f}",
@@ -558,6 +559,8 @@ class RelocalizationNode(Node):
             self._stop = True
             self._new_frame.notify_all()
         self._worker_thread.join(timeout=10.0)
+        if self.p["publish_initialpose"]:
+            self.get_logger().info(f"initialpose gate: {self.gate.summary()}")
 
 
 def _skew(v: np.ndarray) -> np.ndarray:

@@ -1,13 +1,19 @@
 """The end-to-end demo (README quick start, first command: ``scripts/demo``).
 
 1. data: render the default synthetic 7-Scenes-format scene (or take ``--scene PATH``);
-2. model: train a small CPU model on its training split (or take ``--model FILE``);
-3. database: encode the training frames with that model;
-4. bag: convert the test sequences to a rosbag2 (mcap);
-5. online: start the relocalization node, the online evaluator and the bag replay as three
-   separate processes talking over Fast DDS; the evaluator matches the node's poses to the
-   ground truth by stamp and writes a report (CSV, Markdown, plots);
-6. print the summary table and where the plots are.
+2. model: train a small CPU model on the ``fit`` split (the training sequences but the
+   last, which is held out for calibration; all of them when the scene has only one), or
+   take ``--model FILE``;
+3. database: encode the same frames with that model;
+4. calibration: fit the covariance and the publish threshold on the held-out sequence
+   (:mod:`reloc_train.calibrate`; skipped, with a message, when it has fewer than 20 frames);
+5. bag: convert the test sequences to a rosbag2 (mcap), with a drifting odometry TF
+   ``odom -> camera_link`` (2 % of the path) for the node's ``/initialpose`` gate;
+6. online: start the relocalization node (calibrated, ``publish_initialpose`` on), the
+   online evaluator and the bag replay as three separate processes talking over Fast DDS;
+   the evaluator matches the node's poses and its ``/initialpose`` messages to the ground
+   truth by stamp and writes a report (CSV, Markdown, plots);
+7. print the summary table and where the plots are.
 
 Every stage is cached in ``--out`` under a key of its inputs, so a second run only repeats
 the online part. ``--fresh`` ignores the caches.
@@ -43,6 +49,8 @@ IMAGE_TOPIC = "/camera/color/image_raw"
 #: frozen and cached (the config has 6): 8 epochs then take about 80 s on 2 cores instead of
 #: 260 s, so a cold demo fits in 3 minutes; measured online 0.265 m / 9.2° against 0.261 m /
 #: 8.4° with 6 frozen stages (README, Quick start).
+#: Drift of the bag's simulated odometry (a fraction of the path; see DriftingOdometry).
+ODOMETRY_DRIFT = 0.02
 TRAIN_SETTINGS = ["optim.epochs=8", "eval.max_frames=50", "model.freeze_stages=7"]
 QUICK_TRAIN = ["model.input_size=[48,64]", "model.head_hidden=64", "optim.epochs=2",
                "run.max_steps_per_epoch=6", "optim.batch_size=8", "optim.lr=1.0e-3", "eval.max_frames=4",
@@ -72,9 +80,9 @@ def stage_data(args) -> Path:
     root = args.out / f"data_{key}"
     scene_dir = root / cfg.name
     if not args.fresh and cached(root / "stamp", key):
-        log(f"1/5 data: reusing {scene_dir}")
+        log(f"1/6 data: reusing {scene_dir}")
         return scene_dir
-    log(f"1/5 data: rendering the synthetic scene (preset {args.preset!r}, {cfg.total_frames} frames at "
+    log(f"1/6 data: rendering the synthetic scene (preset {args.preset!r}, {cfg.total_frames} frames at "
         f"{cfg.width}x{cfg.height}, {args.workers} workers) ...")
     t0 = time.time()
     shutil.rmtree(root, ignore_errors=True)
@@ -84,22 +92,31 @@ def stage_data(args) -> Path:
     return scene_dir
 
 
+def map_split(scene_dir: Path) -> str:
+    """'fit' when the scene holds a training sequence out for calibration, else 'train'."""
+    from reloc_ros.data.sevenscenes import Scene
+
+    return "fit" if Scene(scene_dir).sequences("calib") else "train"
+
+
 def stage_model(args, scene_dir: Path) -> Path:
     if args.model:
-        log(f"2/5 model: using {args.model}")
+        log(f"2/6 model: using {args.model}")
         return args.model
     from reloc_train.config import load_config
     from reloc_train.train import Trainer
 
-    sets = (QUICK_TRAIN if args.quick else TRAIN_SETTINGS) + [f"mtl.method={args.method}"] + list(args.set)
+    split = map_split(scene_dir)
+    sets = (QUICK_TRAIN if args.quick else TRAIN_SETTINGS) + [f"mtl.method={args.method}", f"data.train_split={split}"] \
+        + (["data.val_split=calib"] if split == "fit" else []) + list(args.set)
     cfg = load_config([ROOT / "config" / "train_cpu.yaml"], sets)
     key = key_of({"scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir), "config": cfg.as_dict(),
                   "device": args.device})
     run = args.out / f"model_{key}"
     if not args.fresh and (run / "model.pt").is_file() and cached(run / "stamp", key):
-        log(f"2/5 model: reusing {run / 'model.pt'}")
+        log(f"2/6 model: reusing {run / 'model.pt'}")
         return run / "model.pt"
-    log(f"2/5 model: training {cfg.model.arch} with {args.method} on the training split (CPU-sized) ...")
+    log(f"2/6 model: training {cfg.model.arch} with {args.method} on the {split!r} split (CPU-sized) ...")
     t0 = time.time()
     shutil.rmtree(run, ignore_errors=True)
     cfg.data.root, cfg.run.out, cfg.run.device = str(scene_dir), str(run), args.device
@@ -122,30 +139,63 @@ def stage_database(args, model: Path, scene_dir: Path) -> Path:
 
     device = resolve_device(args.device)
     net, info = load_model(model, device)
-    key = key_of({"model": info.fingerprint, "scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir)})
+    split = map_split(scene_dir)
+    key = key_of({"model": info.fingerprint, "scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir),
+                  "split": split})
     db = args.out / f"db_{key}.pt"
     if not args.fresh and db.is_file():
-        log(f"3/5 database: reusing {db}")
+        log(f"3/6 database: reusing {db}")
         return db
-    log("3/5 database: encoding the training frames ...")
-    database = build_database(net, info, [Scene(scene_dir)], "train", device)
+    log(f"3/6 database: encoding the {split!r} frames ...")
+    database = build_database(net, info, [Scene(scene_dir)], split, device)
     database.save(db)
     log(f"    {len(database)} frames in {database.meta['build_seconds']} s")
     return db
+
+
+def stage_calibration(args, model: Path, db: Path, scene_dir: Path) -> Path | None:
+    """The calibration file of (model, database, fusion), fitted on the held-out sequence;
+    None when the scene has none with enough frames."""
+    from reloc_ros.core.database import FrameDatabase
+    from reloc_ros.core.fusion import FusionConfig
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+    from reloc_ros.data.sevenscenes import Scene
+    from reloc_train.calibrate import calibrate, report
+
+    scene = Scene(scene_dir)
+    n = len(scene.frames("calib")) if scene.sequences("calib") else 0
+    if n < 20:
+        log(f"4/6 calibration: skipped (the held-out sequence has {n} frames, a calibration needs 20): "
+            "the node publishes uncalibrated covariances")
+        return None
+    key = key_of({"db": FrameDatabase.load(db).checksum, "fusion": args.fusion, "top_k": args.top_k})
+    path = args.out / f"calibration_{key}" / "calibration.json"
+    if not args.fresh and path.is_file():
+        log(f"4/6 calibration: reusing {path}")
+        return path
+    log(f"4/6 calibration: fitting on the held-out sequence ({n} frames) ...")
+    loc = Localizer.from_files(model, db, LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion)),
+                               args.device)
+    cal, pr = calibrate(loc, [scene], "calib", progress=False)
+    cal.save(path, loc.db)
+    (path.parent / "calibration.md").write_text(report(cal))
+    log("    " + report(cal).split("\n- ", 1)[1].replace("\n- ", "\n    "))
+    return path
 
 
 def stage_bag(args, scene_dir: Path) -> Path:
     from reloc_ros.tools.bag.convert import convert_scene, summary_line
 
     key = key_of({"scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir),
-                  "max_frames": args.max_frames})
+                  "max_frames": args.max_frames, "odometry": ODOMETRY_DRIFT})
     bag = args.out / f"bag_{key}"
     if not args.fresh and (bag / "metadata.yaml").is_file():
-        log(f"4/5 bag: reusing {bag}")
+        log(f"5/6 bag: reusing {bag}")
         return bag
-    log("4/5 bag: converting the test sequences to rosbag2 (mcap) ...")
+    log(f"5/6 bag: converting the test sequences to rosbag2 (mcap), odometry drift {ODOMETRY_DRIFT:g} ...")
     shutil.rmtree(bag, ignore_errors=True)
-    log("    " + summary_line(convert_scene(scene_dir, bag, "test", max_frames=args.max_frames)))
+    log("    " + summary_line(convert_scene(scene_dir, bag, "test", max_frames=args.max_frames,
+                                           odometry=ODOMETRY_DRIFT)))
     return bag
 
 
@@ -190,7 +240,7 @@ class Proc:
         return self.p.returncode
 
 
-def stage_online(args, model: Path, db: Path, bag: Path) -> Path:
+def stage_online(args, model: Path, db: Path, bag: Path, calibration: Path | None) -> Path:
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -200,12 +250,14 @@ def stage_online(args, model: Path, db: Path, bag: Path) -> Path:
     report = args.out / "report"
     shutil.rmtree(report, ignore_errors=True)
     timeline = args.out / "timeline.json"
-    log(f"5/5 online: node + evaluator + replay over Fast DDS (ROS_DOMAIN_ID {env['ROS_DOMAIN_ID']}) ...")
+    log(f"6/6 online: node + evaluator + replay over Fast DDS (ROS_DOMAIN_ID {env['ROS_DOMAIN_ID']}) ...")
     node = Proc("node", [sys.executable, "-m", "reloc_ros.ros.node", "--ros-args", "--params-file",
                          str(ROOT / "config" / "relocalization.yaml"), "-p", f"model_path:={model}",
                          "-p", f"database_path:={db}", "-p", f"device:={args.device}", "-p", "max_rate_hz:=0.0",
                          "-p", "image_reliable:=true", "-p", f"top_k:={args.top_k}", "-p", "database_frame:=map",
-                         "-p", f"fusion.method:={args.fusion}", "-r", f"image:={IMAGE_TOPIC}"], env, marker="ready:")
+                         "-p", f"fusion.method:={args.fusion}", "-p", "publish_initialpose:=true"]
+                + (["-p", f"calibration_path:={calibration}"] if calibration else [])
+                + ["-r", f"image:={IMAGE_TOPIC}"], env, marker="ready:")
     procs = [node]
     try:
         if not node.wait_marker(180):
@@ -256,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     times = {}
+    from reloc_ros.core.calibration import CalibrationError
     from reloc_ros.core.database import DatabaseError
     from reloc_ros.core.model import ModelFileError
     from reloc_ros.data.sevenscenes import SevenScenesError
@@ -273,12 +326,15 @@ def main(argv: list[str] | None = None) -> int:
         db = stage_database(args, model, scene_dir)
         times["database"] = time.time() - t
         t = time.time()
+        calibration = stage_calibration(args, model, db, scene_dir)
+        times["calibration"] = time.time() - t
+        t = time.time()
         bag = stage_bag(args, scene_dir)
         times["bag"] = time.time() - t
         t = time.time()
-        report = stage_online(args, model, db, bag)
+        report = stage_online(args, model, db, bag, calibration)
         times["online"] = time.time() - t
-    except (SevenScenesError, ModelFileError, DatabaseError, ValueError) as e:
+    except (SevenScenesError, ModelFileError, DatabaseError, CalibrationError, ValueError) as e:
         print(f"[demo] error: {e}", file=sys.stderr)
         return 2
     summary = report / "summary.md"

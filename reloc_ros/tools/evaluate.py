@@ -183,7 +183,7 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
             "recall_at_k": float(np.mean(recall)) if recall else float("nan"),
             "recall": {k: float(np.mean(v)) if v else float("nan") for k, v in recalls.items()},
             "oracle_recall": oracle, "coverage": [c.as_dict() for c in covs],
-            "top_k": loc.cfg.top_k, "queries": n, "timings_ms": tm}
+            "top_k": loc.cfg.top_k, "queries": n, "timings_ms": tm, "method": loc.cfg.fusion.method}
 
 
 def table_markdown(res: dict, title: str = "") -> str:
@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", nargs="*")
     ap.add_argument("--split", default="test")
     ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--fusion", default="consensus", choices=METHODS[1:],
+                    help="the node's fusion method: its column is the one the calibration applies to")
     ap.add_argument("--inlier-t", type=float, default=FusionConfig.inlier_t_m)
     ap.add_argument("--inlier-r", type=float, default=FusionConfig.inlier_r_deg)
     ap.add_argument("--min-inliers", type=int, default=FusionConfig.min_inliers)
@@ -331,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     from reloc_ros.core.model import ModelFileError
 
     try:
-        fcfg = FusionConfig(method="consensus", inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,
+        fcfg = FusionConfig(method=args.fusion, inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,
                             min_inliers=args.min_inliers)
         loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k, fusion=fcfg), args.device,
                                    args.calibration)

@@ -13,6 +13,11 @@ Command line::
 What goes in (names: :mod:`reloc_ros.tools.bag.topics`), for every frame and at the same stamp:
 
 * ``/tf``: ``map`` -> ``camera_gt``, the ground-truth camera-to-world pose (optical axes);
+* with ``--odometry DRIFT``: ``/tf`` ``odom`` -> ``camera_link``, a drifting odometry of the
+  camera (:class:`DriftingOdometry`: it restarts at the identity with every sequence, and its
+  position is off by DRIFT, e.g. 0.02, of the path travelled: a scale error of DRIFT and a
+  heading drift of DRIFT rad per metre), what a robot's wheel or visual odometry gives the
+  node's ``/initialpose`` gate;
 * ``/camera_gt/pose``: the same pose as ``geometry_msgs/PoseStamped`` in ``map``;
 * ``/reloc/frame_id``: ``std_msgs/String`` "seq-01/frame-000000", the 7-Scenes frame;
 * ``/camera/color/camera_info`` and ``/camera/color/image_raw`` (rgb8), or
@@ -65,6 +70,7 @@ from PIL import UnidentifiedImageError
 
 from reloc_ros import __version__
 from reloc_ros.core.camera import Intrinsics
+from reloc_ros.core.geometry import invert
 from reloc_ros.data.sevenscenes import (
     Frame,
     Scene,
@@ -264,6 +270,7 @@ class BagPlan:
     rate_hz: float
     sequence_gap_s: float
     distro: str
+    odometry: float | None = None
 
     @property
     def color_topic(self) -> str:
@@ -335,6 +342,7 @@ def plan_conversion(
     jpeg_quality: int = 95,
     reencode: bool = False,
     distro: str = tp.DEFAULT_DISTRO,
+    odometry: float | None = None,
 ) -> BagPlan:
     """Check every option and the scene, and work out the frames and stamps (writes nothing).
 
@@ -357,6 +365,8 @@ def plan_conversion(
         start_time_s = repr(time.time())
     if max_frames is not None and int(max_frames) < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if odometry is not None and not (np.isfinite(odometry) and 0 <= odometry < 1):
+        raise ValueError(f"odometry drift must be a fraction in [0, 1), got {odometry}")
     scene = Scene(Path(scene_dir))
     split = _check_split(scene, split)
     frames = scene.frames(split)
@@ -381,7 +391,8 @@ def plan_conversion(
                    stamps=[t for seq_stamps in per_seq for t in seq_stamps], starts=starts,
                    topics=topics or BagTopics(), storage=storage, compressed=compressed, depth=bool(depth),
                    jpeg_quality=int(jpeg_quality), reencode=bool(reencode), rate_hz=float(rate_hz),
-                   sequence_gap_s=float(sequence_gap_s), distro=distro)
+                   sequence_gap_s=float(sequence_gap_s), distro=distro,
+                   odometry=None if odometry is None else float(odometry))
 
 
 class _FrameReader:
@@ -413,13 +424,61 @@ class _FrameReader:
         return T, color, raw
 
 
-def _frame_messages(plan: BagPlan, f: Frame, stamp: int, T, color, raw, types) -> list[tuple[str, object, str]]:
-    """(topic, message, type) of everything one frame puts into the bag."""
+class DriftingOdometry:
+    r"""The odometry a robot would give along one sequence: the camera's motion since the
+    sequence's first frame, with errors that grow with the path travelled.
+
+    With :math:`T_i` the ground-truth camera poses (optical axes), :math:`s_i` the path
+    length up to frame i and :math:`\delta` the drift,
+    :math:`T^{odom}_i = \mathrm{diag}(R_y(\delta s_i), 1)\,S\,T_0^{-1} T_i` where :math:`S`
+    scales positions by :math:`1 + \delta` and :math:`R_y` turns about the first camera's y
+    axis (the image's down direction: a heading drift). The frame ``odom`` is the first
+    camera's optical frame; :meth:`__call__` returns ``odom -> camera_link``.
+
+    Args:
+        drift: :math:`\delta` (0.02: 2 % scale error and 0.02 rad, 1.15°, of heading per metre).
+    """
+
+    def __init__(self, drift: float):
+        self.drift = float(drift)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new sequence (the odometry restarts at the identity)."""
+        self._T0_inv = None
+        self._last = None
+        self.path_m = 0.0
+
+    def __call__(self, T_map_opt: np.ndarray) -> np.ndarray:
+        """``odom -> camera_link`` at the frame whose ground truth is ``T_map_opt``."""
+        T = np.asarray(T_map_opt, dtype=np.float64)
+        if self._T0_inv is None:
+            self._T0_inv = invert(T)
+        else:
+            self.path_m += float(np.linalg.norm(T[:3, 3] - self._last[:3, 3]))
+        self._last = T
+        rel = self._T0_inv @ T
+        a = self.drift * self.path_m
+        D = np.eye(4)
+        D[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+        rel[:3, 3] *= 1 + self.drift
+        T_odom_opt = D @ rel
+        T_link_opt = np.eye(4)
+        T_link_opt[:3, :3] = tp.OPTICAL_ROTATION
+        return T_odom_opt @ invert(T_link_opt)
+
+
+def _frame_messages(plan: BagPlan, f: Frame, stamp: int, T, color, raw, types,
+                    T_odom: np.ndarray | None = None) -> list[tuple[str, object, str]]:
+    """(topic, message, type) of everything one frame puts into the bag (``T_odom``:
+    odom -> camera_link, or None)."""
     t = plan.topics
     intr = plan.scene
+    tfs = [msgs.transform_stamped_msg(T, stamp, t.map_frame, t.gt_frame, types=types)]
+    if T_odom is not None:
+        tfs.append(msgs.transform_stamped_msg(T_odom, stamp, t.odom_frame, t.camera_frame, types=types))
     out = [
-        (t.tf, msgs.tf_message(msgs.transform_stamped_msg(T, stamp, t.map_frame, t.gt_frame, types=types), types),
-         tp.TF_MESSAGE),
+        (t.tf, msgs.tf_message(tfs, types), tp.TF_MESSAGE),
         (t.gt_pose, msgs.pose_stamped_msg(T, stamp, t.map_frame, types), tp.POSE_STAMPED),
         (t.frame_id, msgs.string_msg(f.id, types), tp.STRING),
         (t.color_info, msgs.camera_info_msg(intr.color_intrinsics, stamp, t.color_optical_frame, types),
@@ -488,12 +547,17 @@ def write_bag(plan: BagPlan, out: Path | str, scene_dir: Path | str, *, overwrit
             write(t.tf_static, tp.optical_links_msg(links, plan.stamps[0], types), tp.TF_MESSAGE, plan.stamps[0])
         loaded = _ordered_map(_FrameReader(plan), plan.frames, int(workers))
         i = 0
+        odom = DriftingOdometry(plan.odometry) if plan.odometry is not None else None
         for group in plan.starts:
             t_seq = time.perf_counter()
+            if odom is not None:
+                odom.reset()
             for _ in range(group["frames"]):
                 f, stamp = plan.frames[i], plan.stamps[i]
                 i += 1
-                for topic, message, msgtype in _frame_messages(plan, f, stamp, *next(loaded), types):
+                T, color, raw = next(loaded)
+                for topic, message, msgtype in _frame_messages(plan, f, stamp, T, color, raw, types,
+                                                               odom(T) if odom is not None else None):
                     write(topic, message, msgtype, stamp)
             if progress:
                 dt = time.perf_counter() - t_seq
@@ -634,6 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds between the last frame of a sequence and the first of the next (default: 1)",
     )
     p.add_argument("--max-frames", type=int, help="keep only the first N frames")
+    p.add_argument("--odometry", type=float, metavar="DRIFT",
+                   help="also write a drifting odometry TF odom -> camera_link (DRIFT: e.g. 0.02)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag folder")
     p.add_argument(
         "--remap",
@@ -674,6 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             jpeg_quality=args.jpeg_quality,
             reencode=args.reencode,
             distro=args.distro,
+            odometry=args.odometry,
             workers=args.workers,
             progress=not args.quiet,
         )

@@ -3,7 +3,8 @@
 Command line::
 
     python -m reloc_ros.tools.bag.evaluate --bag BAG --out REPORT_DIR
-        [--pose-topic /relocalization_node/pose] [--duration S] [--until-idle S]
+        [--pose-topic /relocalization_node/pose] [--initialpose-topic /initialpose]
+        [--duration S] [--until-idle S]
         [--timeline FILE] [--pose-qos reliable|best_effort] [--remap FIELD=VALUE ...]
         [--progress S] [--json] [--quiet]
 
@@ -31,7 +32,12 @@ those up to the newest estimated stamp.)
 Metrics: those of the offline evaluation, :func:`reloc_ros.tools.evaluate.summarize` with its
 thresholds :data:`reloc_ros.tools.evaluate.THRESHOLDS` (median / mean translation and rotation
 errors over the estimated frames, the share of *all* frames within each threshold, the
-rejection rate). Latency (end to end): the pose's receive wall time minus the wall time at
+rejection rate); the share of poses whose 6-vector error
+(:func:`reloc_ros.core.geometry.pose_error_vector`) lies inside the 95 % χ² region of the
+published covariance (6 dof; translation and rotation alone, 3 dof). The poses on
+``--initialpose-topic`` (default ``/initialpose``; "" to not listen) are matched to the
+ground truth the same way and counted, with those more than
+:data:`INITIALPOSE_WRONG_M` off: a wrong ``/initialpose`` teleports a robot. Latency (end to end): the pose's receive wall time minus the wall time at
 which the replay handed the image with that stamp to DDS, taken from the replay's
 ``--timeline`` JSON Lines file (see :mod:`reloc_ros.tools.bag.replay`; both processes read the
 same clock, ``time.time()``); without a timeline the latency is not measured. The
@@ -73,7 +79,8 @@ import rclpy
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
 
-from reloc_ros.core.geometry import pose_errors
+from reloc_ros.core.calibration import chi2_shares, mahalanobis2
+from reloc_ros.core.geometry import pose_error_vector, pose_errors
 from reloc_ros.ros import messages as msgs
 from reloc_ros.ros.shutdown import TEARDOWN_TIMEOUT_S, leave_if_hung, run_bounded, stop_on_signals
 from reloc_ros.tools.bag import topics as tp
@@ -97,6 +104,9 @@ __all__ = [
 DEFAULT_POSE_TOPIC = "/relocalization_node/pose"
 #: While running, frames whose image went out this long ago without a pose count as rejected.
 PENDING_S = 1.0
+DEFAULT_INITIALPOSE_TOPIC = "/initialpose"
+#: An /initialpose further than this (m) from the ground truth is counted as wrong.
+INITIALPOSE_WRONG_M = 0.5
 _NS = 1_000_000_000
 
 
@@ -269,6 +279,7 @@ class Estimate:
     cov_trace: float
     cov_trace_xyz: float
     recv_wall: float
+    d2: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # Mahalanobis²: 6-D, t, r
 
 
 @dataclass
@@ -284,6 +295,18 @@ class EvalState:
     duplicates: int = 0
     wrong_frame: int = 0
     last_pose_wall: float | None = None
+    initialposes: list[dict] = field(default_factory=list)
+
+    def add_initialpose(self, stamp: int, frame_id: str, T: np.ndarray) -> dict:
+        """Record a pose seen on /initialpose: its errors (NaN when there is no ground truth
+        at its stamp or it is in another frame)."""
+        T_gt = self.gt.poses.get(stamp) if frame_id == self.map_frame else None
+        te, re = (math.nan, math.nan) if T_gt is None else \
+            (float(v) for v in pose_errors(np.asarray(T, dtype=np.float64), T_gt))
+        rec = {"stamp_ns": stamp, "frame_id": frame_id, "t_err_m": te, "r_err_deg": re,
+               "matched": T_gt is not None}
+        self.initialposes.append(rec)
+        return rec
 
     def add_pose(self, stamp: int, frame_id: str, T: np.ndarray, covariance: Sequence[float],
                  recv_wall: float) -> str:
@@ -303,8 +326,12 @@ class EvalState:
         te, re = (float(v) for v in pose_errors(np.asarray(T, dtype=np.float64), T_gt))
         cov = np.asarray(covariance, dtype=np.float64).reshape(-1)
         diag = np.diag(cov.reshape(6, 6)) if cov.size == 36 else np.full(6, np.nan)
+        d2 = (math.nan,) * 3
+        if cov.size == 36 and np.all(np.isfinite(cov)) and np.all(np.linalg.eigvalsh(cov.reshape(6, 6)) > 0):
+            e6 = pose_error_vector(np.asarray(T, dtype=np.float64), T_gt)
+            d2 = tuple(float(v) for v in mahalanobis2(e6, cov.reshape(6, 6))[0])
         self.estimates[stamp] = Estimate(stamp, np.asarray(T, dtype=np.float64), te, re,
-                                         float(diag.sum()), float(diag[:3].sum()), recv_wall)
+                                         float(diag.sum()), float(diag[:3].sum()), recv_wall, d2)
         return "ok"
 
     # -- which frames count
@@ -350,6 +377,7 @@ class EvalState:
                 "latency_ms": self.latency_ms(e) if e else float("nan"),
                 "cov_trace": e.cov_trace if e else float("nan"),
                 "cov_trace_xyz": e.cov_trace_xyz if e else float("nan"),
+                "d2_6": e.d2[0] if e else float("nan"),
                 "est_x": e.T[0, 3] if e else float("nan"),
                 "est_y": e.T[1, 3] if e else float("nan"),
                 "est_z": e.T[2, 3] if e else float("nan"),
@@ -371,6 +399,10 @@ class EvalState:
         lat = lat[np.isfinite(lat)]
         cov = np.array([row["cov_trace"] for row in rows], dtype=float)
         cov = cov[np.isfinite(cov)]
+        counted = {r["stamp_ns"] for r in rows}
+        d2 = np.array([e.d2 for st, e in self.estimates.items() if st in counted], dtype=float).reshape(-1, 3)
+        ip = self.initialposes
+        ip_err = np.array([x["t_err_m"] for x in ip if x["matched"]], dtype=float)
         out = {
             "frames": len(rows),
             **s,
@@ -383,6 +415,11 @@ class EvalState:
                 "max": float(lat.max()) if lat.size else float("nan"),
             },
             "cov_trace_median": float(np.median(cov)) if cov.size else float("nan"),
+            "chi2": chi2_shares(d2[np.all(np.isfinite(d2), 1)]),
+            "initialpose": {"received": len(ip), "matched": int(ip_err.size),
+                            "wrong": int(np.sum(ip_err > INITIALPOSE_WRONG_M)), "wrong_m": INITIALPOSE_WRONG_M,
+                            "max_t_err_m": float(ip_err.max()) if ip_err.size else float("nan"),
+                            "median_t_err_m": float(np.median(ip_err)) if ip_err.size else float("nan")},
             "poses_received": self.received,
             "unmatched": self.unmatched,
             "duplicates": self.duplicates,
@@ -430,6 +467,17 @@ def table_markdown(s: dict, title: str = "") -> str:
     ]
     if math.isfinite(s["cov_trace_median"]):
         notes.append(f"Median covariance trace: {s['cov_trace_median']:.4g}.")
+    c = s.get("chi2") or {}
+    if c.get("n"):
+        notes.append(f"Of the {c['n']} poses, {pct(c['within_chi2_6'])} lie inside the 95% χ²₆ region of their "
+                     f"covariance (translation alone {pct(c['within_chi2_t3'])}, rotation alone "
+                     f"{pct(c['within_chi2_r3'])}, χ²₃).")
+    ip = s.get("initialpose")
+    if ip is not None and (ip["received"] or s.get("initialpose_topic")):
+        notes.append(f"{s.get('initialpose_topic') or '/initialpose'}: {ip['received']} received, {ip['matched']} "
+                     f"matched to the ground truth, {ip['wrong']} more than {ip['wrong_m']:g} m off"
+                     + (f" (median {ip['median_t_err_m']:.3f} m, max {ip['max_t_err_m']:.3f} m)"
+                        if ip["matched"] else "") + ".")
     return markdown_table(head, [cells], title or None, notes)
 
 
@@ -571,6 +619,7 @@ class OnlineEvaluator(Node):
     """Subscribes to the pose topic and feeds an :class:`EvalState` (see the module docstring)."""
 
     def __init__(self, gt: GroundTruth, pose_topic: str = DEFAULT_POSE_TOPIC, *,
+                 initialpose_topic: str = DEFAULT_INITIALPOSE_TOPIC,
                  timeline: Path | str | None = None, pose_qos: str = "reliable", progress_s: float = 5.0,
                  map_frame: str = tp.FRAME_MAP, log=None, context=None, node_name="reloc_online_evaluator"):
         super().__init__(node_name, context=context, start_parameter_services=False)
@@ -583,6 +632,9 @@ class OnlineEvaluator(Node):
         self._lock = threading.Lock()
         self.sub = self.create_subscription(PoseWithCovarianceStamped, pose_topic, self._on_pose,
                                             _pose_qos(pose_qos))
+        self.initialpose_topic = initialpose_topic
+        self.sub_initial = self.create_subscription(PoseWithCovarianceStamped, initialpose_topic,
+                                                    self._on_initialpose, 10) if initialpose_topic else None
         if tl is not None:
             self.create_timer(0.2, tl.poll)
         if progress_s and progress_s > 0:
@@ -594,6 +646,13 @@ class OnlineEvaluator(Node):
         with self._lock:
             self.state.add_pose(msgs.stamp_to_ns(msg.header.stamp), msg.header.frame_id, T,
                                 list(msg.pose.covariance), recv)
+
+    def _on_initialpose(self, msg) -> None:
+        T = msgs.pose_to_matrix(msg.pose.pose)
+        with self._lock:
+            rec = self.state.add_initialpose(msgs.stamp_to_ns(msg.header.stamp), msg.header.frame_id, T)
+        self.log(f"evaluator: /initialpose received, {rec['t_err_m']:.3f} m / {rec['r_err_deg']:.2f}° from the "
+                 "ground truth" if rec["matched"] else "evaluator: /initialpose received, no ground truth at its stamp")
 
     def _progress(self) -> None:
         with self._lock:
@@ -617,6 +676,7 @@ class OnlineEvaluator(Node):
     def write_report(self, out: Path | str, title: str = "") -> dict:
         with self._lock:
             return write_report(self.state, out, title, {"pose_topic": self.pose_topic,
+                                                        "initialpose_topic": self.initialpose_topic,
                                                         "bag": self.state.gt.bag,
                                                         "wall_s": time.time() - self.t_start})
 
@@ -626,6 +686,7 @@ def run_evaluator(
     out: Path | str,
     pose_topic: str = DEFAULT_POSE_TOPIC,
     *,
+    initialpose_topic: str = DEFAULT_INITIALPOSE_TOPIC,
     duration: float | None = None,
     until_idle: float | None = None,
     timeline: Path | str | None = None,
@@ -655,7 +716,7 @@ def run_evaluator(
     rclpy.init(context=ctx, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
     node = executor = None
     try:
-        node = OnlineEvaluator(gt, pose_topic, timeline=timeline, pose_qos=pose_qos, progress_s=progress_s,
+        node = OnlineEvaluator(gt, pose_topic, initialpose_topic=initialpose_topic, timeline=timeline, pose_qos=pose_qos, progress_s=progress_s,
                                map_frame=names.map_frame, log=log, context=ctx)
         executor = SingleThreadedExecutor(context=ctx)
         executor.add_node(node)
@@ -676,6 +737,8 @@ def run_evaluator(
                     reason = f"no pose for {until_idle:g} s" + (" after the replay ended" if timeline else "")
                     break
         node.destroy_subscription(node.sub)
+        if node.sub_initial is not None:
+            node.destroy_subscription(node.sub_initial)
         title = f"Online evaluation of {pose_topic} on {Path(gt.bag).name}"
         s = node.write_report(out, title)
         s["stopped_because"] = reason
@@ -709,6 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--pose-topic", default=DEFAULT_POSE_TOPIC,
                    help=f"PoseWithCovarianceStamped topic (default: {DEFAULT_POSE_TOPIC})")
+    p.add_argument("--initialpose-topic", default=DEFAULT_INITIALPOSE_TOPIC,
+                   help=f"also check the poses on this topic (default: {DEFAULT_INITIALPOSE_TOPIC}; '' for none)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--until-idle", type=float, metavar="S",
                    help="stop when no pose arrived for S seconds after the replay ended")
@@ -725,7 +790,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stop_on_signals() as stop:
         try:
             names = BagTopics().with_overrides(args.remap)
-            s = run_evaluator(args.bag, args.out, args.pose_topic, duration=args.duration,
+            s = run_evaluator(args.bag, args.out, args.pose_topic, initialpose_topic=args.initialpose_topic,
+                              duration=args.duration,
                               until_idle=args.until_idle, timeline=args.timeline, pose_qos=args.pose_qos,
                               names=names, progress_s=0 if args.quiet else args.progress, stop_event=stop,
                               log=log, teardown_timeout_s=TEARDOWN_TIMEOUT_S)

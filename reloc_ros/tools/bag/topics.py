@@ -46,7 +46,7 @@ from reloc_ros.ros.messages import MessageTypes
 __all__ = [
     "TOPIC_COLOR_IMAGE", "TOPIC_COLOR_INFO", "TOPIC_DEPTH_IMAGE", "TOPIC_DEPTH_INFO", "TOPIC_TF",
     "TOPIC_TF_STATIC", "TOPIC_GT_POSE", "TOPIC_FRAME_ID", "COMPRESSED_SUFFIX", "FRAME_MAP", "FRAME_GT",
-    "FRAME_CAMERA", "FRAME_COLOR_OPTICAL", "FRAME_DEPTH_OPTICAL", "IMAGE", "COMPRESSED_IMAGE",
+    "FRAME_CAMERA", "FRAME_ODOM", "FRAME_COLOR_OPTICAL", "FRAME_DEPTH_OPTICAL", "IMAGE", "COMPRESSED_IMAGE",
     "CAMERA_INFO", "TF_MESSAGE", "POSE_STAMPED", "STRING", "DISTROS", "DEFAULT_DISTRO", "OPTICAL_Q_WXYZ",
     "OPTICAL_ROTATION", "QOS_SENSOR", "QOS_TF", "QOS_TF_STATIC", "BagTopics", "optical_links_msg",
 ]
@@ -66,6 +66,7 @@ COMPRESSED_SUFFIX = "/compressed"
 FRAME_MAP = "map"
 FRAME_GT = "camera_gt"
 FRAME_CAMERA = "camera_link"
+FRAME_ODOM = "odom"
 FRAME_COLOR_OPTICAL = "camera_color_optical_frame"
 FRAME_DEPTH_OPTICAL = "camera_depth_optical_frame"
 
@@ -119,6 +120,7 @@ class BagTopics:
     map_frame: str = FRAME_MAP
     gt_frame: str = FRAME_GT
     camera_frame: str = FRAME_CAMERA
+    odom_frame: str = FRAME_ODOM
     color_optical_frame: str = FRAME_COLOR_OPTICAL
     depth_optical_frame: str = FRAME_DEPTH_OPTICAL
 
