@@ -106,3 +106,20 @@ def _autograd_left_enabled():
     if torch is not None and not torch.is_grad_enabled():
         torch.set_grad_enabled(True)
         pytest.fail("the test left torch's autograd disabled")
+
+
+@pytest.fixture(scope="session")
+def tiny_kp_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
+    """The tiny database with SIFT keypoints at 160x120 for the PnP refiner (at most 200 per
+    frame, 8 inliers needed: the tiny frames are 80x60)."""
+    from reloc_ros.core.model import load_model
+    from reloc_ros.core.pnp import PnPConfig
+    from reloc_ros.data.sevenscenes import Scene
+    from reloc_train.database import build_database
+
+    model, info = load_model(tiny_model)
+    db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False,
+                        keypoints=PnPConfig(image_size=(160, 120), max_keypoints=200, min_inliers=8))
+    path = tmp_path_factory.mktemp("kpdb") / "kp.db.pt"
+    db.save(path)
+    return path

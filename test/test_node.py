@@ -279,6 +279,58 @@ def test_calibrated_pose_and_safe_initialpose(tmp_path, env, tiny_model, tiny_db
     assert "calibration" in out and "publish threshold" in out and "/initialpose sent" in out
 
 
+def test_pnp_refiner_poses_match_offline_and_need_intrinsics(tmp_path, env, tiny_model, tiny_kp_db, tiny_scene):
+    """refiner pnp over DDS: the node's poses are the offline localizer's refined poses (and
+    far closer to the truth than the fused ones); without intrinsics it publishes nothing
+    and says why. The queries are map frames: the tiny scene's test frames lie 0.36 m or
+    more from every map frame, too far for SIFT at 80x60."""
+    from reloc_ros.core.fusion import FusionConfig
+    from reloc_ros.core.geometry import make_pose, pose_errors, quat_from_ros
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+    from reloc_ros.data.sevenscenes import Scene, read_color
+    from reloc_ros.ros.messages import stamp_to_ns
+
+    intr = Scene(tiny_scene).color_intrinsics
+    ci = f"camera_intrinsics:=[{intr.fx},{intr.fy},{intr.cx},{intr.cy},{float(intr.width)},{float(intr.height)}]"
+    offline = Localizer.from_files(tiny_model, tiny_kp_db, LocalizerConfig(
+        top_k=5, fusion=FusionConfig(min_inliers=1), refiner="pnp"), device="cpu")
+    K = intr.scaled(*offline.refine_image_size).K
+    sc = Scene(tiny_scene)
+    data = [(f, read_color(f.color_path), sc.pose(f)) for f in sc.frames("train")[::6]]
+    refs = [offline.localize(rgb, K) for _, rgb, _ in data]
+    good = [k for k, r in enumerate(refs) if r.ok]
+    assert len(good) >= 4 and all(r.refinement["inliers"] >= 8 for r in refs if r.ok)
+    for k in good:  # the refined pose: at the truth, where the fused one is not
+        fused = offline.fuse(refs[k].hypotheses)
+        assert pose_errors(refs[k].pose, data[k][2])[0] < min(0.02, pose_errors(fused.pose, data[k][2])[0])
+    for params, expect in (((ci,), len(good)), ((), 0)):
+        proc = start_node(tmp_path, env, tiny_model, tiny_kp_db, "refiner:=pnp", "max_rate_hz:=0.0",
+                          "image_reliable:=true", "min_inliers:=1", *params)
+        client = Client(env)
+        try:
+            client.wait_for_node(proc)
+            for k, (_, rgb, _) in enumerate(data):
+                client.pub_image.publish(image_msg(rgb, k))
+                time.sleep(0.3)
+            client.wait(lambda: len(client.poses) >= expect, 20)
+            time.sleep(0.5)
+            assert len(client.poses) == expect
+            stamps = [stamp_to_ns(m.header.stamp) for _, m in client.poses]
+            for k, (_, m) in zip(good, client.poses):
+                assert stamps.count(stamp_to_ns(image_msg(data[k][1], k).header.stamp)) == 1
+                p, o = m.pose.pose.position, m.pose.pose.orientation
+                te, re = pose_errors(make_pose([p.x, p.y, p.z], quat_from_ros(o.x, o.y, o.z, o.w)), refs[k].pose)
+                assert te < 1e-6 and re < 1e-4
+                np.testing.assert_allclose(np.array(m.pose.covariance).reshape(6, 6), refs[k].covariance,
+                                           rtol=1e-6, atol=1e-15)
+        finally:
+            client.close()
+            out = stop_node(proc)
+        assert proc.returncode == 0 and "Traceback" not in out, out
+        if not params:
+            assert "no camera intrinsics" in out
+
+
 def test_on_demand_publishes_only_after_trigger(tmp_path, env, tiny_model, tiny_db, tiny_scene):
     from std_srvs.srv import Trigger
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reloc_ros.core.calibration import SIGNALS, Calibration, fit_calibration, precision_recall
+from reloc_ros.core.calibration import SIGNAL_SETS, Calibration, fit_calibration, precision_recall
 from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes
 from reloc_ros.tools.evaluate import evaluate, plot_precision_recall
 from reloc_ros.tools.report import pct, write_text
@@ -61,12 +61,14 @@ def calibrate(loc, scenes, split: str = "calib", precision: float = 0.95, target
         loc.cfg = cfg0
     rows = res["rows"]
     ok = np.array([r["fused"] for r in rows])
-    X = np.array([r["signals_vec"] if r["fused"] else [np.nan] * len(SIGNALS) for r in rows], dtype=float)
+    names = SIGNAL_SETS[loc.cfg.refiner]
+    X = np.array([r["signals_vec"] if r["fused"] else [np.nan] * len(names) for r in rows], dtype=float)
     E = np.array([r["e6_vec"] if r["fused"] else [np.nan] * 6 for r in rows], dtype=float)
     info = {"split": split, "scenes": [sc.name for sc in scenes], "fusion_method": loc.cfg.fusion.method,
+            "refiner": loc.cfg.refiner,
             "top_k": loc.cfg.top_k, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "retrieval_recall_at_k": res["recall_at_k"]}
-    cal = fit_calibration(X, E, ok, target_t_m, target_r_deg, precision, info=info)
+    cal = fit_calibration(X, E, ok, target_t_m, target_r_deg, precision, info=info, signal_names=names)
     conf = np.full(len(rows), -np.inf)
     conf[ok] = cal.confidence(X[ok])
     good = ok & (np.linalg.norm(np.nan_to_num(E[:, :3], nan=np.inf), axis=1) <= target_t_m) & \
@@ -81,7 +83,9 @@ def report(cal: Calibration) -> str:
     return "\n".join([
         "# Calibration", "",
         f"Fitted on the {i['split']!r} split of {', '.join(i['scenes'])} ({i['queries']} queries, "
-        f"{i['fused']} fused by {i['fusion_method']}, top-{i['top_k']}; {i['good']} within "
+        f"{i['fused']} fused by {i['fusion_method']}"
+        + (f" and refined by {i['refiner']}" if i.get("refiner", "none") != "none" else "")
+        + f", top-{i['top_k']}; {i['good']} within "
         f"{cal.target_t_m:.2f} m and {cal.target_r_deg:.0f}°).", "",
         f"- threshold {cal.threshold:.3f}: publishes {pct(i['recall_at_threshold'])} of the queries, "
         f"{pct(i['precision_at_threshold'] or float('nan'))} of them good (target {pct(i['precision_target'])}"
@@ -103,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", choices=["top1", "consensus", "triangulate"],
                     help="the node's fusion method (the calibration is only used with it)")
+    ap.add_argument("--refiner", default="none", choices=["none", "pnp"],
+                    help="the node's refiner (pnp: needs a database built with --keypoints)")
     ap.add_argument("--precision", type=float, default=0.95, help="precision the threshold must reach")
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--device", default="auto")
@@ -114,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     from reloc_ros.core.model import ModelFileError
 
     try:
-        loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion)), args.device)
+        loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion),
+                                                                        refiner=args.refiner), args.device)
         scenes = open_scenes(args.data, args.scenes)
         split = loc.db.meta.get("split")
         if split not in (None, "fit") and args.split == "calib":

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from reloc_ros.core.database import DatabaseError, FrameDatabase, model_record
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.model import ModelFileError, ModelInfo, RelPoseNet, code_version, load_model, resize_rgb
+from reloc_ros.core.pnp import KeypointSet, PnPConfig, extract_sift, lift
 from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes, read_color
 
 __all__ = ["encode_images", "build_database", "main"]
@@ -52,9 +53,23 @@ def encode_images(model: RelPoseNet, paths: Sequence[Path], device: torch.device
     return torch.cat(feats), torch.cat(descs)
 
 
+def scene_keypoints(scene: Scene, frames, cfg: PnPConfig, progress: bool = True) -> list[tuple]:
+    """Per frame ``(xyz_K3, desc_KD)``: the strongest ``cfg.max_keypoints`` SIFT keypoints
+    with valid depth, lifted into the frame's camera with the colour intrinsics (the depth
+    is sampled at the same relative position: exact for registered depth, as in the
+    synthetic scenes, an approximation for the raw 7-Scenes sensor depth)."""
+    K = scene.color_intrinsics.scaled(*cfg.image_size).K
+    out = []
+    for fr in tqdm(frames, desc=f"keypoints {scene.name}", disable=not progress, dynamic_ncols=True, leave=False):
+        uv, desc = extract_sift(read_color(fr.color_path), cfg, max_keypoints=2 * cfg.max_keypoints)
+        xyz, ok = lift(uv, scene.depth(fr), K, cfg.image_size)
+        out.append((xyz[ok][: cfg.max_keypoints], desc[ok][: cfg.max_keypoints]))
+    return out
+
+
 def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
                    split: str | Sequence[int] = "train", device: torch.device | str = "cpu",
-                   batch: int = 32, progress: bool = True) -> FrameDatabase:
+                   batch: int = 32, progress: bool = True, keypoints: PnPConfig | None = None) -> FrameDatabase:
     """Encode the frames of ``split`` of every scene and collect their poses.
 
     Args:
@@ -63,11 +78,13 @@ def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
         split: 'train', 'test', 'all', 'fit', 'calib', or a list of sequence numbers.
         device: where to run the encoder.
         batch: images per encoder batch.
+        keypoints: also store SIFT keypoints for the PnP refiner, with these settings
+            (:mod:`reloc_ros.core.pnp`; needs the frames' depth).
     """
     t0 = time.time()
     device = torch.device(device)
     model.eval().to(device)
-    poses, feats, descs, sidx, ids, scene_meta = [], [], [], [], [], []
+    poses, feats, descs, sidx, ids, scene_meta, kps = [], [], [], [], [], [], []
     for k, sc in enumerate(scenes):
         frames = sc.frames(split)
         f, d = encode_images(model, [fr.color_path for fr in frames], device, batch, progress)
@@ -76,6 +93,8 @@ def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
         descs.append(d)
         sidx.append(torch.full((len(frames),), k, dtype=torch.int64))
         ids += [fr.id for fr in frames]
+        if keypoints is not None:
+            kps += scene_keypoints(sc, frames, keypoints, progress)
         intr = sc.color_intrinsics
         scene_meta.append({"name": sc.name, "root": str(sc.root), "intrinsics": intr.as_dict(),
                            "image_size": [intr.width, intr.height], "frames": len(frames)})
@@ -85,6 +104,7 @@ def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
         model=model_record(model, info.fingerprint, info.path),
         meta={"split": split if isinstance(split, str) else list(split), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "code_version": code_version(), "build_seconds": round(time.time() - t0, 2)},
+        keypoints=KeypointSet.pack(kps, keypoints) if keypoints is not None else None,
     )
 
 
@@ -101,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--device", default="auto")
     b.add_argument("--batch", type=int, default=32)
+    b.add_argument("--keypoints", action="store_true",
+                   help="also store SIFT keypoints with depth, for the PnP refiner (reloc_ros.core.pnp)")
+    b.add_argument("--keypoint-size", type=int, nargs=2, metavar=("W", "H"), default=list(PnPConfig.image_size),
+                   help="image size the keypoints are extracted at (default 320 240)")
+    b.add_argument("--max-keypoints", type=int, default=PnPConfig.max_keypoints, help="keypoints per frame")
     i = sub.add_parser("info", help="describe a database file")
     i.add_argument("path", type=Path)
     i.add_argument("--model", type=Path, help="also check it against this model file")
@@ -111,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             model, info = load_model(args.model, dev)
             scenes = open_scenes(args.scene, args.scenes)
             split = [int(s) for s in args.sequences.split(",")] if args.sequences else args.split
-            db = build_database(model, info, scenes, split, dev, args.batch)
+            kcfg = PnPConfig(image_size=tuple(args.keypoint_size), max_keypoints=args.max_keypoints) \
+                if args.keypoints else None
+            db = build_database(model, info, scenes, split, dev, args.batch, keypoints=kcfg)
             db.save(args.out)
             print(f"database {args.out}: {len(db)} frames of {', '.join(db.scene_names)}, "
                   f"{db.bytes_per_frame():.0f} B/frame, built in {db.meta['build_seconds']} s on {dev}")
@@ -126,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  scene {s['name']}: {s['frames']} frames from {s['root']}")
             print(f"  model {db.model['arch']} {db.model['input_size']} fingerprint {db.model['fingerprint'][:12]}")
             print(f"  built {db.meta.get('created')} ({db.meta.get('code_version')}), split {db.meta.get('split')}")
+            if db.keypoints is not None:
+                k = db.keypoints
+                print(f"  keypoints: {int(k.offsets[-1])} ({int(k.offsets[-1]) / max(1, len(k)):.0f} per frame) at "
+                      f"{k.config.image_size[0]}x{k.config.image_size[1]}, for the PnP refiner")
     except (DatabaseError, ModelFileError, SevenScenesError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

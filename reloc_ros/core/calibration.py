@@ -31,6 +31,11 @@ Signals (:data:`SIGNALS`, one vector ``x`` per query, from :func:`signals`):
 ``inlier_share``
     the share of the k hypotheses that support the fused pose.
 
+A pose refined by SIFT + PnP (:mod:`reloc_ros.core.pnp`) has signals of its own,
+:data:`PNP_SIGNALS` from :func:`pnp_signals`: the inlier count and share, the RMS
+reprojection error, the Gauss-Newton σ of position and rotation, and the top-1 score. A
+calibration records its refiner (``info['refiner']``), and is used only with it.
+
 On the benchmark preset the two feature signals separate right from wrong poses best
 (rank AUC 0.77 and 0.70 on test frames, against 0.75 for the top-1 score and about 0.5
 for the hypotheses' spread, which cannot see a consistently wrong retrieval).
@@ -79,12 +84,17 @@ from scipy.stats import chi2
 
 from reloc_ros.core.files import FileProblem, atomic_write_text
 
-__all__ = ["SIGNALS", "CALIBRATION_FORMAT", "CalibrationError", "Calibration", "signals", "fit_calibration",
+__all__ = ["SIGNALS", "PNP_SIGNALS", "SIGNAL_SETS", "pnp_signals", "CALIBRATION_FORMAT", "CalibrationError",
+           "Calibration", "signals", "fit_calibration",
            "mahalanobis2", "chi2_shares", "precision_recall"]
 
 CALIBRATION_FORMAT = "reloc_ros.calibration"
 CALIBRATION_FORMAT_VERSION = 2
 SIGNALS = ("top1_score", "score_margin", "log_feature_distance", "log_baseline", "log_spread_t", "inlier_share")
+#: Signals of a pose refined by SIFT + PnP (:mod:`reloc_ros.core.pnp`), from :func:`pnp_signals`.
+PNP_SIGNALS = ("log_inliers", "inlier_share", "log_reproj_rms", "log_gn_sigma_t", "log_gn_sigma_r", "top1_score")
+#: The signal set of each refiner (``info['refiner']`` of a calibration; 'none': fused poses).
+SIGNAL_SETS = {"none": SIGNALS, "pnp": PNP_SIGNALS}
 _RIDGE = 1e-2  # L2 penalty on the non-bias weights (standardised signals)
 #: Standardised signals are clipped to ±Z_CLIP: a query unlike every calibration frame gets
 #: the scale and confidence of the most extreme ones, never an extrapolated one.
@@ -126,6 +136,18 @@ def signals(H_k44: np.ndarray, scores_k: np.ndarray, pose_44: np.ndarray, n_inli
         math.log(0.01 + float(np.sqrt(np.mean(d_t ** 2)))),
         n_inliers / max(1, k),
     ])
+
+
+def pnp_signals(inliers: int, matches: int, reproj_rms_px: float, gn_cov_66: np.ndarray,
+                top1_score: float) -> np.ndarray:
+    """The signal vector (:data:`PNP_SIGNALS`) of a pose refined by PnP: its inlier count and
+    share of the matches, the inliers' RMS reprojection error (px), the Gauss-Newton σ of
+    position (m) and rotation (rad) (RMS over the axes), and the top-1 retrieval score."""
+    c = np.asarray(gn_cov_66, dtype=np.float64)
+    st = math.sqrt(max(float(np.trace(c[:3, :3])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
+    sr = math.sqrt(max(float(np.trace(c[3:, 3:])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
+    return np.array([math.log(max(1, inliers)), inliers / max(1, matches), math.log(1e-3 + reproj_rms_px),
+                     math.log(1e-6 + st), math.log(1e-7 + sr), float(top1_score)])
 
 
 def mahalanobis2(e_N6: np.ndarray, cov_N66: np.ndarray) -> np.ndarray:
@@ -216,7 +238,8 @@ def _fit_logistic(A_NP: np.ndarray, y_N: np.ndarray) -> np.ndarray:
 class Calibration:
     """A fitted calibration (see the module docstring for the models). Attributes:
 
-    signal_names: the signals it was fitted on (:data:`SIGNALS`).
+    signal_names: the signals it was fitted on (:data:`SIGNALS`, or :data:`PNP_SIGNALS` for
+        refined poses).
     mean, std: standardisation of the signals.
     a_t, a_r: log-variance weights (bias first) of translation (m²) and rotation (rad²).
     shape: 6x6 scatter of the whitened errors in the estimate's camera axes (block-isotropic
@@ -316,14 +339,19 @@ class Calibration:
         if not np.all(np.isfinite(vals)) or cal.inflation <= 0 or np.min(cal.std) <= 0 \
                 or np.min(np.linalg.eigvalsh(np.asarray(cal.shape))) <= 0:
             raise CalibrationError(path, "holds non-finite or non-positive values")
-        if list(cal.signal_names) != list(SIGNALS):
-            raise CalibrationError(path, f"signals {cal.signal_names} are not this version's {list(SIGNALS)}")
+        refiner = cal.info.get("refiner", "none")
+        if refiner not in SIGNAL_SETS:
+            raise CalibrationError(path, f"unknown refiner {refiner!r} (this version knows {list(SIGNAL_SETS)})")
+        if list(cal.signal_names) != list(SIGNAL_SETS[refiner]):
+            raise CalibrationError(path, f"signals {cal.signal_names} are not this version's "
+                                         f"{list(SIGNAL_SETS[refiner])} for refiner {refiner!r}")
         return cal
 
 
 def fit_calibration(X_NF: np.ndarray, E_N6: np.ndarray, ok_N: np.ndarray,
                     target_t_m: float = 0.25, target_r_deg: float = 10.0, precision: float = 0.95,
-                    level: float = 0.95, min_published: int = 10, info: dict | None = None) -> Calibration:
+                    level: float = 0.95, min_published: int = 10, info: dict | None = None,
+                    signal_names: tuple[str, ...] = SIGNALS) -> Calibration:
     """Fit a :class:`Calibration` on held-out frames.
 
     Args:
@@ -336,7 +364,8 @@ def fit_calibration(X_NF: np.ndarray, E_N6: np.ndarray, ok_N: np.ndarray,
         level: the χ² region the inflation is fitted to (0.95: 95 % of published poses inside).
         min_published: a threshold must leave at least this many calibration poses
             published (so that no threshold rests on a handful of poses).
-        info: provenance to record.
+        info: provenance to record (``refiner``: whose poses these are, see :data:`SIGNAL_SETS`).
+        signal_names: the names of the columns of ``X_NF``.
     """
     ok = np.asarray(ok_N, dtype=bool)
     X, E = np.asarray(X_NF, np.float64)[ok], np.asarray(E_N6, np.float64)[ok]
@@ -372,7 +401,9 @@ def fit_calibration(X_NF: np.ndarray, E_N6: np.ndarray, ok_N: np.ndarray,
     w = np.concatenate([E[:, :3] / np.exp(0.5 * A @ a_t)[:, None], E[:, 3:] / np.exp(0.5 * A @ a_r)[:, None]], 1)
     M = _t_scatter(w)
     shape = np.diag(np.r_[np.full(3, np.trace(M[:3, :3]) / 3), np.full(3, np.trace(M[3:, 3:]) / 3)])
-    cal = Calibration(signal_names=list(SIGNALS), mean=mean.tolist(), std=std.tolist(), a_t=a_t.tolist(),
+    if X.shape[1] != len(signal_names):
+        raise ValueError(f"{X.shape[1]} signal columns for {len(signal_names)} names {list(signal_names)}")
+    cal = Calibration(signal_names=list(signal_names), mean=mean.tolist(), std=std.tolist(), a_t=a_t.tolist(),
                       a_r=a_r.tolist(), shape=shape.tolist(), inflation=1.0, a_conf=a_conf.tolist(),
                       threshold=threshold, target_t_m=target_t_m, target_r_deg=target_r_deg)
     eye = np.broadcast_to(np.eye(3), (len(X), 3, 3))

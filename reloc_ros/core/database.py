@@ -28,6 +28,7 @@ from typing import Sequence
 
 import torch
 
+from reloc_ros.core.pnp import KeypointSet, PnPConfig
 from reloc_ros.core.files import FileProblem, atomic_save, load_container, tensor_fingerprint
 from reloc_ros.core.model import ModelInfo, RelPoseNet, load_model
 
@@ -65,6 +66,8 @@ class FrameDatabase:
         scenes: per scene {'name', 'root', 'intrinsics' (colour), 'image_size' [w, h], 'frames'}.
         model: {'fingerprint', 'arch', 'input_size', 'mean', 'std', 'path'} of the model used.
         meta: provenance (split or sequences, created, code version, build seconds).
+        keypoints: optional SIFT keypoints with their 3-D points, for the PnP refiner
+            (:class:`reloc_ros.core.pnp.KeypointSet`; its settings are stored in the file).
     """
 
     poses: torch.Tensor
@@ -75,6 +78,7 @@ class FrameDatabase:
     scenes: list[dict]
     model: dict
     meta: dict = field(default_factory=dict)
+    keypoints: KeypointSet | None = None
     _checksum: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self):
@@ -82,6 +86,8 @@ class FrameDatabase:
         for name in ("poses", "descriptors", "features", "scene_index"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"database {name} has {len(getattr(self, name))} rows for {n} frames")
+        if self.keypoints is not None and len(self.keypoints) != n:
+            raise ValueError(f"database keypoints cover {len(self.keypoints)} frames, not {n}")
 
     def __len__(self) -> int:
         return len(self.frame_ids)
@@ -92,7 +98,7 @@ class FrameDatabase:
 
     def bytes_per_frame(self) -> float:
         """Memory of the per-frame tensors, divided by the frame count."""
-        total = sum(t.numel() * t.element_size() for t in (self.poses, self.descriptors, self.features, self.scene_index))
+        total = sum(t.numel() * t.element_size() for t in self._tensors().values())
         return total / max(1, len(self))
 
     @property
@@ -105,8 +111,9 @@ class FrameDatabase:
         return self._checksum
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        return {"poses": self.poses, "descriptors": self.descriptors, "features": self.features,
-                "scene_index": self.scene_index}
+        t = {"poses": self.poses, "descriptors": self.descriptors, "features": self.features,
+             "scene_index": self.scene_index}
+        return t | (self.keypoints.tensors() if self.keypoints is not None else {})
 
     # -- files ---------------------------------------------------------------------------
     def save(self, path: Path | str) -> None:
@@ -116,6 +123,7 @@ class FrameDatabase:
             "format": DB_FORMAT, "format_version": DB_FORMAT_VERSION,
             "tensors": tensors, "frame_ids": list(self.frame_ids), "scenes": self.scenes,
             "model": self.model, "meta": self.meta,
+            "keypoint_config": self.keypoints.config.as_dict() if self.keypoints is not None else None,
             "checksum": _checksum(tensors, self.frame_ids),
         }
         atomic_save(payload, path)
@@ -135,10 +143,14 @@ class FrameDatabase:
         if got != want:
             raise DatabaseError(path, "contents do not match the file's checksum (corrupted or edited)")
         try:
+            kp = None
+            if "kp_offsets" in tensors:
+                kp = KeypointSet(tensors["kp_offsets"], tensors["kp_xyz"], tensors["kp_desc"],
+                                 PnPConfig.from_dict(payload["keypoint_config"]))
             return cls(poses=tensors["poses"], descriptors=tensors["descriptors"], features=tensors["features"],
                        scene_index=tensors["scene_index"], frame_ids=ids, scenes=payload["scenes"],
-                       model=payload["model"], meta=payload.get("meta", {}), _checksum=got)
-        except (KeyError, ValueError) as e:
+                       model=payload["model"], meta=payload.get("meta", {}), keypoints=kp, _checksum=got)
+        except (KeyError, ValueError, TypeError) as e:
             raise DatabaseError(path, f"inconsistent database: {e}") from None
 
     def check_model(self, info: ModelInfo, db_path: Path | str = "<database>") -> None:
@@ -171,10 +183,14 @@ class FrameDatabase:
             sidx.append(d.scene_index + offset)
             scenes += d.scenes
             offset += len(d.scenes)
+        kps = [d.keypoints for d in dbs]
+        if any(k is None for k in kps) and not all(k is None for k in kps):
+            raise ValueError("some databases have keypoints and some do not")
         return cls(poses=torch.cat([d.poses for d in dbs]), descriptors=torch.cat([d.descriptors for d in dbs]),
                    features=torch.cat([d.features for d in dbs]), scene_index=torch.cat(sidx),
                    frame_ids=[i for d in dbs for i in d.frame_ids], scenes=scenes, model=dbs[0].model,
-                   meta={"concat_of": [d.meta for d in dbs]})
+                   meta={"concat_of": [d.meta for d in dbs]},
+                   keypoints=None if kps[0] is None else KeypointSet.concat(kps))
 
 
 def load_pair(model_path: Path | str, db_path: Path | str, device: str | torch.device = "cpu"):

@@ -2,9 +2,10 @@
 
     image ─> encoder (once) ─> top-k retrieval ─> heads on k (db feature, query feature) pairs
           ─> k hypotheses T_db,i @ T_rel,i ─> fusion ─> pose, 6x6 covariance, inliers, confidence
+          ─> optional refinement (``refiner='pnp'``: SIFT + PnP against the top-3 frames' depth)
 
-Every stage is timed (``encode``, ``search``, ``heads``, ``fusion``, ``total``, in ms; with
-CUDA synchronisation on a GPU so the numbers are real).
+Every stage is timed (``encode``, ``search``, ``heads``, ``fusion``, ``refine``, ``total``, in
+ms; with CUDA synchronisation on a GPU so the numbers are real).
 
 A multi-scene database is searched in two steps: the top-1 frame over all scenes picks the
 scene, then the k neighbours come from that scene only (hypotheses from different scenes
@@ -25,14 +26,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reloc_ros.core.calibration import Calibration, CalibrationError, signals
+from reloc_ros.core.calibration import Calibration, CalibrationError, pnp_signals, signals
 from reloc_ros.core.database import DatabaseError, FrameDatabase, load_pair
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.fusion import FusionConfig, FusionResult, fuse, hypotheses
 from reloc_ros.core.model import RelPoseNet
+from reloc_ros.core.pnp import PnPConfig, PnPRefiner
 from reloc_ros.core.retrieval import build_index
 
-__all__ = ["LocalizerConfig", "Hypotheses", "LocalizationResult", "Localizer"]
+__all__ = ["REFINERS", "LocalizerConfig", "Hypotheses", "LocalizationResult", "Localizer"]
+
+#: Refinement after fusion: none, or SIFT + PnP-RANSAC against the database depth.
+REFINERS = ("none", "pnp")
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,10 @@ class LocalizerConfig:
             spread and the fusion's inlier score, which are *not* calibrated).
         min_confidence: a pose with a lower confidence is not used (``ok`` False, reason
             given, pose kept for analysis). None: the calibration's threshold, or 0.
+        refiner: 'none', or 'pnp' (:mod:`reloc_ros.core.pnp`; needs a database built with
+            keypoints, and the query's intrinsics). A query the refiner cannot solve is not
+            used: the fused pose is kept for analysis only.
+        pnp: the PnP refiner's settings (None: those the database keypoints were made with).
     """
 
     top_k: int = 5
@@ -57,10 +66,14 @@ class LocalizerConfig:
     index: str = "exact"
     calibration: Calibration | None = None
     min_confidence: float | None = None
+    refiner: str = "none"
+    pnp: PnPConfig | None = None
 
     def __post_init__(self):
         if self.top_k < 1:
             raise ValueError("top_k must be >= 1")
+        if self.refiner not in REFINERS:
+            raise ValueError(f"unknown refiner {self.refiner!r}: use one of {', '.join(REFINERS)}")
 
     @property
     def threshold(self) -> float:
@@ -111,6 +124,7 @@ class LocalizationResult:
     timings_ms: dict
     calibrated: bool = False
     signals: np.ndarray | None = None
+    refinement: dict | None = None  # the refiner's numbers (ok, inliers, matches, rms, ms), or None
 
 
 class Localizer:
@@ -141,6 +155,12 @@ class Localizer:
         if cfg.scene is not None and cfg.scene not in db.scene_names:
             raise ValueError(f"scene {cfg.scene!r} is not in the database (has {db.scene_names})")
         self._sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        self.refiner = None
+        if cfg.refiner == "pnp":
+            if db.keypoints is None:
+                raise ValueError("refiner 'pnp' needs a database with keypoints "
+                                 "(python -m reloc_train.database build --keypoints)")
+            self.refiner = PnPRefiner(db.keypoints, self.poses, cfg.pnp)
 
     @classmethod
     def from_files(cls, model_path: Path | str, db_path: Path | str, cfg: LocalizerConfig = LocalizerConfig(),
@@ -151,6 +171,9 @@ class Localizer:
         model, info, db = load_pair(model_path, db_path, dev)
         if len(db) == 0:
             raise DatabaseError(db_path, "database holds no frame")
+        if cfg.refiner == "pnp" and db.keypoints is None:
+            raise DatabaseError(db_path, "has no keypoints, which refiner 'pnp' needs; rebuild it with "
+                                         "python -m reloc_train.database build --keypoints")
         if calibration_path:
             cal = Calibration.load(calibration_path, db)
             fitted = cal.info.get("fusion_method")
@@ -158,6 +181,10 @@ class Localizer:
                 raise CalibrationError(calibration_path, f"was fitted for fusion method {fitted!r}, but the "
                                                          f"localizer fuses with {cfg.fusion.method!r}; refit it "
                                                          "(python -m reloc_train.calibrate) or set that method")
+            if cal.info.get("refiner", "none") != cfg.refiner:
+                raise CalibrationError(calibration_path, f"was fitted for refiner {cal.info.get('refiner', 'none')!r}, "
+                                                         f"but the localizer refines with {cfg.refiner!r}; refit "
+                                                         "it (python -m reloc_train.calibrate --refiner)")
             cfg = replace(cfg, calibration=cal)
         loc = cls(model, db, cfg, dev)
         loc.model_info = info
@@ -257,6 +284,14 @@ class Localizer:
         """Database descriptors of ``rows`` (float32, on the index's device)."""
         return self.db.descriptors[rows.cpu()].to(self.index.device, torch.float32)
 
+    def _decide(self, calibrated: bool, conf: float, cov: np.ndarray, reason: str) -> tuple[bool, str]:
+        """Whether a pose with this confidence and covariance is used, and why not."""
+        if calibrated and not (np.isfinite(conf) and np.all(np.isfinite(cov))):
+            return False, "the calibration gave no finite confidence and covariance (a non-finite signal)"
+        if (calibrated or self.cfg.min_confidence is not None) and not conf >= self.cfg.threshold:
+            return False, f"confidence {conf:.2f} is below the threshold {self.cfg.threshold:.2f}"
+        return True, reason
+
     def fuse(self, h: Hypotheses, fusion: FusionConfig | None = None) -> LocalizationResult:
         """Fuse hypotheses with the configured (or the given) fusion settings."""
         t0 = time.perf_counter()
@@ -264,16 +299,15 @@ class Localizer:
         r: FusionResult = fuse(h.T_db, h.t, h.q, h.scores, fc)
         ok, cov, conf, reason, x = r.ok, r.covariance, r.confidence, r.reason, None
         cal = self.cfg.calibration
-        calibrated = cal is not None and cal.info.get("fusion_method", fc.method) == fc.method
+        calibrated = cal is not None and cal.info.get("fusion_method", fc.method) == fc.method \
+            and cal.info.get("refiner", "none") == "none"
         if r.ok:
             x = signals(h.poses, h.scores, r.pose, len(r.inliers),
                         h.feature_dist if h.feature_dist is not None else np.full(len(h.t), np.nan), h.t)
             if calibrated:
                 conf, cov = cal.confidence(x), cal.covariance(x, r.pose[:3, :3])
-        if ok and calibrated and not (np.isfinite(conf) and np.all(np.isfinite(cov))):
-            ok, reason = False, "the calibration gave no finite confidence and covariance (a non-finite signal)"
-        elif ok and (calibrated or self.cfg.min_confidence is not None) and not conf >= self.cfg.threshold:
-            ok, reason = False, f"confidence {conf:.2f} is below the threshold {self.cfg.threshold:.2f}"
+        if ok:
+            ok, reason = self._decide(calibrated, conf, cov, reason)
         ms = (time.perf_counter() - t0) * 1e3
         timings = dict(h.timings_ms, fusion=ms)
         timings["total"] = sum(timings.values())
@@ -281,6 +315,48 @@ class Localizer:
                                   n_inliers=len(r.inliers), inliers=r.inliers, reason=reason,
                                   scene=h.scene, hypotheses=h, timings_ms=timings, calibrated=calibrated, signals=x)
 
-    def localize(self, image: np.ndarray) -> LocalizationResult:
-        """The whole pipeline for one RGB uint8 image."""
-        return self.fuse(self.hypothesize(image))
+    def refine(self, r: LocalizationResult, image: np.ndarray, K_33: np.ndarray | None) -> LocalizationResult:
+        """Refine a fused result with the configured refiner (none: ``r`` as it is).
+
+        Args:
+            r: the fusion's result (its retrieved rows are matched; its pose is not needed).
+            image: the query's RGB uint8 (H, W, 3) image.
+            K_33: the query camera's intrinsics at the refiner's image size
+                (:attr:`refine_image_size`), or None when unknown: then nothing is used.
+        """
+        if self.refiner is None:
+            return r
+        from dataclasses import replace as dc_replace
+
+        t0 = time.perf_counter()
+        if K_33 is None:
+            return dc_replace(r, ok=False, reason="no camera intrinsics for the refiner (camera_info or the "
+                                                  "camera_intrinsics parameter)", refinement=None)
+        p = self.refiner.refine(image, K_33, r.hypotheses.db_index)
+        info = {"ok": p.ok, "inliers": p.inliers, "matches": p.matches, "reproj_rms_px": p.reproj_rms_px,
+                "ms": p.ms}
+        timings = dict(r.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
+        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        if not p.ok:
+            return dc_replace(r, ok=False, reason=f"refinement failed: {p.reason}", refinement=info,
+                              timings_ms=timings)
+        cal = self.cfg.calibration
+        calibrated = cal is not None and cal.info.get("refiner", "none") == self.cfg.refiner
+        x = pnp_signals(p.inliers, p.matches, p.reproj_rms_px, p.covariance, float(r.hypotheses.scores[0]))
+        if calibrated:
+            conf, cov = cal.confidence(x), cal.covariance(x, p.pose[:3, :3])
+        else:  # the Gauss-Newton covariance: how well the inliers pin the pose (not calibrated)
+            conf, cov = p.inliers / max(1, p.matches), p.covariance
+        ok, reason = self._decide(calibrated, conf, cov, "")
+        return dc_replace(r, ok=ok, pose=p.pose, covariance=cov, confidence=float(conf), reason=reason,
+                          calibrated=calibrated, signals=x, refinement=info, timings_ms=timings)
+
+    @property
+    def refine_image_size(self) -> tuple[int, int] | None:
+        """(width, height) the refiner wants the query's intrinsics at (None: no refiner)."""
+        return None if self.refiner is None else tuple(self.refiner.cfg.image_size)
+
+    def localize(self, image: np.ndarray, K_33: np.ndarray | None = None) -> LocalizationResult:
+        """The whole pipeline for one RGB uint8 image (``K_33``: its intrinsics at
+        :attr:`refine_image_size`, used by the refiner only)."""
+        return self.refine(self.fuse(self.hypothesize(image)), image, K_33)

@@ -66,7 +66,8 @@ from reloc_ros.core.database import DatabaseError
 from reloc_ros.core.fusion import FUSION_METHODS, FusionConfig
 from reloc_ros.core.geometry import invert
 from reloc_ros.core.initialpose import GateConfig, InitialPoseGate
-from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.camera import Intrinsics
+from reloc_ros.core.localizer import REFINERS, Localizer, LocalizerConfig
 from reloc_ros.core.model import ModelFileError
 from reloc_ros.ros.messages import BACKEND as IMAGE_BACKEND
 from reloc_ros.ros.messages import (ImageConversionError, msg_to_rgb, pose_with_covariance_stamped_msg,
@@ -96,9 +97,13 @@ PARAMETERS = {
                               "(python -m reloc_train.calibrate); empty: NOT calibrated (hypothesis spread)"),
     "min_confidence": (-1.0, "publish only poses with at least this confidence; -1: the calibration's "
                              "threshold (0 without a calibration)"),
+    "refiner": ("none", "refinement after fusion: none | pnp (SIFT + PnP-RANSAC against the database depth; "
+                        "needs a database built with --keypoints, and the camera's intrinsics)"),
+    "camera_intrinsics": ([0.0] * 6, "fx, fy, cx, cy, width, height of the camera, for the refiner (fx 0: "
+                                     "unset; camera_info, with use_camera_info, takes precedence)"),
     "use_compressed": (False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image"),
     "image_reliable": (False, "subscribe to images with reliable QoS instead of sensor-data (best effort)"),
-    "use_camera_info": (False, "subscribe to camera_info and report it in diagnostics"),
+    "use_camera_info": (False, "subscribe to camera_info: the refiner's intrinsics, and diagnostics"),
     "map_frame": ("map", "REP-105 map frame: poses are published in it when TF map_frame -> database_frame exists"),
     "database_frame": ("reloc_map", "TF frame of the database's world (the visual map); poses are published in "
                                     "it while TF has no map_frame -> database_frame (equal to map_frame: no TF needed)"),
@@ -237,6 +242,13 @@ class RelocalizationNode(Node):
             bad.append(f"min_confidence must be -1 (the calibration's threshold) or in [0, 1] (got {p['min_confidence']})")
         if p["diagnostics_period_s"] <= 0:
             bad.append("diagnostics_period_s must be > 0")
+        if p["refiner"] not in REFINERS:
+            bad.append(f"refiner must be one of {', '.join(REFINERS)} (got {p['refiner']!r})")
+        ci = list(p["camera_intrinsics"])
+        if len(ci) != 6 or not all(math.isfinite(v) for v in ci) or \
+                (ci[0] > 0 and not (ci[1] > 0 and ci[4] >= 1 and ci[5] >= 1)):
+            bad.append(f"camera_intrinsics must be [fx, fy, cx, cy, width, height] with positive fx, fy and size, "
+                       f"or fx 0 for unset (got {ci})")
         try:
             self._gate_config = GateConfig(**{k.split(".", 1)[1]: p[k] for k in p if k.startswith("initialpose.")})
         except (ValueError, TypeError) as e:
@@ -254,7 +266,8 @@ class RelocalizationNode(Node):
                                   inlier_r_deg=p["fusion.inlier_r_deg"], ray_inlier_deg=p["fusion.ray_inlier_deg"],
                                   min_inliers=p["min_inliers"])
             cfg = LocalizerConfig(top_k=p["top_k"], fusion=fusion, scene=p["scene"] or None,
-                                  min_confidence=None if p["min_confidence"] == -1 else p["min_confidence"])
+                                  min_confidence=None if p["min_confidence"] == -1 else p["min_confidence"],
+                                  refiner=p["refiner"])
             t0 = time.time()
             self.localizer = Localizer.from_files(p["model_path"], p["database_path"], cfg, p["device"],
                                                   p["calibration_path"] or None)
@@ -271,6 +284,14 @@ class RelocalizationNode(Node):
                 f"calibration {p['calibration_path']}: publish threshold {self.localizer.cfg.threshold:.3f} "
                 f"(P(within {cal.target_t_m:.2f} m, {cal.target_r_deg:.0f}°)), fitted on "
                 f"{cal.info.get('queries', '?')} held-out frames of {', '.join(cal.info.get('scenes', []))}")
+        if p["refiner"] != "none":
+            if p["camera_intrinsics"][0] <= 0 and not p["use_camera_info"]:
+                self.get_logger().warning(
+                    f"refiner {p['refiner']}: no camera intrinsics (set camera_intrinsics, or use_camera_info): "
+                    "no pose is published until intrinsics arrive")
+            else:
+                self.get_logger().info(f"refiner {p['refiner']} at {self.localizer.refine_image_size}, intrinsics from "
+                                       + ("camera_info" if p["use_camera_info"] else "camera_intrinsics"))
         if self.localizer.cfg.top_k < p["top_k"]:
             self.get_logger().warning(
                 f"top_k {p['top_k']} is larger than the database ({len(self.localizer.db)} frames): "
@@ -295,6 +316,21 @@ class RelocalizationNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+
+    def _refine_K(self) -> np.ndarray | None:
+        """The camera's 3x3 intrinsics at the refiner's image size: from camera_info when one
+        arrived, else the camera_intrinsics parameter; None without either (or no refiner)."""
+        size = self.localizer.refine_image_size
+        if size is None:
+            return None
+        ci, p = self._camera_info, self.p["camera_intrinsics"]
+        if ci is not None and ci.k[0] > 0 and ci.width > 0 and ci.height > 0:
+            intr = Intrinsics(fx=ci.k[0], fy=ci.k[4], cx=ci.k[2], cy=ci.k[5], width=ci.width, height=ci.height)
+        elif p[0] > 0:
+            intr = Intrinsics(fx=p[0], fy=p[1], cx=p[2], cy=p[3], width=int(p[4]), height=int(p[5]))
+        else:
+            return None
+        return intr.scaled(*size).K
 
     async def _on_trigger(self, request, response):
         """Ask the worker for one localization and answer with its result.
@@ -373,7 +409,7 @@ class RelocalizationNode(Node):
             self._warn("malformed", f"malformed image skipped ({e}); {self.stats.count['malformed']} so far")
             return {"ok": False, "message": f"malformed image: {e}"}
         stamp = msg.header.stamp
-        res = self.localizer.localize(rgb)
+        res = self.localizer.localize(rgb, self._refine_K())
         with self._lock:
             self._stage_ms.append(res.timings_ms)
             self.stats.count["processed"] += 1
@@ -510,6 +546,9 @@ class RelocalizationNode(Node):
             "seconds since last success": round(since, 1) if math.isfinite(since) else "never",
             "last rejection": s.last_reason, "device": str(self.localizer.device), "mode": self.p["mode"],
             "calibrated": self.localizer.cfg.calibration is not None,
+            "refiner": self.p["refiner"],
+            "refine ms (median)": round(float(np.median([t.get("refine", 0.0) for t in stages])), 2)
+            if stages and self.p["refiner"] != "none" else float("nan"),
             "confidence threshold": round(self.localizer.cfg.threshold, 3),
             "initialpose": gate_reason, "initialposes sent": self.gate.sent,
             "initialpose gate": self.gate.summary(),

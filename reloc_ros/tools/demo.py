@@ -4,12 +4,14 @@
 2. model: train a small CPU model on the ``fit`` split (the training sequences but the
    last, which is held out for calibration; all of them when the scene has only one), or
    take ``--model FILE``;
-3. database: encode the same frames with that model;
+3. database: encode the same frames with that model, and (``--refiner pnp``, the default)
+   store their SIFT keypoints with depth for the PnP refiner;
 4. calibration: fit the covariance and the publish threshold on the held-out sequence
    (:mod:`reloc_train.calibrate`; skipped, with a message, when it has fewer than 20 frames);
 5. bag: convert the test sequences to a rosbag2 (mcap), with a drifting odometry TF
    ``odom -> camera_link`` (2 % of the path) for the node's ``/initialpose`` gate;
-6. online: start the relocalization node (calibrated, ``publish_initialpose`` on), the
+6. online: start the relocalization node (refiner, calibrated, intrinsics from the bag's
+   ``camera_info``, ``publish_initialpose`` on), the
    online evaluator and the bag replay as three separate processes talking over Fast DDS;
    the evaluator matches the node's poses and its ``/initialpose`` messages to the ground
    truth by stamp and writes a report (CSV, Markdown, plots);
@@ -43,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / ".cache" / "demo"
 POSE_TOPIC = "/relocalization_node/pose"
 IMAGE_TOPIC = "/camera/color/image_raw"
+CAMERA_INFO_TOPIC = "/camera/color/camera_info"
 
 #: The demo's training run: config/train_cpu.yaml (EfficientNet-Lite0 from ImageNet at
 #: 120x160, t + q + retrieval) with Aligned-MTL on Z, but with 7 of the 9 encoder stages
@@ -140,14 +143,20 @@ def stage_database(args, model: Path, scene_dir: Path) -> Path:
     device = resolve_device(args.device)
     net, info = load_model(model, device)
     split = map_split(scene_dir)
+    kp = None
+    if args.refiner == "pnp":  # keypoints at the scene's own resolution
+        from reloc_ros.core.pnp import PnPConfig
+
+        intr = Scene(scene_dir).color_intrinsics
+        kp = PnPConfig(image_size=(intr.width, intr.height))
     key = key_of({"model": info.fingerprint, "scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir),
-                  "split": split})
+                  "split": split, "keypoints": kp.as_dict() if kp else None})
     db = args.out / f"db_{key}.pt"
     if not args.fresh and db.is_file():
         log(f"3/6 database: reusing {db}")
         return db
-    log(f"3/6 database: encoding the {split!r} frames ...")
-    database = build_database(net, info, [Scene(scene_dir)], split, device)
+    log(f"3/6 database: encoding the {split!r} frames" + (" and their keypoints" if kp else "") + " ...")
+    database = build_database(net, info, [Scene(scene_dir)], split, device, keypoints=kp)
     database.save(db)
     log(f"    {len(database)} frames in {database.meta['build_seconds']} s")
     return db
@@ -168,14 +177,15 @@ def stage_calibration(args, model: Path, db: Path, scene_dir: Path) -> Path | No
         log(f"4/6 calibration: skipped (the held-out sequence has {n} frames, a calibration needs 20): "
             "the node publishes uncalibrated covariances")
         return None
-    key = key_of({"db": FrameDatabase.load(db).checksum, "fusion": args.fusion, "top_k": args.top_k})
+    key = key_of({"db": FrameDatabase.load(db).checksum, "fusion": args.fusion, "top_k": args.top_k,
+                  "refiner": args.refiner})
     path = args.out / f"calibration_{key}" / "calibration.json"
     if not args.fresh and path.is_file():
         log(f"4/6 calibration: reusing {path}")
         return path
     log(f"4/6 calibration: fitting on the held-out sequence ({n} frames) ...")
-    loc = Localizer.from_files(model, db, LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion)),
-                               args.device)
+    loc = Localizer.from_files(model, db, LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion),
+                                                          refiner=args.refiner), args.device)
     cal, pr = calibrate(loc, [scene], "calib", progress=False)
     cal.save(path, loc.db)
     (path.parent / "calibration.md").write_text(report(cal))
@@ -255,7 +265,9 @@ def stage_online(args, model: Path, db: Path, bag: Path, calibration: Path | Non
                          str(ROOT / "config" / "relocalization.yaml"), "-p", f"model_path:={model}",
                          "-p", f"database_path:={db}", "-p", f"device:={args.device}", "-p", "max_rate_hz:=0.0",
                          "-p", "image_reliable:=true", "-p", f"top_k:={args.top_k}", "-p", "database_frame:=map",
-                         "-p", f"fusion.method:={args.fusion}", "-p", "publish_initialpose:=true"]
+                         "-p", f"fusion.method:={args.fusion}", "-p", "publish_initialpose:=true",
+                         "-p", f"refiner:={args.refiner}", "-p", "use_camera_info:=true",
+                         "-r", f"camera_info:={CAMERA_INFO_TOPIC}"]
                 + (["-p", f"calibration_path:={calibration}"] if calibration else [])
                 + ["-r", f"image:={IMAGE_TOPIC}"], env, marker="ready:")
     procs = [node]
@@ -297,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", help="consensus | top1 | triangulate")
+    ap.add_argument("--refiner", choices=["none", "pnp"],
+                    help="refinement after fusion (default pnp; none with --quick, whose 80x60 frames are too "
+                         "small for SIFT)")
     ap.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     ap.add_argument("--max-frames", type=int, help="test frames in the bag (default all)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="work folder (cached between runs)")
@@ -305,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick and not args.scene:
         args.preset = "tiny"
+    if args.refiner is None:
+        args.refiner = "none" if args.quick else "pnp"
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     times = {}

@@ -3,7 +3,10 @@
     python -m reloc_ros.tools.evaluate --model model.pt --db db.pt --scene data/chess --out eval/chess
 
 Every query is encoded and regressed once; its k hypotheses are then fused by each method,
-so the columns differ only in fusion. ``retrieval-only`` is the pose of the top-1
+so the columns differ only in fusion. When the database has keypoints (``database build
+--keypoints``), a ``sift+pnp`` row adds the classical refinement baseline
+(:mod:`reloc_ros.core.pnp`: SIFT matches to the top-3 retrieved frames, lifted with their
+depth, PnP-RANSAC), with its time per query. ``retrieval-only`` is the pose of the top-1
 retrieved database frame, with no regression: if the learned pipeline does not beat it,
 the regression adds nothing.
 
@@ -47,6 +50,8 @@ from reloc_ros.tools.report import fmt, markdown_table, pct, write_csv, write_su
 
 THRESHOLDS = [(0.05, 5.0), (0.25, 2.0), (0.50, 5.0), (5.0, 10.0)]
 METHODS = ["retrieval-only", "top1", "consensus", "triangulate"]
+#: The classical refinement row, added when the database has keypoints (reloc_ros.core.pnp).
+PNP = "sift+pnp"
 
 
 RECALL_KS = (1, 5, 10)
@@ -83,13 +88,13 @@ def summarize(per_method: dict[str, dict], n: int) -> dict:
 def decision_fields(r, T_gt: np.ndarray, right_scene: bool = True) -> dict:
     """What a per-frame row records of the configured method's decision.
 
-    ``fused``: fusion gave a pose in the query's scene; ``confidence``: its confidence
+    ``fused``: fusion (and the refiner, when one is configured) gave a pose in the query's scene; ``confidence``: its confidence
     (-inf without one); ``published``: the localizer would publish it; ``fused_t_m``,
     ``fused_r_deg``: its error whether published or not; ``d2_6``, ``d2_t``, ``d2_r``: squared
     Mahalanobis distances of its 6-vector error under its covariance. Keys ending in
     ``_vec`` (signals, error, rotation) feed calibration and are not written to CSV.
     """
-    fused = r.pose is not None and right_scene
+    fused = r.pose is not None and right_scene and (r.refinement is None or bool(r.refinement.get("ok")))
     out = {"fused": fused, "published": bool(r.ok and right_scene), "calibrated": r.calibrated,
            "confidence": float(r.confidence) if fused else float("-inf"),
            "fused_t_m": float("nan"), "fused_r_deg": float("nan"), "d2_6": float("nan"), "d2_t": float("nan"),
@@ -129,9 +134,15 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
     fusions = {m: replace(base, method=m) for m in ("top1", "consensus", "triangulate")}
     from reloc_ros.data.coverage import coverage
 
-    rows, timings, recall = [], [], []
+    rows, timings, recall, pnp_ms = [], [], [], []
     recalls = {k: [] for k in RECALL_KS}
-    per = {m: {"t": [], "r": []} for m in METHODS}
+    methods = METHODS + ([PNP] if loc.db.keypoints is not None else [])
+    refiner = loc.refiner  # the configured refiner, else a PnP row when the database allows one
+    if refiner is None and loc.db.keypoints is not None:
+        from reloc_ros.core.pnp import PnPRefiner
+
+        refiner = PnPRefiner(loc.db.keypoints, loc.poses)
+    per = {m: {"t": [], "r": []} for m in methods}
     covs = []
     for sc in scenes:
         frames = sc.frames(split)
@@ -153,16 +164,29 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
             recall.append(recall_at_k(h.T_db, T_gt))
             row = {"scene": sc.name, "frame": fr.id, "retrieved_scene": h.scene, "recall_at_k": recall[-1]}
             est = {"retrieval-only": h.T_db[0]}
+            decision = None
             for m, fc in fusions.items():
                 r = loc.fuse(h, fc)
                 est[m] = r.pose if r.ok and h.scene == sc.name else None
                 row[f"{m}_inliers"] = r.n_inliers
                 if m == loc.cfg.fusion.method:
-                    timings.append(r.timings_ms)
-                    row.update(decision_fields(r, T_gt, h.scene == sc.name))
+                    decision = r
+            if refiner is not None:  # SIFT + PnP against the top-m retrieved frames' depth
+                K = sc.color_intrinsics.scaled(*refiner.cfg.image_size).K
+                if loc.refiner is not None:  # the node's pipeline: its decision is the refined one
+                    decision = loc.refine(decision, img, K)
+                    pr_ok, pr_pose, info = decision.refinement["ok"], decision.pose, decision.refinement
+                else:
+                    pr = refiner.refine(img, K, h.db_index)
+                    pr_ok, pr_pose, info = pr.ok, pr.pose, {"inliers": pr.inliers, "ms": pr.ms}
+                est[PNP] = pr_pose if pr_ok and h.scene == sc.name else None
+                row[f"{PNP}_inliers"], row[f"{PNP}_ms"] = info["inliers"], info["ms"]
+                pnp_ms.append(info["ms"])
+            timings.append(decision.timings_ms)
+            row.update(decision_fields(decision, T_gt, h.scene == sc.name))
             if h.scene != sc.name:  # retrieved the wrong scene: every method fails
                 est["retrieval-only"] = None
-            for m in METHODS:
+            for m in methods:
                 if est[m] is None:
                     te = re = float("nan")
                 else:
@@ -176,6 +200,8 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
     n = len(rows)
     summ = summarize(per, n)
     tm = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]} if timings else {}
+    if pnp_ms:
+        tm[PNP] = float(np.mean(pnp_ms))
     oracle = float(np.average([c.within_50cm_30deg for c in covs], weights=[c.queries for c in covs])) \
         if covs else float("nan")
     conf_rep = confidence_report(rows, loc.cfg.threshold) if loc.cfg.calibration is not None else None
@@ -183,7 +209,9 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
             "recall_at_k": float(np.mean(recall)) if recall else float("nan"),
             "recall": {k: float(np.mean(v)) if v else float("nan") for k, v in recalls.items()},
             "oracle_recall": oracle, "coverage": [c.as_dict() for c in covs],
-            "top_k": loc.cfg.top_k, "queries": n, "timings_ms": tm, "method": loc.cfg.fusion.method}
+            "top_k": loc.cfg.top_k, "queries": n, "timings_ms": tm,
+            "method": loc.cfg.fusion.method + (f" + {loc.cfg.refiner}" if loc.refiner is not None else ""),
+            "methods": methods}
 
 
 def table_markdown(res: dict, title: str = "") -> str:
@@ -192,7 +220,7 @@ def table_markdown(res: dict, title: str = "") -> str:
            [f"≤{int(t * 100)}cm,{int(r)}°" for t, r in THRESHOLDS] + ["rejected"]
     rows = [[m, fmt(s[m]["median_t_m"]), fmt(s[m]["median_r_deg"], ".2f"), fmt(s[m]["mean_t_m"]),
              fmt(s[m]["mean_r_deg"], ".2f")] + [pct(s[m][acc_key(t, r)]) for t, r in THRESHOLDS]
-            + [pct(s[m]["rejection_rate"])] for m in METHODS]
+            + [pct(s[m]["rejection_rate"])] for m in res.get("methods", METHODS)]
     rec = res.get("recall", {})
     notes = [f"{res['queries']} queries. Retrieval recall (a retrieved frame within 0.5 m and 30°): "
              + ", ".join(f"@{k} {pct(v)}" for k, v in rec.items())
@@ -223,7 +251,7 @@ def plot(res: dict, out: Path) -> None:
     rows = res["rows"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, unit, lim in ((axes[0], "t_m", "m", None), (axes[1], "r_deg", "deg", None)):
-        for m in METHODS:
+        for m in res.get("methods", METHODS):
             v = np.array([r[f"{m}_{key}"] for r in rows], dtype=float)
             v = np.sort(np.where(np.isfinite(v), v, np.inf))
             y = np.arange(1, len(v) + 1) / max(1, len(v))
@@ -319,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", choices=METHODS[1:],
                     help="the node's fusion method: its column is the one the calibration applies to")
+    ap.add_argument("--refiner", default="none", choices=["none", "pnp"],
+                    help="refine after fusion (pnp: needs a database built with --keypoints)")
     ap.add_argument("--inlier-t", type=float, default=FusionConfig.inlier_t_m)
     ap.add_argument("--inlier-r", type=float, default=FusionConfig.inlier_r_deg)
     ap.add_argument("--min-inliers", type=int, default=FusionConfig.min_inliers)
@@ -335,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fcfg = FusionConfig(method=args.fusion, inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,
                             min_inliers=args.min_inliers)
-        loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k, fusion=fcfg), args.device,
-                                   args.calibration)
+        loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k, fusion=fcfg,
+                                                                        refiner=args.refiner),
+                                   args.device, args.calibration)
         scenes = open_scenes(args.scene, args.scenes)
     except (ModelFileError, DatabaseError, CalibrationError, SevenScenesError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
