@@ -196,6 +196,20 @@ class RelPoseNet(nn.Module):
         fmap = self.encoder.feature_map(x, start)
         return self.pose_feature(fmap), self.descriptor(fmap)
 
+    def encode_levels(self, x: torch.Tensor, levels: tuple[int, ...]
+                      ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+        """One encoder pass over normalised images (B, 3, H, W) that also returns the output
+        of the encoder stages ``levels`` (the dense features of feature-metric refinement):
+        ``(f (B, C), descriptors (B, D), {stage: fmap (B, C_s, h_s, w_s)})``."""
+        want = set(levels)
+        out = {}
+        for i, mods in enumerate(self.encoder.stages()):
+            for m in mods:
+                x = m(x)
+            if i in want:
+                out[i] = x
+        return self.pose_feature(x), self.descriptor(x), out
+
     def predict(self, f_a: torch.Tensor, f_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """Relative pose of b in a from two feature batches: {'t': (B, 3), 'q': (B, 4)}."""
         return self.heads_from_z(torch.cat([f_a, f_b], dim=1))

@@ -1,0 +1,350 @@
+r"""Feature-metric pose refinement against database depth: the cost, and Levenberg–Marquardt on it.
+
+The cost that both this Levenberg–Marquardt baseline and the learned DRO optimizer read:
+pixels of a retrieved database frame with valid depth are back-projected with its depth and
+intrinsics (:func:`backproject`), moved into the world with its pose, projected into the
+query with the current pose estimate, and the query's dense features there (sampled
+bilinearly, :func:`bilinear`) are compared with the database frame's own:
+
+.. math::  E(T) = \sum_i \rho\big(\| F_q(\pi(K_q\, T^{-1} X_i)) - f_i \|\big), \qquad
+           X_i = T_{db}\, \pi^{-1}(u_i, d_i)
+
+with the Huber loss :math:`\rho`, over a coarse-to-fine pyramid of feature maps.
+
+The pose is perturbed in the README's convention: :math:`c' = c + \delta_c` (camera centre,
+map axes) and :math:`R' = \exp(\delta_r) R` (rotation about the map axes), and the Jacobian is
+analytic: :math:`J_i = \partial F_q / \partial u \cdot \partial u / \partial X_c \cdot
+[-R^T \mid R^T [X_i - c]_\times]` (the feature-map gradient is taken by central differences
+and sampled bilinearly like the features).
+
+Example::
+
+    X_M3, uv_M2 = backproject(depth_hw, K_db, step=2)            # a database frame, one level
+    f_MC, _ = bilinear(F_db_Chw, uv_M2)
+    lm = FeatureMetricLM(LMConfig(iterations=10))
+    T, info = lm.refine(T0, [F_q_Chw], [K_q], [[(T_db, X_M3, f_MC)]])   # levels, then frames
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["LMConfig", "FeatureMetricLM", "DenseConfig", "DenseSet", "backproject", "bilinear", "gradients",
+           "skew", "normalize_channels", "frame_points"]
+
+
+def skew(v_N3: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) cross-product matrices [v]x."""
+    v = np.atleast_2d(v_N3)
+    z = np.zeros(len(v))
+    return np.stack([np.stack([z, -v[:, 2], v[:, 1]], -1), np.stack([v[:, 2], z, -v[:, 0]], -1),
+                     np.stack([-v[:, 1], v[:, 0], z], -1)], 1)
+
+
+def backproject(depth_hw: np.ndarray, K_33: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-frame points ``X_M3`` (metres) and their pixels ``uv_M2`` of the valid depth
+    pixels (finite, > 0) on a grid of ``step`` pixels; ``K`` belongs to the depth map's size."""
+    d = np.asarray(depth_hw, dtype=np.float64)
+    v, u = np.mgrid[0:d.shape[0]:step, 0:d.shape[1]:step]
+    z = d[v, u]
+    ok = np.isfinite(z) & (z > 0)
+    u, v, z = u[ok].astype(np.float64), v[ok].astype(np.float64), z[ok]
+    K = np.asarray(K_33, dtype=np.float64)
+    X = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], axis=1)
+    return X, np.stack([u, v], axis=1)
+
+
+def bilinear(F_Chw: np.ndarray, uv_M2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(M, C)`` at sub-pixel positions (pixel centres at integers) and whether
+    each position lies inside the map (outside: zeros)."""
+    F = np.asarray(F_Chw)
+    C, h, w = F.shape
+    u, v = uv_M2[:, 0], uv_M2[:, 1]
+    inside = (u >= 0) & (v >= 0) & (u <= w - 1) & (v <= h - 1) & np.isfinite(u) & np.isfinite(v)
+    uc, vc = np.clip(np.nan_to_num(u), 0, w - 1), np.clip(np.nan_to_num(v), 0, h - 1)
+    u0, v0 = np.minimum(np.floor(uc).astype(int), w - 2), np.minimum(np.floor(vc).astype(int), h - 2)
+    a, b = uc - u0, vc - v0
+    f = (F[:, v0, u0] * (1 - a) * (1 - b) + F[:, v0, u0 + 1] * a * (1 - b)
+         + F[:, v0 + 1, u0] * (1 - a) * b + F[:, v0 + 1, u0 + 1] * a * b).T
+    return np.where(inside[:, None], f, 0.0), inside
+
+
+def gradients(F_Chw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradients (dF/du, dF/dv) of a feature map, per channel."""
+    F = np.asarray(F_Chw, dtype=np.float64)
+    gu, gv = np.zeros_like(F), np.zeros_like(F)
+    gu[:, :, 1:-1] = 0.5 * (F[:, :, 2:] - F[:, :, :-2])
+    gv[:, 1:-1, :] = 0.5 * (F[:, 2:, :] - F[:, :-2, :])
+    return gu, gv
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Settings of :class:`FeatureMetricLM` (each documented below it)."""
+
+    iterations: int = 10
+    """Levenberg–Marquardt iterations per pyramid level."""
+    huber: float = 0.1
+    """Huber threshold on the residual norm, as a share of the median reference feature norm."""
+    damping: float = 1e-3
+    """initial λ of (H + λ diag H) δ = -g; ×10 after a rejected step, ÷10 after an accepted one."""
+    min_points: int = 20
+    """fewer visible points than this at a level: the level is skipped."""
+
+    def __post_init__(self):
+        if self.iterations < 0 or self.huber <= 0 or self.damping <= 0 or self.min_points < 6:
+            raise ValueError("iterations >= 0, huber > 0, damping > 0 and min_points >= 6 are required")
+
+
+class FeatureMetricLM:
+    """Gauss–Newton / Levenberg–Marquardt on the feature-metric cost (module docstring)."""
+
+    def __init__(self, cfg: LMConfig = LMConfig()):
+        self.cfg = cfg
+
+    @staticmethod
+    def _project(T_wc: np.ndarray, X_M3: np.ndarray, K: np.ndarray):
+        Xc = (X_M3 - T_wc[:3, 3]) @ T_wc[:3, :3]
+        z = Xc[:, 2]
+        uv = np.stack([K[0, 0] * Xc[:, 0] / z + K[0, 2], K[1, 1] * Xc[:, 1] / z + K[1, 2]], 1)
+        return Xc, uv, z > 1e-3
+
+    def linearize(self, T_wc: np.ndarray, F_q: np.ndarray, gu: np.ndarray, gv: np.ndarray, K: np.ndarray,
+                  pts_M3: np.ndarray, ref_MC: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r"""Residuals ``r (V, C)`` and Jacobians ``J (V, C, 6)`` (with respect to
+        :math:`(\delta_c, \delta_r)`) of the V visible world points, and the visibility mask."""
+        Xc, uv, front = self._project(T_wc, pts_M3, K)
+        f, inside = bilinear(F_q, uv)
+        ok = inside & front
+        Xc, uv, f, X = Xc[ok], uv[ok], f[ok], pts_M3[ok]
+        du, _ = bilinear(gu, uv)
+        dv, _ = bilinear(gv, uv)
+        z = Xc[:, 2]
+        duv_dX = np.zeros((len(z), 2, 3))
+        duv_dX[:, 0, 0] = K[0, 0] / z
+        duv_dX[:, 0, 2] = -K[0, 0] * Xc[:, 0] / z ** 2
+        duv_dX[:, 1, 1] = K[1, 1] / z
+        duv_dX[:, 1, 2] = -K[1, 1] * Xc[:, 1] / z ** 2
+        Rt = T_wc[:3, :3].T
+        dX_dxi = np.concatenate([np.broadcast_to(-Rt, (len(z), 3, 3)), Rt[None] @ skew(X - T_wc[:3, 3])], 2)
+        return f - ref_MC[ok], np.stack([du, dv], 2) @ (duv_dX @ dX_dxi), ok
+
+    def _cost(self, T_wc, F_q, K, pts, ref, k):
+        _, uv, front = self._project(T_wc, pts, K)
+        f, inside = bilinear(F_q, uv)
+        ok = inside & front
+        r = np.linalg.norm(f - ref, axis=1)
+        rho = np.where(r <= k, 0.5 * r ** 2, k * (r - 0.5 * k))
+        return float(rho[ok].sum() / max(1, ok.sum())), int(ok.sum())
+
+    def refine(self, T0_wc: np.ndarray, query_levels: list[np.ndarray], K_levels: list[np.ndarray],
+               refs_levels: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> tuple[np.ndarray, dict]:
+        """Refine a camera-to-world pose.
+
+        Args:
+            T0_wc: the initial pose (4x4, camera-to-world).
+            query_levels: the query's feature maps (C, h, w), coarse to fine.
+            K_levels: the query's intrinsics at each level's size.
+            refs_levels: per level, the reference frames: ``(T_db_wc, X_M3 camera-frame
+                points, f_MC their features at that level)``.
+
+        Returns:
+            ``(T_wc, info)``: the refined pose and ``{'cost': [per iteration], 'points':
+            visible points at the last evaluation, 'iterations': accepted steps, 'covariance':
+            the Gauss-Newton covariance s² H⁻¹ at the solution (6x6, README convention;
+            infinite when the finest level had too few points)}``.
+        """
+        T = np.asarray(T0_wc, dtype=np.float64).copy()
+        costs, steps, n_vis = [], 0, 0
+        last = None
+        for F_q, K, refs in zip(query_levels, K_levels, refs_levels):
+            if not refs:
+                continue
+            F_q = np.asarray(F_q, dtype=np.float64)
+            gu, gv = gradients(F_q)
+            pts = np.concatenate([X @ Tdb[:3, :3].T + Tdb[:3, 3] for Tdb, X, _ in refs])
+            ref = np.concatenate([f for _, _, f in refs]).astype(np.float64)
+            k = self.cfg.huber * max(1e-9, float(np.median(np.linalg.norm(ref, axis=1))))
+            lam = self.cfg.damping
+            cost, n_vis = self._cost(T, F_q, K, pts, ref, k)
+            if n_vis < self.cfg.min_points:
+                continue
+            costs.append(cost)
+            last = (F_q, gu, gv, K, pts, ref, k)
+            for _ in range(self.cfg.iterations):
+                r, J, ok = self.linearize(T, F_q, gu, gv, K, pts, ref)
+                if ok.sum() < self.cfg.min_points:
+                    break
+                rn = np.linalg.norm(r, axis=1)
+                w = np.where(rn <= k, 1.0, k / np.maximum(rn, 1e-12))
+                H = np.einsum("m,mci,mcj->ij", w, J, J)
+                g = np.einsum("m,mci,mc->i", w, J, r)
+                while True:
+                    try:
+                        delta = -np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-12), g)
+                    except np.linalg.LinAlgError:
+                        delta = np.zeros(6)
+                    T_new = T.copy()
+                    T_new[:3, 3] += delta[:3]
+                    T_new[:3, :3] = cv2.Rodrigues(delta[3:])[0] @ T[:3, :3]
+                    c_new, n_new = self._cost(T_new, F_q, K, pts, ref, k)
+                    if c_new < cost and n_new >= self.cfg.min_points:
+                        T, cost, n_vis, lam = T_new, c_new, n_new, max(lam / 10, 1e-9)
+                        steps += 1
+                        break
+                    lam *= 10
+                    if lam > 1e6:
+                        break
+                costs.append(cost)
+                if lam > 1e6 or np.linalg.norm(delta) < 1e-7:
+                    break
+        cov = np.full((6, 6), np.inf)
+        if last is not None:  # Gauss-Newton covariance at the solution, finest level used
+            F_q, gu, gv, K, pts, ref, k = last
+            r, J, ok = self.linearize(T, F_q, gu, gv, K, pts, ref)
+            if ok.sum() >= self.cfg.min_points:
+                rn = np.linalg.norm(r, axis=1)
+                w = np.where(rn <= k, 1.0, k / np.maximum(rn, 1e-12))
+                H = np.einsum("m,mci,mcj->ij", w, J, J)
+                s2 = float(np.sum(w * rn ** 2)) / max(1, r.size - 6)
+                try:
+                    cov = s2 * np.linalg.inv(H)
+                    cov = 0.5 * (cov + cov.T)
+                except np.linalg.LinAlgError:
+                    pass
+        return T, {"cost": costs, "points": n_vis, "iterations": steps, "covariance": cov}
+
+
+# --------------------------------------------------------------------------- the database side
+@dataclass(frozen=True)
+class DenseConfig:
+    """What a database stores for feature-metric refinement, and how the refiner uses it."""
+
+    levels: tuple[int, ...] = (3, 2)
+    """encoder stages whose output is the dense feature map, coarse to fine (EfficientNet-Lite0
+    at 120x160: stage 3 is 40 channels at 15x20, stage 2 is 24 channels at 30x40)."""
+    steps: tuple[int, ...] = (1, 2)
+    """grid step (pixels of that level) of the stored points, per level."""
+    top_m: int = 3
+    """retrieved database frames aligned against."""
+    iterations: int = 15
+    """Levenberg–Marquardt iterations per level."""
+    huber: float = 0.1
+    """Huber threshold (share of the median feature norm)."""
+
+    def __post_init__(self):
+        if not self.levels or len(self.levels) != len(self.steps) or min(self.steps) < 1 or self.top_m < 1:
+            raise ValueError("levels and steps must be non-empty and of equal length, steps >= 1, top_m >= 1")
+
+    def as_dict(self) -> dict:
+        return {"levels": list(self.levels), "steps": list(self.steps), "top_m": self.top_m,
+                "iterations": self.iterations, "huber": self.huber}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DenseConfig":
+        return cls(levels=tuple(int(v) for v in d["levels"]), steps=tuple(int(v) for v in d["steps"]),
+                   top_m=int(d["top_m"]), iterations=int(d["iterations"]), huber=float(d["huber"]))
+
+
+@dataclass
+class DenseSet:
+    """Per level, the database frames' points with valid depth and their features, packed:
+    frame i owns rows ``offsets[l][i]:offsets[l][i+1]`` of ``xyz[l]`` (float32, camera frame,
+    metres) and ``feat[l]`` (float16, L2-normalised over channels)."""
+
+    offsets: list
+    xyz: list
+    feat: list
+    config: DenseConfig
+
+    def __post_init__(self):
+        if not (len(self.offsets) == len(self.xyz) == len(self.feat) == len(self.config.levels)):
+            raise ValueError("dense set: one offsets, xyz and feat tensor per level")
+        n = {len(o) for o in self.offsets}
+        for o, x, f in zip(self.offsets, self.xyz, self.feat):
+            if int(o[0]) != 0 or int(o[-1]) != len(x) or len(x) != len(f) or x.shape[-1] != 3:
+                raise ValueError("dense set offsets do not index its rows")
+        if len(n) != 1:
+            raise ValueError("dense set levels cover different frame counts")
+
+    def __len__(self) -> int:
+        return len(self.offsets[0]) - 1
+
+    def frame(self, level_index: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+        o = self.offsets[level_index]
+        a, b = int(o[i]), int(o[i + 1])
+        return self.xyz[level_index][a:b].numpy(), self.feat[level_index][a:b].float().numpy()
+
+    def tensors(self) -> dict:
+        out = {}
+        for lvl, o, x, f in zip(self.config.levels, self.offsets, self.xyz, self.feat):
+            out[f"dense{lvl}_offsets"], out[f"dense{lvl}_xyz"], out[f"dense{lvl}_feat"] = o, x, f
+        return out
+
+    @classmethod
+    def from_tensors(cls, tensors: dict, config: DenseConfig) -> "DenseSet":
+        lv = config.levels
+        return cls([tensors[f"dense{v}_offsets"] for v in lv], [tensors[f"dense{v}_xyz"] for v in lv],
+                   [tensors[f"dense{v}_feat"] for v in lv], config)
+
+    @classmethod
+    def pack(cls, per_frame: list[list[tuple[np.ndarray, np.ndarray]]], config: DenseConfig) -> "DenseSet":
+        """From per frame, per level ``(xyz_M3, feat_MC)``."""
+        import torch
+
+        offs, xyzs, feats = [], [], []
+        for li in range(len(config.levels)):
+            items = [fr[li] for fr in per_frame]
+            offs.append(torch.tensor(np.r_[0, np.cumsum([len(x) for x, _ in items])], dtype=torch.int64))
+            xyzs.append(torch.from_numpy(np.concatenate([x for x, _ in items]).astype(np.float32).reshape(-1, 3)))
+            c = items[0][1].shape[1] if items else 0
+            feats.append(torch.from_numpy(np.concatenate([f for _, f in items]).astype(np.float16).reshape(-1, c)))
+        return cls(offs, xyzs, feats, config)
+
+    @staticmethod
+    def concat(sets: list["DenseSet"]) -> "DenseSet":
+        import torch
+
+        if any(s.config != sets[0].config for s in sets):
+            raise ValueError("dense sets were made with different settings")
+        offs, xyzs, feats = [], [], []
+        for li in range(len(sets[0].config.levels)):
+            parts, base = [torch.zeros(1, dtype=torch.int64)], 0
+            for s in sets:
+                parts.append(s.offsets[li][1:] + base)
+                base += int(s.offsets[li][-1])
+            offs.append(torch.cat(parts))
+            xyzs.append(torch.cat([s.xyz[li] for s in sets]))
+            feats.append(torch.cat([s.feat[li] for s in sets]))
+        return DenseSet(offs, xyzs, feats, sets[0].config)
+
+
+def normalize_channels(F_Chw: np.ndarray) -> np.ndarray:
+    """Features divided by their per-pixel L2 norm over channels."""
+    F = np.asarray(F_Chw, dtype=np.float64)
+    return F / np.maximum(np.linalg.norm(F, axis=0, keepdims=True), 1e-6)
+
+
+def frame_points(fmaps: dict, depth_m_HW: np.ndarray, intrinsics, config: DenseConfig
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A database frame's stored points per level: its depth resized (nearest) to each
+    level's map, back-projected on the level's grid, and its normalised features there.
+
+    Args:
+        fmaps: {stage: (C, h, w) feature map} of the frame.
+        depth_m_HW: its depth (metres, NaN invalid), registered to the colour image.
+        intrinsics: the colour camera's :class:`reloc_ros.core.camera.Intrinsics`.
+    """
+    out = []
+    for lvl, step in zip(config.levels, config.steps):
+        F = normalize_channels(fmaps[lvl])
+        h, w = F.shape[1:]
+        d = cv2.resize(np.nan_to_num(np.asarray(depth_m_HW, np.float32), nan=0.0), (w, h),
+                       interpolation=cv2.INTER_NEAREST)
+        X, uv = backproject(d, intrinsics.scaled(w, h).K, step)
+        f, _ = bilinear(F, uv)
+        out.append((X, f))
+    return out
