@@ -3,6 +3,7 @@ against finite differences, and convergence back to the truth on a real syntheti
 
 import cv2
 import numpy as np
+import pytest
 
 from reloc_ros.core.featuremetric import FeatureMetricLM, LMConfig, backproject, bilinear, gradients
 from reloc_ros.core.geometry import make_pose, pose_errors
@@ -67,3 +68,68 @@ def test_lm_returns_to_the_true_pose_of_a_rendered_frame(tiny_scene):
     te, re = pose_errors(T, T_gt)
     assert te0 > 0.04 and te < 0.005 and re < 0.2, (te, re)
     assert info["cost"][-1] < 0.05 * info["cost"][0] and info["iterations"] >= 3
+
+
+def test_dense_set_packs_and_round_trips_through_the_database(tiny_model, tiny_scene, tmp_path):
+    import torch
+
+    from reloc_ros.core.database import DatabaseError, FrameDatabase
+    from reloc_ros.core.featuremetric import DenseConfig, DenseSet
+    from reloc_ros.core.model import load_model
+    from reloc_ros.data.sevenscenes import Scene
+    from reloc_train.database import build_database
+
+    cfg = DenseConfig(levels=(2, 1), steps=(1, 2))
+    a = DenseSet.pack([[(np.ones((2, 3)), np.ones((2, 4))), (np.ones((1, 3)), np.ones((1, 2)))]], cfg)
+    c = DenseSet.concat([a, a])
+    assert len(c) == 2 and c.offsets[0].tolist() == [0, 2, 4] and c.frame(1, 1)[1].shape == (1, 2)
+    model, info = load_model(tiny_model)
+    db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False, dense=cfg)
+    path = tmp_path / "dense.db.pt"
+    db.save(path)
+    back = FrameDatabase.load(path)
+    assert back.dense is not None and back.dense.config == cfg and len(back.dense) == len(db)
+    X, f = back.dense.frame(0, 3)
+    assert len(X) > 20 and np.all(X[:, 2] > 0) and np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-2)
+    raw = torch.load(path, weights_only=False)
+    raw["tensors"]["dense2_xyz"][0, 0] += 1.0
+    torch.save(raw, tmp_path / "edited.pt")
+    with pytest.raises(DatabaseError, match="checksum"):
+        FrameDatabase.load(tmp_path / "edited.pt")
+
+
+def test_localizer_lm_refiner_pulls_a_perturbed_pose_back(tiny_model, tiny_scene, tmp_path):
+    from dataclasses import replace
+
+    from reloc_ros.core.calibration import LM_SIGNALS
+    from reloc_ros.core.database import DatabaseError
+    from reloc_ros.core.featuremetric import DenseConfig
+    from reloc_ros.core.fusion import FusionConfig
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+    from reloc_ros.core.model import load_model
+    from reloc_ros.data.sevenscenes import Scene, read_color
+    from reloc_train.database import build_database
+
+    model, info = load_model(tiny_model)
+    sc = Scene(tiny_scene)
+    db = build_database(model, info, [sc], "train", progress=False, dense=DenseConfig(levels=(1, 0), steps=(1, 1)))
+    path = tmp_path / "dense.db.pt"
+    db.save(path)
+    plain = tmp_path / "plain.db.pt"
+    build_database(model, info, [sc], "train", progress=False).save(plain)
+    with pytest.raises(DatabaseError, match=r"plain.db.pt.*no dense points.*--dense"):
+        Localizer.from_files(tiny_model, plain, LocalizerConfig(refiner="lm"), "cpu")
+    loc = Localizer.from_files(tiny_model, path, LocalizerConfig(refiner="lm", fusion=FusionConfig(min_inliers=1)),
+                               "cpu")
+    fr = sc.frames("train")[5]
+    rgb, T_gt = read_color(fr.color_path), sc.pose(fr)
+    K = sc.color_intrinsics.scaled(*loc.refine_image_size).K
+    r = loc.fuse(loc.hypothesize(rgb))
+    start = _perturb(T_gt, [0.03, 0.02, -0.02], np.radians([0.5, -0.5, 0.5]))
+    out = loc.refine(replace(r, pose=start), rgb, K)
+    assert out.refinement["ok"] and out.refinement["iterations"] >= 1 and "refine" in out.timings_ms
+    assert out.signals.shape == (len(LM_SIGNALS),) and np.all(np.isfinite(out.covariance))
+    te0, _ = pose_errors(start, T_gt)
+    te, _ = pose_errors(out.pose, T_gt)
+    assert te < 0.5 * te0, (te0, te)
+    assert not loc.refine(replace(r, pose=None), rgb, K).ok

@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", choices=["top1", "consensus", "triangulate"],
                     help="the node's fusion method (the calibration is only used with it)")
-    ap.add_argument("--refiner", default="none", choices=["none", "pnp"],
-                    help="the node's refiner (pnp: needs a database built with --keypoints)")
+    ap.add_argument("--refiner", default="none", choices=["none", "pnp", "lm"],
+                    help="the node's refiner (pnp: a database built with --keypoints; lm: with --dense)")
     ap.add_argument("--precision", type=float, default=0.95, help="precision the threshold must reach")
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--device", default="auto")

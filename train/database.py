@@ -25,6 +25,7 @@ from tqdm import tqdm
 from reloc_ros.core.database import DatabaseError, FrameDatabase, model_record
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.model import ModelFileError, ModelInfo, RelPoseNet, code_version, load_model, resize_rgb
+from reloc_ros.core.featuremetric import DenseConfig, DenseSet, frame_points
 from reloc_ros.core.pnp import KeypointSet, PnPConfig, extract_sift, lift
 from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes, read_color
 
@@ -67,9 +68,24 @@ def scene_keypoints(scene: Scene, frames, cfg: PnPConfig, progress: bool = True)
     return out
 
 
+@torch.no_grad()
+def scene_dense(model: RelPoseNet, scene: Scene, frames, cfg: DenseConfig, device: torch.device,
+                progress: bool = True) -> list[list[tuple]]:
+    """Per frame, per level ``(xyz_M3, feat_MC)``: the frame's encoder stage features at its
+    valid depth (:func:`reloc_ros.core.featuremetric.frame_points`)."""
+    out = []
+    for fr in tqdm(frames, desc=f"dense {scene.name}", disable=not progress, dynamic_ncols=True, leave=False):
+        x = model.preprocess(torch.as_tensor(np.array(read_color(fr.color_path))[None]).to(device))
+        _, _, maps = model.encode_levels(x, cfg.levels)
+        out.append(frame_points({k: v[0].float().cpu().numpy() for k, v in maps.items()}, scene.depth(fr),
+                                scene.color_intrinsics, cfg))
+    return out
+
+
 def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
                    split: str | Sequence[int] = "train", device: torch.device | str = "cpu",
-                   batch: int = 32, progress: bool = True, keypoints: PnPConfig | None = None) -> FrameDatabase:
+                   batch: int = 32, progress: bool = True, keypoints: PnPConfig | None = None,
+                   dense: DenseConfig | None = None) -> FrameDatabase:
     """Encode the frames of ``split`` of every scene and collect their poses.
 
     Args:
@@ -80,11 +96,13 @@ def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
         batch: images per encoder batch.
         keypoints: also store SIFT keypoints for the PnP refiner, with these settings
             (:mod:`reloc_ros.core.pnp`; needs the frames' depth).
+        dense: also store points with depth and encoder stage features for the
+            feature-metric refiner (:mod:`reloc_ros.core.featuremetric`).
     """
     t0 = time.time()
     device = torch.device(device)
     model.eval().to(device)
-    poses, feats, descs, sidx, ids, scene_meta, kps = [], [], [], [], [], [], []
+    poses, feats, descs, sidx, ids, scene_meta, kps, dns = [], [], [], [], [], [], [], []
     for k, sc in enumerate(scenes):
         frames = sc.frames(split)
         f, d = encode_images(model, [fr.color_path for fr in frames], device, batch, progress)
@@ -95,6 +113,8 @@ def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
         ids += [fr.id for fr in frames]
         if keypoints is not None:
             kps += scene_keypoints(sc, frames, keypoints, progress)
+        if dense is not None:
+            dns += scene_dense(model, sc, frames, dense, device, progress)
         intr = sc.color_intrinsics
         scene_meta.append({"name": sc.name, "root": str(sc.root), "intrinsics": intr.as_dict(),
                            "image_size": [intr.width, intr.height], "frames": len(frames)})
@@ -105,6 +125,7 @@ def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
         meta={"split": split if isinstance(split, str) else list(split), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "code_version": code_version(), "build_seconds": round(time.time() - t0, 2)},
         keypoints=KeypointSet.pack(kps, keypoints) if keypoints is not None else None,
+        dense=DenseSet.pack(dns, dense) if dense is not None else None,
     )
 
 
@@ -126,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--keypoint-size", type=int, nargs=2, metavar=("W", "H"), default=list(PnPConfig.image_size),
                    help="image size the keypoints are extracted at (default 320 240)")
     b.add_argument("--max-keypoints", type=int, default=PnPConfig.max_keypoints, help="keypoints per frame")
+    b.add_argument("--dense", action="store_true",
+                   help="also store depth points with encoder features, for the feature-metric refiner (lm)")
+    b.add_argument("--dense-levels", type=int, nargs="+", default=list(DenseConfig.levels),
+                   help="encoder stages of the dense features, coarse to fine (default 3 2)")
+    b.add_argument("--dense-steps", type=int, nargs="+", default=list(DenseConfig.steps),
+                   help="grid step of the stored points per level (default 1 2)")
     i = sub.add_parser("info", help="describe a database file")
     i.add_argument("path", type=Path)
     i.add_argument("--model", type=Path, help="also check it against this model file")
@@ -138,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             split = [int(s) for s in args.sequences.split(",")] if args.sequences else args.split
             kcfg = PnPConfig(image_size=tuple(args.keypoint_size), max_keypoints=args.max_keypoints) \
                 if args.keypoints else None
-            db = build_database(model, info, scenes, split, dev, args.batch, keypoints=kcfg)
+            dcfg = DenseConfig(levels=tuple(args.dense_levels), steps=tuple(args.dense_steps)) if args.dense else None
+            db = build_database(model, info, scenes, split, dev, args.batch, keypoints=kcfg, dense=dcfg)
             db.save(args.out)
             print(f"database {args.out}: {len(db)} frames of {', '.join(db.scene_names)}, "
                   f"{db.bytes_per_frame():.0f} B/frame, built in {db.meta['build_seconds']} s on {dev}")
@@ -157,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
                 k = db.keypoints
                 print(f"  keypoints: {int(k.offsets[-1])} ({int(k.offsets[-1]) / max(1, len(k)):.0f} per frame) at "
                       f"{k.config.image_size[0]}x{k.config.image_size[1]}, for the PnP refiner")
+            if db.dense is not None:
+                d = db.dense
+                print(f"  dense points: levels {list(d.config.levels)}, "
+                      + ", ".join(f"{int(o[-1]) / max(1, len(d)):.0f} per frame" for o in d.offsets)
+                      + ", for the feature-metric refiner")
     except (DatabaseError, ModelFileError, SevenScenesError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

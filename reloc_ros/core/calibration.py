@@ -84,7 +84,8 @@ from scipy.stats import chi2
 
 from reloc_ros.core.files import FileProblem, atomic_write_text
 
-__all__ = ["SIGNALS", "PNP_SIGNALS", "SIGNAL_SETS", "pnp_signals", "CALIBRATION_FORMAT", "CalibrationError",
+__all__ = ["SIGNALS", "PNP_SIGNALS", "LM_SIGNALS", "SIGNAL_SETS", "pnp_signals", "lm_signals",
+           "CALIBRATION_FORMAT", "CalibrationError",
            "Calibration", "signals", "fit_calibration",
            "mahalanobis2", "chi2_shares", "precision_recall"]
 
@@ -93,8 +94,10 @@ CALIBRATION_FORMAT_VERSION = 2
 SIGNALS = ("top1_score", "score_margin", "log_feature_distance", "log_baseline", "log_spread_t", "inlier_share")
 #: Signals of a pose refined by SIFT + PnP (:mod:`reloc_ros.core.pnp`), from :func:`pnp_signals`.
 PNP_SIGNALS = ("log_inliers", "inlier_share", "log_reproj_rms", "log_gn_sigma_t", "log_gn_sigma_r", "top1_score")
+#: Signals of a pose refined by feature-metric LM (:mod:`reloc_ros.core.featuremetric`).
+LM_SIGNALS = ("log_final_cost", "cost_ratio", "log_points", "log_moved_m", "log_gn_sigma_t", "top1_score")
 #: The signal set of each refiner (``info['refiner']`` of a calibration; 'none': fused poses).
-SIGNAL_SETS = {"none": SIGNALS, "pnp": PNP_SIGNALS}
+SIGNAL_SETS = {"none": SIGNALS, "pnp": PNP_SIGNALS, "lm": LM_SIGNALS}
 _RIDGE = 1e-2  # L2 penalty on the non-bias weights (standardised signals)
 #: Standardised signals are clipped to ±Z_CLIP: a query unlike every calibration frame gets
 #: the scale and confidence of the most extreme ones, never an extrapolated one.
@@ -148,6 +151,18 @@ def pnp_signals(inliers: int, matches: int, reproj_rms_px: float, gn_cov_66: np.
     sr = math.sqrt(max(float(np.trace(c[3:, 3:])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
     return np.array([math.log(max(1, inliers)), inliers / max(1, matches), math.log(1e-3 + reproj_rms_px),
                      math.log(1e-6 + st), math.log(1e-7 + sr), float(top1_score)])
+
+
+def lm_signals(costs: list[float], points: int, moved_m: float, gn_cov_66: np.ndarray,
+               top1_score: float) -> np.ndarray:
+    """The signal vector (:data:`LM_SIGNALS`) of a pose refined by feature-metric LM: the
+    final cost, its ratio to the first, the visible points, how far the pose moved (m), the
+    Gauss-Newton position σ (m) and the top-1 retrieval score."""
+    c = np.asarray(gn_cov_66, dtype=np.float64)
+    st = math.sqrt(max(float(np.trace(c[:3, :3])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
+    first, last = (float(costs[0]), float(costs[-1])) if costs else (float("nan"), float("nan"))
+    return np.array([math.log(1e-9 + last), last / max(first, 1e-12), math.log(max(1, points)),
+                     math.log(1e-3 + moved_m), math.log(1e-6 + st), float(top1_score)])
 
 
 def mahalanobis2(e_N6: np.ndarray, cov_N66: np.ndarray) -> np.ndarray:

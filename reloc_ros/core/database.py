@@ -28,6 +28,7 @@ from typing import Sequence
 
 import torch
 
+from reloc_ros.core.featuremetric import DenseConfig, DenseSet
 from reloc_ros.core.pnp import KeypointSet, PnPConfig
 from reloc_ros.core.files import FileProblem, atomic_save, load_container, tensor_fingerprint
 from reloc_ros.core.model import ModelInfo, RelPoseNet, load_model
@@ -68,6 +69,8 @@ class FrameDatabase:
         meta: provenance (split or sequences, created, code version, build seconds).
         keypoints: optional SIFT keypoints with their 3-D points, for the PnP refiner
             (:class:`reloc_ros.core.pnp.KeypointSet`; its settings are stored in the file).
+        dense: optional points with depth and dense encoder features, for the feature-metric
+            refiner (:class:`reloc_ros.core.featuremetric.DenseSet`).
     """
 
     poses: torch.Tensor
@@ -79,6 +82,7 @@ class FrameDatabase:
     model: dict
     meta: dict = field(default_factory=dict)
     keypoints: KeypointSet | None = None
+    dense: DenseSet | None = None
     _checksum: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self):
@@ -88,6 +92,8 @@ class FrameDatabase:
                 raise ValueError(f"database {name} has {len(getattr(self, name))} rows for {n} frames")
         if self.keypoints is not None and len(self.keypoints) != n:
             raise ValueError(f"database keypoints cover {len(self.keypoints)} frames, not {n}")
+        if self.dense is not None and len(self.dense) != n:
+            raise ValueError(f"database dense points cover {len(self.dense)} frames, not {n}")
 
     def __len__(self) -> int:
         return len(self.frame_ids)
@@ -113,7 +119,8 @@ class FrameDatabase:
     def _tensors(self) -> dict[str, torch.Tensor]:
         t = {"poses": self.poses, "descriptors": self.descriptors, "features": self.features,
              "scene_index": self.scene_index}
-        return t | (self.keypoints.tensors() if self.keypoints is not None else {})
+        return t | (self.keypoints.tensors() if self.keypoints is not None else {}) \
+            | (self.dense.tensors() if self.dense is not None else {})
 
     # -- files ---------------------------------------------------------------------------
     def save(self, path: Path | str) -> None:
@@ -124,6 +131,7 @@ class FrameDatabase:
             "tensors": tensors, "frame_ids": list(self.frame_ids), "scenes": self.scenes,
             "model": self.model, "meta": self.meta,
             "keypoint_config": self.keypoints.config.as_dict() if self.keypoints is not None else None,
+            "dense_config": self.dense.config.as_dict() if self.dense is not None else None,
             "checksum": _checksum(tensors, self.frame_ids),
         }
         atomic_save(payload, path)
@@ -147,9 +155,13 @@ class FrameDatabase:
             if "kp_offsets" in tensors:
                 kp = KeypointSet(tensors["kp_offsets"], tensors["kp_xyz"], tensors["kp_desc"],
                                  PnPConfig.from_dict(payload["keypoint_config"]))
+            dense = None
+            if payload.get("dense_config"):
+                dense = DenseSet.from_tensors(tensors, DenseConfig.from_dict(payload["dense_config"]))
             return cls(poses=tensors["poses"], descriptors=tensors["descriptors"], features=tensors["features"],
                        scene_index=tensors["scene_index"], frame_ids=ids, scenes=payload["scenes"],
-                       model=payload["model"], meta=payload.get("meta", {}), keypoints=kp, _checksum=got)
+                       model=payload["model"], meta=payload.get("meta", {}), keypoints=kp, dense=dense,
+                       _checksum=got)
         except (KeyError, ValueError, TypeError) as e:
             raise DatabaseError(path, f"inconsistent database: {e}") from None
 
@@ -183,14 +195,16 @@ class FrameDatabase:
             sidx.append(d.scene_index + offset)
             scenes += d.scenes
             offset += len(d.scenes)
-        kps = [d.keypoints for d in dbs]
-        if any(k is None for k in kps) and not all(k is None for k in kps):
-            raise ValueError("some databases have keypoints and some do not")
+        kps, dns = [d.keypoints for d in dbs], [d.dense for d in dbs]
+        for name, xs in (("keypoints", kps), ("dense points", dns)):
+            if any(k is None for k in xs) and not all(k is None for k in xs):
+                raise ValueError(f"some databases have {name} and some do not")
         return cls(poses=torch.cat([d.poses for d in dbs]), descriptors=torch.cat([d.descriptors for d in dbs]),
                    features=torch.cat([d.features for d in dbs]), scene_index=torch.cat(sidx),
                    frame_ids=[i for d in dbs for i in d.frame_ids], scenes=scenes, model=dbs[0].model,
                    meta={"concat_of": [d.meta for d in dbs]},
-                   keypoints=None if kps[0] is None else KeypointSet.concat(kps))
+                   keypoints=None if kps[0] is None else KeypointSet.concat(kps),
+                   dense=None if dns[0] is None else DenseSet.concat(dns))
 
 
 def load_pair(model_path: Path | str, db_path: Path | str, device: str | torch.device = "cpu"):

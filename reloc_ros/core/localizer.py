@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reloc_ros.core.calibration import Calibration, CalibrationError, pnp_signals, signals
+from reloc_ros.core.calibration import Calibration, CalibrationError, lm_signals, pnp_signals, signals
+from reloc_ros.core.camera import Intrinsics
+from reloc_ros.core.featuremetric import FeatureMetricLM, LMConfig, normalize_channels
 from reloc_ros.core.database import DatabaseError, FrameDatabase, load_pair
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.fusion import FusionConfig, FusionResult, fuse, hypotheses
@@ -36,8 +38,9 @@ from reloc_ros.core.retrieval import build_index
 
 __all__ = ["REFINERS", "LocalizerConfig", "Hypotheses", "LocalizationResult", "Localizer"]
 
-#: Refinement after fusion: none, or SIFT + PnP-RANSAC against the database depth.
-REFINERS = ("none", "pnp")
+#: Refinement after fusion: none, SIFT + PnP-RANSAC against the database depth, or
+#: feature-metric Levenberg-Marquardt from the fused pose against the database depth.
+REFINERS = ("none", "pnp", "lm")
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +57,11 @@ class LocalizerConfig:
             spread and the fusion's inlier score, which are *not* calibrated).
         min_confidence: a pose with a lower confidence is not used (``ok`` False, reason
             given, pose kept for analysis). None: the calibration's threshold, or 0.
-        refiner: 'none', or 'pnp' (:mod:`reloc_ros.core.pnp`; needs a database built with
-            keypoints, and the query's intrinsics). A query the refiner cannot solve is not
-            used: the fused pose is kept for analysis only.
+        refiner: 'none'; 'pnp' (:mod:`reloc_ros.core.pnp`; needs a database built with
+            keypoints, and the query's intrinsics); or 'lm' (feature-metric Levenberg-Marquardt
+            from the fused pose, :mod:`reloc_ros.core.featuremetric`; needs a database built
+            with dense points). A query the refiner cannot solve is not used: the fused pose
+            is kept for analysis only.
         pnp: the PnP refiner's settings (None: those the database keypoints were made with).
     """
 
@@ -161,6 +166,12 @@ class Localizer:
                 raise ValueError("refiner 'pnp' needs a database with keypoints "
                                  "(python -m reloc_train.database build --keypoints)")
             self.refiner = PnPRefiner(db.keypoints, self.poses, cfg.pnp)
+        elif cfg.refiner == "lm":
+            if db.dense is None:
+                raise ValueError("refiner 'lm' needs a database with dense points "
+                                 "(python -m reloc_train.database build --dense)")
+            d = db.dense.config
+            self.refiner = FeatureMetricLM(LMConfig(iterations=d.iterations, huber=d.huber))
 
     @classmethod
     def from_files(cls, model_path: Path | str, db_path: Path | str, cfg: LocalizerConfig = LocalizerConfig(),
@@ -174,6 +185,9 @@ class Localizer:
         if cfg.refiner == "pnp" and db.keypoints is None:
             raise DatabaseError(db_path, "has no keypoints, which refiner 'pnp' needs; rebuild it with "
                                          "python -m reloc_train.database build --keypoints")
+        if cfg.refiner == "lm" and db.dense is None:
+            raise DatabaseError(db_path, "has no dense points, which refiner 'lm' needs; rebuild it with "
+                                         "python -m reloc_train.database build --dense")
         if calibration_path:
             cal = Calibration.load(calibration_path, db)
             fitted = cal.info.get("fusion_method")
@@ -332,6 +346,8 @@ class Localizer:
         if K_33 is None:
             return dc_replace(r, ok=False, reason="no camera intrinsics for the refiner (camera_info or the "
                                                   "camera_intrinsics parameter)", refinement=None)
+        if self.cfg.refiner == "lm":
+            return self._refine_lm(r, image, K_33, t0)
         p = self.refiner.refine(image, K_33, r.hypotheses.db_index)
         info = {"ok": p.ok, "inliers": p.inliers, "matches": p.matches, "reproj_rms_px": p.reproj_rms_px,
                 "ms": p.ms}
@@ -351,10 +367,57 @@ class Localizer:
         return dc_replace(r, ok=ok, pose=p.pose, covariance=cov, confidence=float(conf), reason=reason,
                           calibrated=calibrated, signals=x, refinement=info, timings_ms=timings)
 
+    @torch.no_grad()
+    def _refine_lm(self, r: LocalizationResult, image: np.ndarray, K_33: np.ndarray, t0: float) -> LocalizationResult:
+        from dataclasses import replace as dc_replace
+
+        def done(**kw):
+            timings = dict(r.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
+            timings["total"] = sum(v for k, v in timings.items() if k != "total")
+            return dc_replace(r, timings_ms=timings, **kw)
+
+        if r.pose is None:
+            return done(ok=False, reason="refinement failed: no fused pose to start from", refinement={"ok": False})
+        dense = self.db.dense
+        cfg = dense.config
+        # the query's stage features (a second, partial encoder pass; see the README)
+        _, _, maps = self.model.encode_levels(self.model.preprocess(torch.as_tensor(np.array(image)[None])
+                                                                    .to(self.device)), cfg.levels)
+        w0, h0 = self.refine_image_size
+        intr = Intrinsics(fx=K_33[0, 0], fy=K_33[1, 1], cx=K_33[0, 2], cy=K_33[1, 2], width=w0, height=h0)
+        levels, Ks, refs = [], [], []
+        rows = r.hypotheses.db_index[: cfg.top_m]
+        for li, lvl in enumerate(cfg.levels):
+            F = normalize_channels(maps[lvl][0].float().cpu().numpy())
+            levels.append(F)
+            Ks.append(intr.scaled(F.shape[2], F.shape[1]).K)
+            refs.append([(self.poses[int(i)], *dense.frame(li, int(i))) for i in rows])
+        T, info = self.refiner.refine(r.pose, levels, Ks, refs)
+        cov_gn = info["covariance"]
+        moved = float(np.linalg.norm(T[:3, 3] - r.pose[:3, 3]))
+        rinfo = {"ok": bool(np.all(np.isfinite(cov_gn)) and info["points"] >= self.refiner.cfg.min_points),
+                 "iterations": info["iterations"], "points": info["points"],
+                 "final_cost": info["cost"][-1] if info["cost"] else float("nan"), "moved_m": moved}
+        if not rinfo["ok"]:
+            return done(ok=False, reason="refinement failed: too few visible points", refinement=rinfo)
+        cal = self.cfg.calibration
+        calibrated = cal is not None and cal.info.get("refiner", "none") == "lm"
+        x = lm_signals(info["cost"], info["points"], moved, cov_gn, float(r.hypotheses.scores[0]))
+        conf, cov = (cal.confidence(x), cal.covariance(x, T[:3, :3])) if calibrated else (r.confidence, cov_gn)
+        ok, reason = self._decide(calibrated, conf, cov, "")
+        return done(ok=ok, pose=T, covariance=cov, confidence=float(conf), reason=reason, calibrated=calibrated,
+                    signals=x, refinement=rinfo)
+
     @property
     def refine_image_size(self) -> tuple[int, int] | None:
-        """(width, height) the refiner wants the query's intrinsics at (None: no refiner)."""
-        return None if self.refiner is None else tuple(self.refiner.cfg.image_size)
+        """(width, height) the refiner wants the query's intrinsics at (None: no refiner): the
+        keypoints' size for 'pnp', the model's input size for 'lm'."""
+        if self.refiner is None:
+            return None
+        if self.cfg.refiner == "lm":
+            h, w = self.model.cfg.input_size
+            return (int(w), int(h))
+        return tuple(self.refiner.cfg.image_size)
 
     def localize(self, image: np.ndarray, K_33: np.ndarray | None = None) -> LocalizationResult:
         """The whole pipeline for one RGB uint8 image (``K_33``: its intrinsics at

@@ -98,7 +98,8 @@ PARAMETERS = {
     "min_confidence": (-1.0, "publish only poses with at least this confidence; -1: the calibration's "
                              "threshold (0 without a calibration)"),
     "refiner": ("none", "refinement after fusion: none | pnp (SIFT + PnP-RANSAC against the database depth; "
-                        "needs a database built with --keypoints, and the camera's intrinsics)"),
+                        "database built with --keypoints) | lm (feature-metric Levenberg-Marquardt; database "
+                        "built with --dense); both need the camera's intrinsics"),
     "camera_intrinsics": ([0.0] * 6, "fx, fy, cx, cy, width, height of the camera, for the refiner (fx 0: "
                                      "unset; camera_info, with use_camera_info, takes precedence)"),
     "use_compressed": (False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image"),

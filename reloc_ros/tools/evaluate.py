@@ -52,6 +52,8 @@ THRESHOLDS = [(0.05, 5.0), (0.25, 2.0), (0.50, 5.0), (5.0, 10.0)]
 METHODS = ["retrieval-only", "top1", "consensus", "triangulate"]
 #: The classical refinement row, added when the database has keypoints (reloc_ros.core.pnp).
 PNP = "sift+pnp"
+#: The row of each configured refiner.
+REFINED_ROWS = {"pnp": PNP, "lm": "fused+lm"}
 
 
 RECALL_KS = (1, 5, 10)
@@ -136,12 +138,13 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
 
     rows, timings, recall, pnp_ms = [], [], [], []
     recalls = {k: [] for k in RECALL_KS}
-    methods = METHODS + ([PNP] if loc.db.keypoints is not None else [])
     refiner = loc.refiner  # the configured refiner, else a PnP row when the database allows one
+    row_name = REFINED_ROWS.get(loc.cfg.refiner, PNP)
     if refiner is None and loc.db.keypoints is not None:
         from reloc_ros.core.pnp import PnPRefiner
 
         refiner = PnPRefiner(loc.db.keypoints, loc.poses)
+    methods = METHODS + ([row_name] if refiner is not None else [])
     per = {m: {"t": [], "r": []} for m in methods}
     covs = []
     for sc in scenes:
@@ -171,17 +174,18 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
                 row[f"{m}_inliers"] = r.n_inliers
                 if m == loc.cfg.fusion.method:
                     decision = r
-            if refiner is not None:  # SIFT + PnP against the top-m retrieved frames' depth
-                K = sc.color_intrinsics.scaled(*refiner.cfg.image_size).K
+            if refiner is not None:  # refinement against the retrieved frames' depth
                 if loc.refiner is not None:  # the node's pipeline: its decision is the refined one
+                    K = sc.color_intrinsics.scaled(*loc.refine_image_size).K
                     decision = loc.refine(decision, img, K)
-                    pr_ok, pr_pose, info = decision.refinement["ok"], decision.pose, decision.refinement
+                    pr_ok, pr_pose = bool(decision.refinement and decision.refinement["ok"]), decision.pose
+                    ms = decision.timings_ms.get("refine", float("nan"))
                 else:
-                    pr = refiner.refine(img, K, h.db_index)
-                    pr_ok, pr_pose, info = pr.ok, pr.pose, {"inliers": pr.inliers, "ms": pr.ms}
-                est[PNP] = pr_pose if pr_ok and h.scene == sc.name else None
-                row[f"{PNP}_inliers"], row[f"{PNP}_ms"] = info["inliers"], info["ms"]
-                pnp_ms.append(info["ms"])
+                    pr = refiner.refine(img, sc.color_intrinsics.scaled(*refiner.cfg.image_size).K, h.db_index)
+                    pr_ok, pr_pose, ms = pr.ok, pr.pose, pr.ms
+                est[row_name] = pr_pose if pr_ok and h.scene == sc.name else None
+                row[f"{row_name}_ms"] = ms
+                pnp_ms.append(ms)
             timings.append(decision.timings_ms)
             row.update(decision_fields(decision, T_gt, h.scene == sc.name))
             if h.scene != sc.name:  # retrieved the wrong scene: every method fails
@@ -201,7 +205,7 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
     summ = summarize(per, n)
     tm = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]} if timings else {}
     if pnp_ms:
-        tm[PNP] = float(np.mean(pnp_ms))
+        tm[row_name] = float(np.mean(pnp_ms))
     oracle = float(np.average([c.within_50cm_30deg for c in covs], weights=[c.queries for c in covs])) \
         if covs else float("nan")
     conf_rep = confidence_report(rows, loc.cfg.threshold) if loc.cfg.calibration is not None else None
@@ -347,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", choices=METHODS[1:],
                     help="the node's fusion method: its column is the one the calibration applies to")
-    ap.add_argument("--refiner", default="none", choices=["none", "pnp"],
-                    help="refine after fusion (pnp: needs a database built with --keypoints)")
+    ap.add_argument("--refiner", default="none", choices=["none", "pnp", "lm"],
+                    help="refine after fusion (pnp: a database built with --keypoints; lm: with --dense)")
     ap.add_argument("--inlier-t", type=float, default=FusionConfig.inlier_t_m)
     ap.add_argument("--inlier-r", type=float, default=FusionConfig.inlier_r_deg)
     ap.add_argument("--min-inliers", type=int, default=FusionConfig.min_inliers)
