@@ -133,3 +133,38 @@ def test_localizer_lm_refiner_pulls_a_perturbed_pose_back(tiny_model, tiny_scene
     te, _ = pose_errors(out.pose, T_gt)
     assert te < 0.5 * te0, (te0, te)
     assert not loc.refine(replace(r, pose=None), rgb, K).ok
+
+
+def test_refine_benchmark_tables(tiny_model, tiny_scene, tmp_path):
+    """The benchmark command end to end on the tiny scene: 0 iterations leaves the fused pose
+    (its row equals the fused errors), and the tables and the plot are written."""
+    from reloc_ros.core.featuremetric import DenseConfig
+    from reloc_ros.core.model import load_model
+    from reloc_ros.data.sevenscenes import Scene
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+    from reloc_ros.tools.refine_benchmark import main, perturb, run
+    from reloc_train.database import build_database
+
+    rng = np.random.default_rng(0)
+    T = make_pose([1.0, 2.0, 3.0], [1, 0, 0, 0])
+    te, re = pose_errors(perturb(T, 0.3, rng), T)
+    assert te == pytest.approx(0.3) and re == pytest.approx(6.0, abs=1e-6)
+    model, info = load_model(tiny_model)
+    db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False,
+                        dense=DenseConfig(levels=(1, 0), steps=(1, 1)))
+    db.save(tmp_path / "dense.db.pt")
+    loc = Localizer.from_files(tiny_model, tmp_path / "dense.db.pt", LocalizerConfig(refiner="lm"), "cpu")
+    res = run(loc, [Scene(tiny_scene)], 4, [0, 3], [0.02])
+    assert res["iterations"][0]["median_t_m"] == pytest.approx(res["fused_median_t_m"], abs=1e-12)
+    assert res["queries"] == 4 and loc.refiner.cfg.iterations == 15  # restored after the sweep
+    out = tmp_path / "bench"
+    assert main(["--model", str(tiny_model), "--db", str(tmp_path / "dense.db.pt"), "--scene", str(tiny_scene),
+                 "--queries", "4", "--iterations", "0", "3", "--basin", "0.02", "0.5", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    import csv
+
+    its = list(csv.DictReader(open(out / "iterations.csv")))
+    basin = list(csv.DictReader(open(out / "basin.csv")))
+    assert [int(r["iterations_per_level"]) for r in its] == [0, 3] and len(basin) == 2
+    assert all(0.0 <= float(r["success"]) <= 1.0 for r in basin)
+    assert (out / "refine_benchmark.png").stat().st_size > 10_000 and "convergence basin" in (out / "summary.md").read_text()
