@@ -124,7 +124,11 @@ def test_localizer_lm_refiner_pulls_a_perturbed_pose_back(tiny_model, tiny_scene
     fr = sc.frames("train")[5]
     rgb, T_gt = read_color(fr.color_path), sc.pose(fr)
     K = sc.color_intrinsics.scaled(*loc.refine_image_size).K
-    r = loc.fuse(loc.hypothesize(rgb))
+    h = loc.hypothesize(rgb)
+    f, d, _ = loc.encode_image(rgb)  # one encoder pass gives the same hypotheses and the levels
+    h2 = loc.hypothesize_encoded(f, d)
+    assert np.allclose(h.t, h2.t) and np.allclose(h.scores, h2.scores) and sorted(h.levels) == [0, 1]
+    r = loc.fuse(h)
     start = _perturb(T_gt, [0.03, 0.02, -0.02], np.radians([0.5, -0.5, 0.5]))
     out = loc.refine(replace(r, pose=start), rgb, K)
     assert out.refinement["ok"] and out.refinement["iterations"] >= 1 and "refine" in out.timings_ms

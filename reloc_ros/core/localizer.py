@@ -100,6 +100,7 @@ class Hypotheses:
     scene: str
     timings_ms: dict
     feature_dist: np.ndarray | None = None  # (k,) |f_query - f_db| of the heads' pose features
+    levels: dict | None = None  # {stage: (C, h, w) numpy map} of the query, for the 'lm' refiner
 
     @property
     def poses(self) -> np.ndarray:
@@ -237,10 +238,26 @@ class Localizer:
             neighbours: database rows to regress from instead of the retrieved ones (best
                 first), e.g. the oracle neighbour of a test frame; None: retrieve top-k.
         """
-        f, d, encode_ms = self.encode_image(image)
+        f, d, encode_ms, maps = self.encode_image_levels(image)
         h = self.hypothesize_encoded(f, d, neighbours)
         h.timings_ms = {"encode": encode_ms, **h.timings_ms}
+        h.levels = maps or None
         return h
+
+    @torch.no_grad()
+    def encode_image_levels(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
+        """:meth:`encode_image`, plus the query's dense stage features that the 'lm' refiner
+        reads, from the same single encoder pass (``{}`` for the other refiners)."""
+        if self.cfg.refiner != "lm":
+            return (*self.encode_image(image), {})
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        t0 = time.perf_counter()
+        x = self.model.preprocess(torch.as_tensor(np.array(image)[None]).to(self.device))
+        f, d, maps = self.model.encode_levels(x, self.db.dense.config.levels)
+        self._sync()
+        ms = (time.perf_counter() - t0) * 1e3
+        return f.float(), d.float(), ms, {k: v[0].float().cpu().numpy() for k, v in maps.items()}
 
     @torch.no_grad()
     def encode_image(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -380,15 +397,15 @@ class Localizer:
             return done(ok=False, reason="refinement failed: no fused pose to start from", refinement={"ok": False})
         dense = self.db.dense
         cfg = dense.config
-        # the query's stage features (a second, partial encoder pass; see the README)
-        _, _, maps = self.model.encode_levels(self.model.preprocess(torch.as_tensor(np.array(image)[None])
-                                                                    .to(self.device)), cfg.levels)
+        maps = r.hypotheses.levels  # from the query's encoder pass (hypothesize)
+        if maps is None:  # hypotheses made without them: one more encoder pass
+            _, _, _, maps = self.encode_image_levels(image)
         w0, h0 = self.refine_image_size
         intr = Intrinsics(fx=K_33[0, 0], fy=K_33[1, 1], cx=K_33[0, 2], cy=K_33[1, 2], width=w0, height=h0)
         levels, Ks, refs = [], [], []
         rows = r.hypotheses.db_index[: cfg.top_m]
         for li, lvl in enumerate(cfg.levels):
-            F = normalize_channels(maps[lvl][0].float().cpu().numpy())
+            F = normalize_channels(maps[lvl])
             levels.append(F)
             Ks.append(intr.scaled(F.shape[2], F.shape[1]).K)
             refs.append([(self.poses[int(i)], *dense.frame(li, int(i))) for i in rows])

@@ -157,13 +157,14 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
         for fr in tqdm(frames, desc=f"evaluating {sc.name}", disable=not progress, dynamic_ncols=True, leave=False):
             T_gt = sc.pose(fr)
             img = read_color(fr.color_path)
-            f, d, encode_ms = loc.encode_image(img)
+            f, d, encode_ms, maps = loc.encode_image_levels(img)
             k_scene, _, top = loc.retrieve(d, max(RECALL_KS))
             for k in RECALL_KS:
                 hit = loc.db.scene_names[k_scene] == sc.name and recall_at_k(loc.poses[top[:k].cpu().numpy()], T_gt)
                 recalls[k].append(hit)
             h = loc.hypothesize_encoded(f, d)
             h.timings_ms = {"encode": encode_ms, **h.timings_ms}
+            h.levels = maps or None
             recall.append(recall_at_k(h.T_db, T_gt))
             row = {"scene": sc.name, "frame": fr.id, "retrieved_scene": h.scene, "recall_at_k": recall[-1]}
             est = {"retrieval-only": h.T_db[0]}
