@@ -123,3 +123,20 @@ def tiny_kp_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("kpdb") / "kp.db.pt"
     db.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dense_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
+    """The tiny database with dense points for the LM refiner (stages 1 and 0 of the tiny
+    ResNet: stride 4, 12x16 maps at its 48x64 input)."""
+    from reloc_ros.core.featuremetric import DenseConfig
+    from reloc_ros.core.model import load_model
+    from reloc_ros.data.sevenscenes import Scene
+    from reloc_train.database import build_database
+
+    model, info = load_model(tiny_model)
+    db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False,
+                        dense=DenseConfig(levels=(1, 0), steps=(1, 1), iterations=5))
+    path = tmp_path_factory.mktemp("densedb") / "dense.db.pt"
+    db.save(path)
+    return path

@@ -279,9 +279,11 @@ def test_calibrated_pose_and_safe_initialpose(tmp_path, env, tiny_model, tiny_db
     assert "calibration" in out and "publish threshold" in out and "/initialpose sent" in out
 
 
-def test_pnp_refiner_poses_match_offline_and_need_intrinsics(tmp_path, env, tiny_model, tiny_kp_db, tiny_scene):
-    """refiner pnp over DDS: the node's poses are the offline localizer's refined poses (and
-    far closer to the truth than the fused ones); without intrinsics it publishes nothing
+@pytest.mark.parametrize("refiner", ["pnp", "lm"])
+def test_refiner_poses_match_offline_and_need_intrinsics(refiner, tmp_path, env, tiny_model, tiny_kp_db,
+                                                         tiny_dense_db, tiny_scene):
+    """A refiner over DDS: the node's poses are the offline localizer's refined poses (with
+    PnP far closer to the truth than the fused ones); without intrinsics it publishes nothing
     and says why. The queries are map frames: the tiny scene's test frames lie 0.36 m or
     more from every map frame, too far for SIFT at 80x60."""
     from reloc_ros.core.fusion import FusionConfig
@@ -292,19 +294,20 @@ def test_pnp_refiner_poses_match_offline_and_need_intrinsics(tmp_path, env, tiny
 
     intr = Scene(tiny_scene).color_intrinsics
     ci = f"camera_intrinsics:=[{intr.fx},{intr.fy},{intr.cx},{intr.cy},{float(intr.width)},{float(intr.height)}]"
-    offline = Localizer.from_files(tiny_model, tiny_kp_db, LocalizerConfig(
-        top_k=5, fusion=FusionConfig(min_inliers=1), refiner="pnp"), device="cpu")
+    db = tiny_kp_db if refiner == "pnp" else tiny_dense_db
+    offline = Localizer.from_files(tiny_model, db, LocalizerConfig(
+        top_k=5, fusion=FusionConfig(min_inliers=1), refiner=refiner), device="cpu")
     K = intr.scaled(*offline.refine_image_size).K
     sc = Scene(tiny_scene)
     data = [(f, read_color(f.color_path), sc.pose(f)) for f in sc.frames("train")[::6]]
     refs = [offline.localize(rgb, K) for _, rgb, _ in data]
     good = [k for k, r in enumerate(refs) if r.ok]
-    assert len(good) >= 4 and all(r.refinement["inliers"] >= 8 for r in refs if r.ok)
-    for k in good:  # the refined pose: at the truth, where the fused one is not
+    assert len(good) >= 4 and all(r.refinement["ok"] for r in refs if r.ok)
+    for k in good if refiner == "pnp" else []:  # the refined pose: at the truth, where the fused one is not
         fused = offline.fuse(refs[k].hypotheses)
         assert pose_errors(refs[k].pose, data[k][2])[0] < min(0.02, pose_errors(fused.pose, data[k][2])[0])
     for params, expect in (((ci,), len(good)), ((), 0)):
-        proc = start_node(tmp_path, env, tiny_model, tiny_kp_db, "refiner:=pnp", "max_rate_hz:=0.0",
+        proc = start_node(tmp_path, env, tiny_model, db, f"refiner:={refiner}", "max_rate_hz:=0.0",
                           "image_reliable:=true", "min_inliers:=1", *params)
         client = Client(env)
         try:
