@@ -357,11 +357,9 @@ class Localizer:
         """
         if self.refiner is None:
             return r
-        from dataclasses import replace as dc_replace
-
         t0 = time.perf_counter()
         if K_33 is None:
-            return dc_replace(r, ok=False, reason="no camera intrinsics for the refiner (camera_info or the "
+            return replace(r, ok=False, reason="no camera intrinsics for the refiner (camera_info or the "
                                                   "camera_intrinsics parameter)", refinement=None)
         if self.cfg.refiner == "lm":
             return self._refine_lm(r, image, K_33, t0)
@@ -371,7 +369,7 @@ class Localizer:
         timings = dict(r.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         if not p.ok:
-            return dc_replace(r, ok=False, reason=f"refinement failed: {p.reason}", refinement=info,
+            return replace(r, ok=False, reason=f"refinement failed: {p.reason}", refinement=info,
                               timings_ms=timings)
         cal = self.cfg.calibration
         calibrated = cal is not None and cal.info.get("refiner", "none") == self.cfg.refiner
@@ -381,17 +379,15 @@ class Localizer:
         else:  # the Gauss-Newton covariance: how well the inliers pin the pose (not calibrated)
             conf, cov = p.inliers / max(1, p.matches), p.covariance
         ok, reason = self._decide(calibrated, conf, cov, "")
-        return dc_replace(r, ok=ok, pose=p.pose, covariance=cov, confidence=float(conf), reason=reason,
+        return replace(r, ok=ok, pose=p.pose, covariance=cov, confidence=float(conf), reason=reason,
                           calibrated=calibrated, signals=x, refinement=info, timings_ms=timings)
 
     @torch.no_grad()
     def _refine_lm(self, r: LocalizationResult, image: np.ndarray, K_33: np.ndarray, t0: float) -> LocalizationResult:
-        from dataclasses import replace as dc_replace
-
         def done(**kw):
             timings = dict(r.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
             timings["total"] = sum(v for k, v in timings.items() if k != "total")
-            return dc_replace(r, timings_ms=timings, **kw)
+            return replace(r, timings_ms=timings, **kw)
 
         if r.pose is None:
             return done(ok=False, reason="refinement failed: no fused pose to start from", refinement={"ok": False})
