@@ -442,3 +442,18 @@ def test_non_rigid_rejected(kind, min_err):
     assert err >= min_err
     assert not g.is_rigid(T)
     assert not g.is_rigid(T, tol=0.009)
+
+
+def test_skew_and_project_against_numpy_cross_and_a_hand_projection():
+    from reloc_ros.core.geometry import make_pose, project, skew
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    np.testing.assert_allclose(np.einsum("nij,nj->ni", skew(a), b), np.cross(a, b))
+    np.testing.assert_allclose(skew(a[0]) @ b[0], np.cross(a[0], b[0]))
+    K = np.array([[100.0, 0, 50], [0, 120.0, 40], [0, 0, 1]])
+    T = make_pose([1.0, 0.0, 0.0], [1, 0, 0, 0])  # camera at x = 1, axes of the world
+    Xc, uv, front = project(T, np.array([[1.0, 0.0, 2.0], [2.0, 1.0, 4.0], [1.0, 0.0, -1.0]]), K)
+    np.testing.assert_allclose(Xc[1], [1.0, 1.0, 4.0])
+    np.testing.assert_allclose(uv[:2], [[50.0, 40.0], [75.0, 70.0]])
+    assert front.tolist() == [True, True, False]

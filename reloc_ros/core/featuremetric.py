@@ -32,16 +32,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from reloc_ros.core.geometry import project, skew
+
 __all__ = ["LMConfig", "FeatureMetricLM", "DenseConfig", "DenseSet", "backproject", "bilinear", "gradients",
-           "skew", "normalize_channels", "frame_points"]
-
-
-def skew(v_N3: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) cross-product matrices [v]x."""
-    v = np.atleast_2d(v_N3)
-    z = np.zeros(len(v))
-    return np.stack([np.stack([z, -v[:, 2], v[:, 1]], -1), np.stack([v[:, 2], z, -v[:, 0]], -1),
-                     np.stack([-v[:, 1], v[:, 0], z], -1)], 1)
+           "normalize_channels", "frame_points"]
 
 
 def backproject(depth_hw: np.ndarray, K_33: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -105,18 +99,11 @@ class FeatureMetricLM:
     def __init__(self, cfg: LMConfig = LMConfig()):
         self.cfg = cfg
 
-    @staticmethod
-    def _project(T_wc: np.ndarray, X_M3: np.ndarray, K: np.ndarray):
-        Xc = (X_M3 - T_wc[:3, 3]) @ T_wc[:3, :3]
-        z = Xc[:, 2]
-        uv = np.stack([K[0, 0] * Xc[:, 0] / z + K[0, 2], K[1, 1] * Xc[:, 1] / z + K[1, 2]], 1)
-        return Xc, uv, z > 1e-3
-
     def linearize(self, T_wc: np.ndarray, F_q: np.ndarray, gu: np.ndarray, gv: np.ndarray, K: np.ndarray,
                   pts_M3: np.ndarray, ref_MC: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r"""Residuals ``r (V, C)`` and Jacobians ``J (V, C, 6)`` (with respect to
         :math:`(\delta_c, \delta_r)`) of the V visible world points, and the visibility mask."""
-        Xc, uv, front = self._project(T_wc, pts_M3, K)
+        Xc, uv, front = project(T_wc, pts_M3, K)
         f, inside = bilinear(F_q, uv)
         ok = inside & front
         Xc, uv, f, X = Xc[ok], uv[ok], f[ok], pts_M3[ok]
@@ -133,7 +120,7 @@ class FeatureMetricLM:
         return f - ref_MC[ok], np.stack([du, dv], 2) @ (duv_dX @ dX_dxi), ok
 
     def _cost(self, T_wc, F_q, K, pts, ref, k):
-        _, uv, front = self._project(T_wc, pts, K)
+        _, uv, front = project(T_wc, pts, K)
         f, inside = bilinear(F_q, uv)
         ok = inside & front
         r = np.linalg.norm(f - ref, axis=1)

@@ -52,6 +52,8 @@ __all__ = [
     "pose_errors",
     "ErrorStats",
     "error_stats",
+    "skew",
+    "project",
 ]
 
 
@@ -320,3 +322,25 @@ def gravity_alignment(up_3: np.ndarray) -> np.ndarray:
     up = up / np.linalg.norm(up)
     rot, _ = Rotation.align_vectors([[0.0, 0.0, 1.0]], [up])
     return rot.as_matrix()
+
+
+# --------------------------------------------------------------------------- pinhole camera
+def skew(v: np.ndarray) -> np.ndarray:
+    """Cross-product matrices [v]x: (3,) -> (3, 3), or (N, 3) -> (N, 3, 3)."""
+    v = np.asarray(v, dtype=np.float64)
+    a = np.atleast_2d(v)
+    z = np.zeros(len(a))
+    m = np.stack([np.stack([z, -a[:, 2], a[:, 1]], -1), np.stack([a[:, 2], z, -a[:, 0]], -1),
+                  np.stack([-a[:, 1], a[:, 0], z], -1)], 1)
+    return m[0] if v.ndim == 1 else m
+
+
+def project(T_wc: np.ndarray, X_N3: np.ndarray, K_33: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World points seen by a pinhole camera with camera-to-world pose ``T_wc`` (optical
+    axes) and intrinsics ``K``: ``(X_cam (N, 3), uv (N, 2) pixels, in_front (N,) z > 1 mm)``."""
+    T = np.asarray(T_wc, dtype=np.float64)
+    Xc = (np.asarray(X_N3, dtype=np.float64) - T[:3, 3]) @ T[:3, :3]
+    z = Xc[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = np.stack([K_33[0, 0] * Xc[:, 0] / z + K_33[0, 2], K_33[1, 1] * Xc[:, 1] / z + K_33[1, 2]], 1)
+    return Xc, uv, z > 1e-3

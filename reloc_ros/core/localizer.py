@@ -133,6 +133,11 @@ class LocalizationResult:
     refinement: dict | None = None  # the refiner's numbers (ok, inliers, matches, rms, ms), or None
 
 
+def _check_rgb(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+
+
 class Localizer:
     """Model + database + retrieval index + fusion.
 
@@ -250,8 +255,7 @@ class Localizer:
         reads, from the same single encoder pass (``{}`` for the other refiners)."""
         if self.cfg.refiner != "lm":
             return (*self.encode_image(image), {})
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        _check_rgb(image)
         t0 = time.perf_counter()
         x = self.model.preprocess(torch.as_tensor(np.array(image)[None]).to(self.device))
         f, d, maps = self.model.encode_levels(x, self.db.dense.config.levels)
@@ -262,8 +266,7 @@ class Localizer:
     @torch.no_grad()
     def encode_image(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, float]:
         """(feature f_1C, descriptor desc_1C, milliseconds) of one RGB uint8 (H, W, 3) image."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        _check_rgb(image)
         t0 = time.perf_counter()
         img = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)
         f, d = self.encode(img[None])
@@ -360,37 +363,36 @@ class Localizer:
         t0 = time.perf_counter()
         if K_33 is None:
             return replace(r, ok=False, reason="no camera intrinsics for the refiner (camera_info or the "
-                                                  "camera_intrinsics parameter)", refinement=None)
-        if self.cfg.refiner == "lm":
-            return self._refine_lm(r, image, K_33, t0)
+                                               "camera_intrinsics parameter)", refinement=None)
+        run = self._run_lm if self.cfg.refiner == "lm" else self._run_pnp
+        pose, cov_gn, x, info, conf_uncal, failure = run(r, image, K_33)
+        timings = dict(r.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
+        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        if failure:
+            return replace(r, ok=False, reason=f"refinement failed: {failure}", refinement=info, timings_ms=timings)
+        cal = self.cfg.calibration
+        calibrated = cal is not None and cal.info.get("refiner", "none") == self.cfg.refiner
+        # uncalibrated: the Gauss-Newton covariance, how well the data pin the pose (not whether it is right)
+        conf, cov = (cal.confidence(x), cal.covariance(x, pose[:3, :3])) if calibrated else (conf_uncal, cov_gn)
+        ok, reason = self._decide(calibrated, conf, cov, "")
+        return replace(r, ok=ok, pose=pose, covariance=cov, confidence=float(conf), reason=reason,
+                       calibrated=calibrated, signals=x, refinement=info, timings_ms=timings)
+
+    def _run_pnp(self, r: LocalizationResult, image: np.ndarray, K_33: np.ndarray):
+        """(pose, Gauss-Newton covariance, signals, info, uncalibrated confidence, failure reason)."""
         p = self.refiner.refine(image, K_33, r.hypotheses.db_index)
         info = {"ok": p.ok, "inliers": p.inliers, "matches": p.matches, "reproj_rms_px": p.reproj_rms_px,
                 "ms": p.ms}
-        timings = dict(r.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
-        timings["total"] = sum(v for k, v in timings.items() if k != "total")
         if not p.ok:
-            return replace(r, ok=False, reason=f"refinement failed: {p.reason}", refinement=info,
-                              timings_ms=timings)
-        cal = self.cfg.calibration
-        calibrated = cal is not None and cal.info.get("refiner", "none") == self.cfg.refiner
+            return None, None, None, info, 0.0, p.reason
         x = pnp_signals(p.inliers, p.matches, p.reproj_rms_px, p.covariance, float(r.hypotheses.scores[0]))
-        if calibrated:
-            conf, cov = cal.confidence(x), cal.covariance(x, p.pose[:3, :3])
-        else:  # the Gauss-Newton covariance: how well the inliers pin the pose (not calibrated)
-            conf, cov = p.inliers / max(1, p.matches), p.covariance
-        ok, reason = self._decide(calibrated, conf, cov, "")
-        return replace(r, ok=ok, pose=p.pose, covariance=cov, confidence=float(conf), reason=reason,
-                          calibrated=calibrated, signals=x, refinement=info, timings_ms=timings)
+        return p.pose, p.covariance, x, info, p.inliers / max(1, p.matches), None
 
     @torch.no_grad()
-    def _refine_lm(self, r: LocalizationResult, image: np.ndarray, K_33: np.ndarray, t0: float) -> LocalizationResult:
-        def done(**kw):
-            timings = dict(r.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
-            timings["total"] = sum(v for k, v in timings.items() if k != "total")
-            return replace(r, timings_ms=timings, **kw)
-
+    def _run_lm(self, r: LocalizationResult, image: np.ndarray, K_33: np.ndarray):
+        """As :meth:`_run_pnp`, for feature-metric LM from the fused pose."""
         if r.pose is None:
-            return done(ok=False, reason="refinement failed: no fused pose to start from", refinement={"ok": False})
+            return None, None, None, {"ok": False}, 0.0, "no fused pose to start from"
         dense = self.db.dense
         cfg = dense.config
         maps = r.hypotheses.levels  # from the query's encoder pass (hypothesize)
@@ -405,21 +407,16 @@ class Localizer:
             levels.append(F)
             Ks.append(intr.scaled(F.shape[2], F.shape[1]).K)
             refs.append([(self.poses[int(i)], *dense.frame(li, int(i))) for i in rows])
-        T, info = self.refiner.refine(r.pose, levels, Ks, refs)
-        cov_gn = info["covariance"]
+        T, out = self.refiner.refine(r.pose, levels, Ks, refs)
+        cov_gn = out["covariance"]
         moved = float(np.linalg.norm(T[:3, 3] - r.pose[:3, 3]))
-        rinfo = {"ok": bool(np.all(np.isfinite(cov_gn)) and info["points"] >= self.refiner.cfg.min_points),
-                 "iterations": info["iterations"], "points": info["points"],
-                 "final_cost": info["cost"][-1] if info["cost"] else float("nan"), "moved_m": moved}
-        if not rinfo["ok"]:
-            return done(ok=False, reason="refinement failed: too few visible points", refinement=rinfo)
-        cal = self.cfg.calibration
-        calibrated = cal is not None and cal.info.get("refiner", "none") == "lm"
-        x = lm_signals(info["cost"], info["points"], moved, cov_gn, float(r.hypotheses.scores[0]))
-        conf, cov = (cal.confidence(x), cal.covariance(x, T[:3, :3])) if calibrated else (r.confidence, cov_gn)
-        ok, reason = self._decide(calibrated, conf, cov, "")
-        return done(ok=ok, pose=T, covariance=cov, confidence=float(conf), reason=reason, calibrated=calibrated,
-                    signals=x, refinement=rinfo)
+        info = {"ok": bool(np.all(np.isfinite(cov_gn)) and out["points"] >= self.refiner.cfg.min_points),
+                "iterations": out["iterations"], "points": out["points"],
+                "final_cost": out["cost"][-1] if out["cost"] else float("nan"), "moved_m": moved}
+        if not info["ok"]:
+            return None, None, None, info, 0.0, "too few visible points"
+        x = lm_signals(out["cost"], out["points"], moved, cov_gn, float(r.hypotheses.scores[0]))
+        return T, cov_gn, x, info, r.confidence, None
 
     @property
     def refine_image_size(self) -> tuple[int, int] | None:

@@ -37,6 +37,8 @@ import cv2
 import numpy as np
 import torch
 
+from reloc_ros.core.geometry import project
+
 __all__ = ["PnPConfig", "KeypointSet", "PnPResult", "PnPRefiner", "extract_sift", "lift", "resize_for",
            "reprojection_covariance"]
 
@@ -186,13 +188,6 @@ class KeypointSet:
                            sets[0].config)
 
 
-def _project(T_wc: np.ndarray, X_N3: np.ndarray, K: np.ndarray) -> np.ndarray:
-    R_cw = T_wc[:3, :3].T
-    Xc = (X_N3 - T_wc[:3, 3]) @ R_cw.T
-    x = Xc @ K.T
-    return x[:, :2] / x[:, 2:3]
-
-
 def reprojection_covariance(T_wc: np.ndarray, X_N3: np.ndarray, u_N2: np.ndarray, K: np.ndarray,
                             eps: float = 1e-6) -> tuple[np.ndarray, float]:
     r"""The Gauss–Newton covariance of a PnP pose, in the README's convention.
@@ -208,7 +203,7 @@ def reprojection_covariance(T_wc: np.ndarray, X_N3: np.ndarray, u_N2: np.ndarray
     """
     X = np.asarray(X_N3, dtype=np.float64)
     u = np.asarray(u_N2, dtype=np.float64)
-    r0 = (_project(T_wc, X, K) - u).reshape(-1)
+    r0 = (project(T_wc, X, K)[1] - u).reshape(-1)
     J = np.empty((len(r0), 6))
     for j in range(6):
         cols = []
@@ -220,7 +215,7 @@ def reprojection_covariance(T_wc: np.ndarray, X_N3: np.ndarray, u_N2: np.ndarray
                 w = np.zeros(3)
                 w[j - 3] = sgn * eps
                 T[:3, :3] = cv2.Rodrigues(w)[0] @ T_wc[:3, :3]
-            cols.append(_project(T, X, K).reshape(-1))
+            cols.append(project(T, X, K)[1].reshape(-1))
         J[:, j] = (cols[0] - cols[1]) / (2 * eps)
     dof = max(1, len(r0) - 6)
     s2 = float(r0 @ r0) / dof

@@ -64,7 +64,7 @@ from std_srvs.srv import Trigger
 from reloc_ros.core.calibration import CalibrationError
 from reloc_ros.core.database import DatabaseError
 from reloc_ros.core.fusion import FUSION_METHODS, FusionConfig
-from reloc_ros.core.geometry import invert
+from reloc_ros.core.geometry import invert, skew
 from reloc_ros.core.initialpose import GateConfig, InitialPoseGate
 from reloc_ros.core.camera import Intrinsics
 from reloc_ros.core.localizer import REFINERS, Localizer, LocalizerConfig
@@ -603,10 +603,6 @@ class RelocalizationNode(Node):
             self.get_logger().info(f"initialpose gate: {self.gate.summary()}")
 
 
-def _skew(v: np.ndarray) -> np.ndarray:
-    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-
-
 def align_with_covariance(T_world_db: np.ndarray, T_db_cam: np.ndarray, cov_db: np.ndarray):
     """A pose and its covariance (world-axes convention) moved into another world frame:
     both the position and the small rotation about the axes rotate with R_world_db."""
@@ -624,7 +620,7 @@ def compose_with_covariance(T_map_cam: np.ndarray, cov_cam: np.ndarray, T_cam_ro
     """
     T = T_map_cam @ T_cam_robot
     J = np.eye(6)
-    J[:3, 3:] = -_skew(T_map_cam[:3, :3] @ T_cam_robot[:3, 3])
+    J[:3, 3:] = -skew(T_map_cam[:3, :3] @ T_cam_robot[:3, 3])
     return T, J @ cov_cam @ J.T
 
 
