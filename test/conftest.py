@@ -140,3 +140,16 @@ def tiny_dense_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("densedb") / "dense.db.pt"
     db.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dro(tiny_model, tiny_dense_db, tmp_path_factory) -> Path:
+    """dro.pt of a DRO trained briefly (20 steps, 2 iterations per stage) on the tiny dense
+    database (references from the same sequence: the tiny scene's sequences do not overlap)."""
+    from reloc_train.dro import main
+
+    out = tmp_path_factory.mktemp("dro")
+    assert main(["--model", str(tiny_model), "--db", str(tiny_dense_db), "--out", str(out), "--steps", "20",
+                 "--batch", "4", "--iterations", "2", "--hidden", "16", "--val-split", "", "--warmup", "5",
+                 "--own-sequence-gap", "2", "--device", "cpu"]) == 0
+    return out / "dro.pt"

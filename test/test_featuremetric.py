@@ -80,9 +80,16 @@ def test_dense_set_packs_and_round_trips_through_the_database(tiny_model, tiny_s
     from reloc_train.database import build_database
 
     cfg = DenseConfig(levels=(2, 1), steps=(1, 2))
-    a = DenseSet.pack([[(np.ones((2, 3)), np.ones((2, 4))), (np.ones((1, 3)), np.ones((1, 2)))]], cfg)
+    xyz = np.ones((2, 3, 3))
+    xyz[0, :2, 2] = 0.0  # two pixels without depth
+    a = DenseSet.pack([[(xyz, np.ones((2, 3, 4))), (np.ones((1, 2, 3)), np.ones((1, 2, 5)))]], cfg)
     c = DenseSet.concat([a, a])
-    assert len(c) == 2 and c.offsets[0].tolist() == [0, 2, 4] and c.frame(1, 1)[1].shape == (1, 2)
+    assert len(c) == 2 and c.frame(0, 1)[0].shape == (4, 3) and c.frame(1, 1)[1].shape == (2, 5)
+    assert c.grid(0, [1, 0])[0].shape == (2, 2, 3, 3) and c.valid_share() == pytest.approx((4 / 6 + 1) / 2)
+    with pytest.raises(ValueError, match="grid size"):
+        DenseSet.pack([[(xyz, np.ones((2, 3, 4)))], [(np.ones((3, 3, 3)), np.ones((3, 3, 4)))]], DenseConfig((2,), (1,)))
+    with pytest.raises(ValueError, match="earlier version"):
+        DenseSet.from_tensors({"dense2_offsets": None}, DenseConfig((2,), (1,)))
     model, info = load_model(tiny_model)
     db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False, dense=cfg)
     path = tmp_path / "dense.db.pt"
@@ -117,7 +124,7 @@ def test_localizer_lm_refiner_pulls_a_perturbed_pose_back(tiny_model, tiny_scene
     db.save(path)
     plain = tmp_path / "plain.db.pt"
     build_database(model, info, [sc], "train", progress=False).save(plain)
-    with pytest.raises(DatabaseError, match=r"plain.db.pt.*no dense points.*--dense"):
+    with pytest.raises(DatabaseError, match=r"plain.db.pt.*no dense grids.*--dense"):
         Localizer.from_files(tiny_model, plain, LocalizerConfig(refiner="lm"), "cpu")
     loc = Localizer.from_files(tiny_model, path, LocalizerConfig(refiner="lm", fusion=FusionConfig(min_inliers=1)),
                                "cpu")
@@ -139,36 +146,35 @@ def test_localizer_lm_refiner_pulls_a_perturbed_pose_back(tiny_model, tiny_scene
     assert not loc.refine(replace(r, pose=None), rgb, K).ok
 
 
-def test_refine_benchmark_tables(tiny_model, tiny_scene, tmp_path):
-    """The benchmark command end to end on the tiny scene: 0 iterations leaves the fused pose
-    (its row equals the fused errors), and the tables and the plot are written."""
-    from reloc_ros.core.featuremetric import DenseConfig
-    from reloc_ros.core.model import load_model
+def test_refine_benchmark_tables(tiny_model, tiny_scene, tiny_dense_db, tiny_dro, tmp_path):
+    """The benchmark command end to end on the tiny scene, for LM and DRO on the same queries:
+    0 iterations leaves the fused pose (its row equals the fused errors), the settings are
+    restored after the sweep, and the tables and the plot are written."""
     from reloc_ros.data.sevenscenes import Scene
     from reloc_ros.core.localizer import Localizer, LocalizerConfig
     from reloc_ros.tools.refine_benchmark import main, perturb, run
-    from reloc_train.database import build_database
 
     rng = np.random.default_rng(0)
     T = make_pose([1.0, 2.0, 3.0], [1, 0, 0, 0])
     te, re = pose_errors(perturb(T, 0.3, rng), T)
     assert te == pytest.approx(0.3) and re == pytest.approx(6.0, abs=1e-6)
-    model, info = load_model(tiny_model)
-    db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False,
-                        dense=DenseConfig(levels=(1, 0), steps=(1, 1)))
-    db.save(tmp_path / "dense.db.pt")
-    loc = Localizer.from_files(tiny_model, tmp_path / "dense.db.pt", LocalizerConfig(refiner="lm"), "cpu")
-    res = run(loc, [Scene(tiny_scene)], 4, [0, 3], [0.02])
-    assert res["iterations"][0]["median_t_m"] == pytest.approx(res["fused_median_t_m"], abs=1e-12)
-    assert res["queries"] == 4 and loc.refiner.cfg.iterations == 15  # restored after the sweep
+    loc = Localizer.from_files(tiny_model, tiny_dense_db, LocalizerConfig(refiner="lm"), "cpu")
+    dro = Localizer.from_files(tiny_model, tiny_dense_db, LocalizerConfig(refiner="dro"), "cpu", dro_path=tiny_dro)
+    res = run({"lm": loc, "dro": dro}, [Scene(tiny_scene)], 4, {"lm": [0, 3], "dro": [0, 1]}, [0.02])
+    for r in res["iterations"]:
+        if r["iterations_per_block"] == 0:
+            assert r["median_t_m"] == pytest.approx(res["fused_median_t_m"], abs=1e-6), r["refiner"]
+    assert [r["total_iterations"] for r in res["iterations"]] == [0, 6, 0, len(dro.refiner.cfg.stages)]
+    assert res["queries"] == 4 and loc.refiner.cfg.iterations == 5 and dro.cfg.refine_iterations is None
+    assert set(res["basin_80"]) == {"lm", "dro"}
     out = tmp_path / "bench"
-    assert main(["--model", str(tiny_model), "--db", str(tmp_path / "dense.db.pt"), "--scene", str(tiny_scene),
-                 "--queries", "4", "--iterations", "0", "3", "--basin", "0.02", "0.5", "--device", "cpu",
-                 "--out", str(out)]) == 0
+    assert main(["--model", str(tiny_model), "--db", str(tiny_dense_db), "--scene", str(tiny_scene),
+                 "--dro", str(tiny_dro), "--queries", "4", "--iterations", "0", "3", "--dro-iterations", "2",
+                 "--basin", "0.02", "0.5", "--device", "cpu", "--out", str(out)]) == 0
     import csv
 
     its = list(csv.DictReader(open(out / "iterations.csv")))
     basin = list(csv.DictReader(open(out / "basin.csv")))
-    assert [int(r["iterations_per_level"]) for r in its] == [0, 3] and len(basin) == 2
-    assert all(0.0 <= float(r["success"]) <= 1.0 for r in basin)
-    assert (out / "refine_benchmark.png").stat().st_size > 10_000 and "convergence basin" in (out / "summary.md").read_text()
+    assert [(r["refiner"], int(r["iterations_per_block"])) for r in its] == [("lm", 0), ("lm", 3), ("dro", 2)]
+    assert len(basin) == 4 and all(0.0 <= float(r["success"]) <= 1.0 for r in basin)
+    assert (out / "refine_benchmark.png").stat().st_size > 10_000 and "Convergence basin" in (out / "summary.md").read_text()

@@ -65,7 +65,7 @@ def calibrate(loc, scenes, split: str = "calib", precision: float = 0.95, target
     X = np.array([r["signals_vec"] if r["fused"] else [np.nan] * len(names) for r in rows], dtype=float)
     E = np.array([r["e6_vec"] if r["fused"] else [np.nan] * 6 for r in rows], dtype=float)
     info = {"split": split, "scenes": [sc.name for sc in scenes], "fusion_method": loc.cfg.fusion.method,
-            "refiner": loc.cfg.refiner,
+            "refiner": loc.cfg.refiner, "refine_iterations": loc.cfg.refine_iterations,
             "top_k": loc.cfg.top_k, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "retrieval_recall_at_k": res["recall_at_k"]}
     cal = fit_calibration(X, E, ok, target_t_m, target_r_deg, precision, info=info, signal_names=names)
@@ -107,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", choices=["top1", "consensus", "triangulate"],
                     help="the node's fusion method (the calibration is only used with it)")
-    ap.add_argument("--refiner", default="none", choices=["none", "pnp", "lm"],
-                    help="the node's refiner (pnp: a database built with --keypoints; lm: with --dense)")
+    ap.add_argument("--refiner", default="none", choices=["none", "pnp", "lm", "dro"],
+                    help="the node's refiner (pnp: a database built with --keypoints; lm, dro: with --dense)")
+    ap.add_argument("--dro", type=Path, help="the DRO file, for refiner dro (python -m reloc_train.dro)")
+    ap.add_argument("--refine-iterations", type=int, help="lm: per level; dro: per stage (default: the file's)")
     ap.add_argument("--precision", type=float, default=0.95, help="precision the threshold must reach")
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--device", default="auto")
@@ -120,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     from reloc_ros.core.model import ModelFileError
 
     try:
-        loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion),
-                                                                        refiner=args.refiner), args.device)
+        lcfg = LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion), refiner=args.refiner,
+                               refine_iterations=args.refine_iterations)
+        loc = Localizer.from_files(args.model, args.db, lcfg, args.device, dro_path=args.dro)
         scenes = open_scenes(args.data, args.scenes)
         split = loc.db.meta.get("split")
         if split not in (None, "fit") and args.split == "calib":

@@ -71,8 +71,8 @@ def scene_keypoints(scene: Scene, frames, cfg: PnPConfig, progress: bool = True)
 @torch.no_grad()
 def scene_dense(model: RelPoseNet, scene: Scene, frames, cfg: DenseConfig, device: torch.device,
                 progress: bool = True) -> list[list[tuple]]:
-    """Per frame, per level ``(xyz_M3, feat_MC)``: the frame's encoder stage features at its
-    valid depth (:func:`reloc_ros.core.featuremetric.frame_points`)."""
+    """Per frame, per level ``(xyz (gh, gw, 3), feat (gh, gw, C))``: the frame's depth and
+    encoder stage features on the level's grid (:func:`reloc_ros.core.featuremetric.frame_points`)."""
     out = []
     for fr in tqdm(frames, desc=f"dense {scene.name}", disable=not progress, dynamic_ncols=True, leave=False):
         x = model.preprocess(torch.as_tensor(np.array(read_color(fr.color_path))[None]).to(device))
@@ -187,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{k.config.image_size[0]}x{k.config.image_size[1]}, for the PnP refiner")
             if db.dense is not None:
                 d = db.dense
-                print(f"  dense points: levels {list(d.config.levels)}, "
-                      + ", ".join(f"{int(o[-1]) / max(1, len(d)):.0f} per frame" for o in d.offsets)
-                      + ", for the feature-metric refiner")
+                print(f"  dense grids: levels {list(d.config.levels)}, "
+                      + ", ".join(f"{x.shape[1]}x{x.shape[2]} x {f.shape[3]} ch" for x, f in zip(d.xyz, d.feat))
+                      + f", {100 * d.valid_share():.0f} % valid depth, for the feature-metric refiners (lm, dro)")
     except (DatabaseError, ModelFileError, SevenScenesError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -84,7 +84,8 @@ from scipy.stats import chi2
 
 from reloc_ros.core.files import FileProblem, atomic_write_text
 
-__all__ = ["SIGNALS", "PNP_SIGNALS", "LM_SIGNALS", "SIGNAL_SETS", "pnp_signals", "lm_signals",
+__all__ = ["SIGNALS", "PNP_SIGNALS", "LM_SIGNALS", "DRO_SIGNALS", "SIGNAL_SETS", "pnp_signals", "lm_signals",
+           "dro_signals",
            "CALIBRATION_FORMAT", "CalibrationError",
            "Calibration", "signals", "fit_calibration",
            "mahalanobis2", "chi2_shares", "precision_recall"]
@@ -97,7 +98,10 @@ PNP_SIGNALS = ("log_inliers", "inlier_share", "log_reproj_rms", "log_gn_sigma_t"
 #: Signals of a pose refined by feature-metric LM (:mod:`reloc_ros.core.featuremetric`).
 LM_SIGNALS = ("log_final_cost", "cost_ratio", "log_points", "log_moved_m", "log_gn_sigma_t", "top1_score")
 #: The signal set of each refiner (``info['refiner']`` of a calibration; 'none': fused poses).
-SIGNAL_SETS = {"none": SIGNALS, "pnp": PNP_SIGNALS, "lm": LM_SIGNALS}
+#: Signals of a pose refined by DRO (:mod:`reloc_ros.core.dro`): its final cost, the share of
+#: pixels with a low residual, the valid pixels, the move, the Gauss-Newton σ, the top-1 score.
+DRO_SIGNALS = ("log_final_cost", "low_share", "log_points", "log_moved_m", "log_gn_sigma_t", "top1_score")
+SIGNAL_SETS = {"none": SIGNALS, "pnp": PNP_SIGNALS, "lm": LM_SIGNALS, "dro": DRO_SIGNALS}
 _RIDGE = 1e-2  # L2 penalty on the non-bias weights (standardised signals)
 #: Standardised signals are clipped to ±Z_CLIP: a query unlike every calibration frame gets
 #: the scale and confidence of the most extreme ones, never an extrapolated one.
@@ -162,6 +166,18 @@ def lm_signals(costs: list[float], points: int, moved_m: float, gn_cov_66: np.nd
     st = math.sqrt(max(float(np.trace(c[:3, :3])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
     first, last = (float(costs[0]), float(costs[-1])) if costs else (float("nan"), float("nan"))
     return np.array([math.log(1e-9 + last), last / max(first, 1e-12), math.log(max(1, points)),
+                     math.log(1e-3 + moved_m), math.log(1e-6 + st), float(top1_score)])
+
+
+def dro_signals(final_cost: float, low_share: float, points: int, moved_m: float, gn_cov_66: np.ndarray,
+                top1_score: float) -> np.ndarray:
+    """The signal vector (:data:`DRO_SIGNALS`) of a pose refined by DRO: the final cost (mean
+    squared residual norm of the adapted features), the share of valid pixels with a low
+    residual, the valid pixels, how far the pose moved (m), the Gauss-Newton position σ (m)
+    and the top-1 retrieval score."""
+    c = np.asarray(gn_cov_66, dtype=np.float64)
+    st = math.sqrt(max(float(np.trace(c[:3, :3])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
+    return np.array([math.log(1e-9 + final_cost), float(low_share), math.log(max(1, points)),
                      math.log(1e-3 + moved_m), math.log(1e-6 + st), float(top1_score)])
 
 

@@ -191,18 +191,30 @@ class FeatureMetricLM:
         cov = np.full((6, 6), np.inf)
         if last is not None:  # Gauss-Newton covariance at the solution, finest level used
             F_q, gu, gv, K, pts, ref, k = last
-            r, J, ok = self.linearize(T, F_q, gu, gv, K, pts, ref)
-            if ok.sum() >= self.cfg.min_points:
-                rn = np.linalg.norm(r, axis=1)
-                w = np.where(rn <= k, 1.0, k / np.maximum(rn, 1e-12))
-                H = np.einsum("m,mci,mcj->ij", w, J, J)
-                s2 = float(np.sum(w * rn ** 2)) / max(1, r.size - 6)
-                try:
-                    cov = s2 * np.linalg.inv(H)
-                    cov = 0.5 * (cov + cov.T)
-                except np.linalg.LinAlgError:
-                    pass
+            cov = self.covariance(T, F_q, K, pts, ref, k, (gu, gv))
         return T, {"cost": costs, "points": n_vis, "iterations": steps, "covariance": cov}
+
+    def covariance(self, T_wc: np.ndarray, F_q: np.ndarray, K: np.ndarray, pts_M3: np.ndarray, ref_MC: np.ndarray,
+                   k: float | None = None, grads: tuple | None = None) -> np.ndarray:
+        """The Gauss–Newton covariance :math:`s^2 H^{-1}` (6x6, README convention) of the
+        Huber cost at ``T_wc`` (``k``: the Huber threshold; None: from ``ref_MC`` as in
+        :meth:`refine`); infinite with fewer than ``min_points`` visible points."""
+        F_q = np.asarray(F_q, dtype=np.float64)
+        gu, gv = grads if grads is not None else gradients(F_q)
+        if k is None:
+            k = self.cfg.huber * max(1e-9, float(np.median(np.linalg.norm(ref_MC, axis=1))))
+        r, J, ok = self.linearize(T_wc, F_q, gu, gv, K, pts_M3, ref_MC)
+        if ok.sum() < self.cfg.min_points:
+            return np.full((6, 6), np.inf)
+        rn = np.linalg.norm(r, axis=1)
+        w = np.where(rn <= k, 1.0, k / np.maximum(rn, 1e-12))
+        H = np.einsum("m,mci,mcj->ij", w, J, J)
+        s2 = float(np.sum(w * rn ** 2)) / max(1, r.size - 6)
+        try:
+            cov = s2 * np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            return np.full((6, 6), np.inf)
+        return 0.5 * (cov + cov.T)
 
 
 # --------------------------------------------------------------------------- the database side
@@ -238,58 +250,74 @@ class DenseConfig:
 
 @dataclass
 class DenseSet:
-    """Per level, the database frames' points with valid depth and their features, packed:
-    frame i owns rows ``offsets[l][i]:offsets[l][i+1]`` of ``xyz[l]`` (float32, camera frame,
-    metres) and ``feat[l]`` (float16, L2-normalised over channels)."""
+    """Per level, each database frame's depth and dense features on a regular pixel grid
+    (the level's feature map subsampled by its step): ``xyz[l]`` is ``(N, gh, gw, 3)``
+    float32, the camera-frame point of each grid pixel (metres; its z is the depth map, and
+    z = 0 marks invalid depth: 7-Scenes' 0 and 65535, NaN, or none), and ``feat[l]`` is
+    ``(N, gh, gw, C)`` float16, the L2-normalised features there. The grid keeps the
+    invalid pixels, so that a convolutional optimizer (DRO) reads it as an image."""
 
-    offsets: list
     xyz: list
     feat: list
     config: DenseConfig
 
     def __post_init__(self):
-        if not (len(self.offsets) == len(self.xyz) == len(self.feat) == len(self.config.levels)):
-            raise ValueError("dense set: one offsets, xyz and feat tensor per level")
-        n = {len(o) for o in self.offsets}
-        for o, x, f in zip(self.offsets, self.xyz, self.feat):
-            if int(o[0]) != 0 or int(o[-1]) != len(x) or len(x) != len(f) or x.shape[-1] != 3:
-                raise ValueError("dense set offsets do not index its rows")
-        if len(n) != 1:
+        if not (len(self.xyz) == len(self.feat) == len(self.config.levels)):
+            raise ValueError("dense set: one xyz and one feat tensor per level")
+        for x, f in zip(self.xyz, self.feat):
+            if x.dim() != 4 or x.shape[-1] != 3 or f.dim() != 4 or tuple(f.shape[:3]) != tuple(x.shape[:3]):
+                raise ValueError("dense set: xyz must be (N, gh, gw, 3) and feat (N, gh, gw, C) on the same grid "
+                                 "(a database from before the grid format: rebuild it with --dense)")
+        if len({len(x) for x in self.xyz}) != 1:
             raise ValueError("dense set levels cover different frame counts")
 
     def __len__(self) -> int:
-        return len(self.offsets[0]) - 1
+        return len(self.xyz[0])
 
     def frame(self, level_index: int, i: int) -> tuple[np.ndarray, np.ndarray]:
-        o = self.offsets[level_index]
-        a, b = int(o[i]), int(o[i + 1])
-        return self.xyz[level_index][a:b].numpy(), self.feat[level_index][a:b].float().numpy()
+        """The valid points ``(M, 3)`` of frame ``i`` at a level, and their features ``(M, C)``."""
+        x = self.xyz[level_index][i].reshape(-1, 3).numpy()
+        ok = x[:, 2] > 0
+        return x[ok], self.feat[level_index][i].reshape(len(x), -1).float().numpy()[ok]
+
+    def grid(self, level_index: int, rows) -> tuple:
+        """Frames ``rows`` at a level: xyz ``(m, gh, gw, 3)`` and features ``(m, gh, gw, C)`` (float32)."""
+        import torch
+
+        r = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        return self.xyz[level_index][r].float(), self.feat[level_index][r].float()
+
+    def valid_share(self) -> float:
+        """Share of grid pixels with valid depth, over all frames and levels."""
+        return float(np.mean([float((x[..., 2] > 0).float().mean()) for x in self.xyz]))
 
     def tensors(self) -> dict:
         out = {}
-        for lvl, o, x, f in zip(self.config.levels, self.offsets, self.xyz, self.feat):
-            out[f"dense{lvl}_offsets"], out[f"dense{lvl}_xyz"], out[f"dense{lvl}_feat"] = o, x, f
+        for lvl, x, f in zip(self.config.levels, self.xyz, self.feat):
+            out[f"dense{lvl}_xyz"], out[f"dense{lvl}_feat"] = x, f
         return out
 
     @classmethod
     def from_tensors(cls, tensors: dict, config: DenseConfig) -> "DenseSet":
         lv = config.levels
-        return cls([tensors[f"dense{v}_offsets"] for v in lv], [tensors[f"dense{v}_xyz"] for v in lv],
-                   [tensors[f"dense{v}_feat"] for v in lv], config)
+        if any(f"dense{v}_offsets" in tensors for v in lv):
+            raise ValueError("dense points are in the packed format of an earlier version; rebuild the database "
+                             "with --dense (the grid format keeps the depth map for DRO)")
+        return cls([tensors[f"dense{v}_xyz"] for v in lv], [tensors[f"dense{v}_feat"] for v in lv], config)
 
     @classmethod
     def pack(cls, per_frame: list[list[tuple[np.ndarray, np.ndarray]]], config: DenseConfig) -> "DenseSet":
-        """From per frame, per level ``(xyz_M3, feat_MC)``."""
+        """From per frame, per level ``(xyz_gh_gw_3, feat_gh_gw_C)`` (:func:`frame_points`)."""
         import torch
 
-        offs, xyzs, feats = [], [], []
+        xyzs, feats = [], []
         for li in range(len(config.levels)):
             items = [fr[li] for fr in per_frame]
-            offs.append(torch.tensor(np.r_[0, np.cumsum([len(x) for x, _ in items])], dtype=torch.int64))
-            xyzs.append(torch.from_numpy(np.concatenate([x for x, _ in items]).astype(np.float32).reshape(-1, 3)))
-            c = items[0][1].shape[1] if items else 0
-            feats.append(torch.from_numpy(np.concatenate([f for _, f in items]).astype(np.float16).reshape(-1, c)))
-        return cls(offs, xyzs, feats, config)
+            if len({(x.shape, f.shape) for x, f in items}) > 1:
+                raise ValueError("dense set: frames of one database must share the grid size (same image size)")
+            xyzs.append(torch.from_numpy(np.stack([x for x, _ in items]).astype(np.float32)))
+            feats.append(torch.from_numpy(np.stack([f for _, f in items]).astype(np.float16)))
+        return cls(xyzs, feats, config)
 
     @staticmethod
     def concat(sets: list["DenseSet"]) -> "DenseSet":
@@ -297,16 +325,12 @@ class DenseSet:
 
         if any(s.config != sets[0].config for s in sets):
             raise ValueError("dense sets were made with different settings")
-        offs, xyzs, feats = [], [], []
-        for li in range(len(sets[0].config.levels)):
-            parts, base = [torch.zeros(1, dtype=torch.int64)], 0
-            for s in sets:
-                parts.append(s.offsets[li][1:] + base)
-                base += int(s.offsets[li][-1])
-            offs.append(torch.cat(parts))
-            xyzs.append(torch.cat([s.xyz[li] for s in sets]))
-            feats.append(torch.cat([s.feat[li] for s in sets]))
-        return DenseSet(offs, xyzs, feats, sets[0].config)
+        try:
+            return DenseSet([torch.cat([s.xyz[li] for s in sets]) for li in range(len(sets[0].config.levels))],
+                            [torch.cat([s.feat[li] for s in sets]) for li in range(len(sets[0].config.levels))],
+                            sets[0].config)
+        except RuntimeError as e:
+            raise ValueError(f"dense sets have different grid sizes ({e})") from None
 
 
 def normalize_channels(F_Chw: np.ndarray) -> np.ndarray:
@@ -317,21 +341,28 @@ def normalize_channels(F_Chw: np.ndarray) -> np.ndarray:
 
 def frame_points(fmaps: dict, depth_m_HW: np.ndarray, intrinsics, config: DenseConfig
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A database frame's stored points per level: its depth resized (nearest) to each
-    level's map, back-projected on the level's grid, and its normalised features there.
+    """A database frame's stored grid per level: its depth resized (nearest) to the level's
+    map and subsampled by the level's step, back-projected (invalid depth: the zero point),
+    and its normalised features at the same pixels.
 
     Args:
         fmaps: {stage: (C, h, w) feature map} of the frame.
-        depth_m_HW: its depth (metres, NaN invalid), registered to the colour image.
+        depth_m_HW: its depth (metres, NaN or <= 0 invalid), registered to the colour image.
         intrinsics: the colour camera's :class:`reloc_ros.core.camera.Intrinsics`.
+
+    Returns:
+        per level ``(xyz (gh, gw, 3), feat (gh, gw, C))``.
     """
     out = []
     for lvl, step in zip(config.levels, config.steps):
         F = normalize_channels(fmaps[lvl])
         h, w = F.shape[1:]
-        d = cv2.resize(np.nan_to_num(np.asarray(depth_m_HW, np.float32), nan=0.0), (w, h),
-                       interpolation=cv2.INTER_NEAREST)
-        X, uv = backproject(d, intrinsics.scaled(w, h).K, step)
-        f, _ = bilinear(F, uv)
-        out.append((X, f))
+        d = cv2.resize(np.nan_to_num(np.asarray(depth_m_HW, np.float32), nan=0.0, posinf=0.0, neginf=0.0),
+                       (w, h), interpolation=cv2.INTER_NEAREST).astype(np.float64)
+        K = intrinsics.scaled(w, h).K
+        v, u = np.mgrid[0:h:step, 0:w:step].astype(np.float64)
+        z = d[::step, ::step]
+        z = np.where(np.isfinite(z) & (z > 0), z, 0.0)
+        xyz = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], axis=-1)
+        out.append((xyz, F[:, ::step, ::step].transpose(1, 2, 0)))
     return out

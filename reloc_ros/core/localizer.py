@@ -2,7 +2,8 @@
 
     image ─> encoder (once) ─> top-k retrieval ─> heads on k (db feature, query feature) pairs
           ─> k hypotheses T_db,i @ T_rel,i ─> fusion ─> pose, 6x6 covariance, inliers, confidence
-          ─> optional refinement (``refiner='pnp'``: SIFT + PnP against the top-3 frames' depth)
+          ─> optional refinement against the top frames' depth (``refiner``: 'pnp' SIFT +
+             PnP, 'lm' feature-metric Levenberg-Marquardt, 'dro' the learned recurrent optimizer)
 
 Every stage is timed (``encode``, ``search``, ``heads``, ``fusion``, ``refine``, ``total``, in
 ms; with CUDA synchronisation on a GPU so the numbers are real).
@@ -26,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reloc_ros.core.calibration import Calibration, CalibrationError, lm_signals, pnp_signals, signals
+from reloc_ros.core.calibration import Calibration, CalibrationError, dro_signals, lm_signals, pnp_signals, signals
 from reloc_ros.core.camera import Intrinsics
 from reloc_ros.core.featuremetric import FeatureMetricLM, LMConfig, normalize_channels
 from reloc_ros.core.database import DatabaseError, FrameDatabase, load_pair
 from reloc_ros.core.device import resolve_device
+from reloc_ros.core.dro import DRO, load_dro
 from reloc_ros.core.fusion import FusionConfig, FusionResult, fuse, hypotheses
 from reloc_ros.core.model import RelPoseNet
 from reloc_ros.core.pnp import PnPConfig, PnPRefiner
@@ -39,8 +41,9 @@ from reloc_ros.core.retrieval import build_index
 __all__ = ["REFINERS", "LocalizerConfig", "Hypotheses", "LocalizationResult", "Localizer"]
 
 #: Refinement after fusion: none, SIFT + PnP-RANSAC against the database depth, or
-#: feature-metric Levenberg-Marquardt from the fused pose against the database depth.
-REFINERS = ("none", "pnp", "lm")
+#: feature-metric Levenberg-Marquardt from the fused pose against the database depth, or
+#: DRO (:mod:`reloc_ros.core.dro`), the learned recurrent optimizer, on the same cost.
+REFINERS = ("none", "pnp", "lm", "dro")
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,11 @@ class LocalizerConfig:
             keypoints, and the query's intrinsics); or 'lm' (feature-metric Levenberg-Marquardt
             from the fused pose, :mod:`reloc_ros.core.featuremetric`; needs a database built
             with dense points). A query the refiner cannot solve is not used: the fused pose
-            is kept for analysis only.
+            is kept for analysis only. 'dro': the learned optimizer on the same cost
+            (:mod:`reloc_ros.core.dro`; needs dense points and a DRO file).
         pnp: the PnP refiner's settings (None: those the database keypoints were made with).
+        refine_iterations: iterations of 'lm' (per level) or 'dro' (per stage); None: the
+            database's (lm) or the DRO file's (dro) default.
     """
 
     top_k: int = 5
@@ -73,12 +79,15 @@ class LocalizerConfig:
     min_confidence: float | None = None
     refiner: str = "none"
     pnp: PnPConfig | None = None
+    refine_iterations: int | None = None
 
     def __post_init__(self):
         if self.top_k < 1:
             raise ValueError("top_k must be >= 1")
         if self.refiner not in REFINERS:
             raise ValueError(f"unknown refiner {self.refiner!r}: use one of {', '.join(REFINERS)}")
+        if self.refine_iterations is not None and self.refine_iterations < 0:
+            raise ValueError("refine_iterations must be >= 0")
 
     @property
     def threshold(self) -> float:
@@ -151,7 +160,7 @@ class Localizer:
     """
 
     def __init__(self, model: RelPoseNet, db: FrameDatabase, cfg: LocalizerConfig = LocalizerConfig(),
-                 device: str | torch.device = "auto"):
+                 device: str | torch.device = "auto", dro: DRO | None = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.db = db
@@ -177,13 +186,26 @@ class Localizer:
                 raise ValueError("refiner 'lm' needs a database with dense points "
                                  "(python -m reloc_train.database build --dense)")
             d = db.dense.config
-            self.refiner = FeatureMetricLM(LMConfig(iterations=d.iterations, huber=d.huber))
+            it = d.iterations if cfg.refine_iterations is None else cfg.refine_iterations
+            self.refiner = FeatureMetricLM(LMConfig(iterations=it, huber=d.huber))
+        elif cfg.refiner == "dro":
+            if db.dense is None or dro is None:
+                raise ValueError("refiner 'dro' needs a database with dense grids (python -m "
+                                 "reloc_train.database build --dense) and a DRO (python -m reloc_train.dro)")
+            if tuple(dro.cfg.levels) != tuple(db.dense.config.levels) or tuple(dro.cfg.in_channels) != tuple(
+                    int(f.shape[-1]) for f in db.dense.feat):
+                raise ValueError(f"the DRO reads levels {list(dro.cfg.levels)} with {list(dro.cfg.in_channels)} "
+                                 f"channels; the database's dense grids are levels {list(db.dense.config.levels)}")
+            self.refiner = dro.to(self.device).eval()
+            self.gn = FeatureMetricLM(LMConfig(huber=db.dense.config.huber))  # its covariance at the solution
 
     @classmethod
     def from_files(cls, model_path: Path | str, db_path: Path | str, cfg: LocalizerConfig = LocalizerConfig(),
-                   device: str | torch.device = "auto", calibration_path: Path | str | None = None) -> "Localizer":
-        """Load and cross-check a model file, a database and optionally a calibration file
-        fitted for that database (errors name the file)."""
+                   device: str | torch.device = "auto", calibration_path: Path | str | None = None,
+                   dro_path: Path | str | None = None) -> "Localizer":
+        """Load and cross-check a model file, a database, optionally a calibration file fitted
+        for that database, and for refiner 'dro' the DRO file trained on that model's
+        features (errors name the file)."""
         dev = resolve_device(device)
         model, info, db = load_pair(model_path, db_path, dev)
         if len(db) == 0:
@@ -191,9 +213,19 @@ class Localizer:
         if cfg.refiner == "pnp" and db.keypoints is None:
             raise DatabaseError(db_path, "has no keypoints, which refiner 'pnp' needs; rebuild it with "
                                          "python -m reloc_train.database build --keypoints")
-        if cfg.refiner == "lm" and db.dense is None:
-            raise DatabaseError(db_path, "has no dense points, which refiner 'lm' needs; rebuild it with "
-                                         "python -m reloc_train.database build --dense")
+        if cfg.refiner in ("lm", "dro") and db.dense is None:
+            raise DatabaseError(db_path, f"has no dense grids, which refiner {cfg.refiner!r} needs; rebuild it "
+                                         "with python -m reloc_train.database build --dense")
+        dro = None
+        if cfg.refiner == "dro":
+            if not dro_path:
+                raise ValueError("refiner 'dro' needs a DRO file (dro_path; python -m reloc_train.dro)")
+            dro, _ = load_dro(dro_path, info, dev)
+            chans = tuple(int(f.shape[-1]) for f in db.dense.feat)
+            if tuple(dro.cfg.levels) != tuple(db.dense.config.levels) or tuple(dro.cfg.in_channels) != chans:
+                raise DatabaseError(db_path, f"dense grids (levels {list(db.dense.config.levels)}, channels "
+                                             f"{list(chans)}) do not fit the DRO file {dro_path} (levels "
+                                             f"{list(dro.cfg.levels)}, channels {list(dro.cfg.in_channels)})")
         if calibration_path:
             cal = Calibration.load(calibration_path, db)
             fitted = cal.info.get("fusion_method")
@@ -206,7 +238,7 @@ class Localizer:
                                                          f"but the localizer refines with {cfg.refiner!r}; refit "
                                                          "it (python -m reloc_train.calibrate --refiner)")
             cfg = replace(cfg, calibration=cal)
-        loc = cls(model, db, cfg, dev)
+        loc = cls(model, db, cfg, dev, dro=dro)
         loc.model_info = info
         return loc
 
@@ -253,7 +285,7 @@ class Localizer:
     def encode_image_levels(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
         """:meth:`encode_image`, plus the query's dense stage features that the 'lm' refiner
         reads, from the same single encoder pass (``{}`` for the other refiners)."""
-        if self.cfg.refiner != "lm":
+        if self.cfg.refiner not in ("lm", "dro"):
             return (*self.encode_image(image), {})
         _check_rgb(image)
         t0 = time.perf_counter()
@@ -364,7 +396,7 @@ class Localizer:
         if K_33 is None:
             return replace(r, ok=False, reason="no camera intrinsics for the refiner (camera_info or the "
                                                "camera_intrinsics parameter)", refinement=None)
-        run = self._run_lm if self.cfg.refiner == "lm" else self._run_pnp
+        run = {"lm": self._run_lm, "dro": self._run_dro, "pnp": self._run_pnp}[self.cfg.refiner]
         pose, cov_gn, x, info, conf_uncal, failure = run(r, image, K_33)
         timings = dict(r.timings_ms, refine=(time.perf_counter() - t0) * 1e3)
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
@@ -418,13 +450,61 @@ class Localizer:
         x = lm_signals(out["cost"], out["points"], moved, cov_gn, float(r.hypotheses.scores[0]))
         return T, cov_gn, x, info, r.confidence, None
 
+    @torch.no_grad()
+    def _run_dro(self, r: LocalizationResult, image: np.ndarray, K_33: np.ndarray):
+        """As :meth:`_run_lm`, for DRO from the fused pose (the Gauss-Newton covariance of its
+        own adapted-feature cost at the solution)."""
+        if r.pose is None:
+            return None, None, None, {"ok": False}, 0.0, "no fused pose to start from"
+        dro, dense = self.refiner, self.db.dense
+        maps = r.hypotheses.levels
+        if maps is None:
+            _, _, _, maps = self.encode_image_levels(image)
+        w0, h0 = self.refine_image_size
+        intr = Intrinsics(fx=K_33[0, 0], fy=K_33[1, 1], cx=K_33[0, 2], cy=K_33[1, 2], width=w0, height=h0)
+        rows = np.asarray(r.hypotheses.db_index[: dro.cfg.top_m], dtype=np.int64)
+        q, Ks, xyz, feat = [], [], [], []
+        for li, lvl in enumerate(dense.config.levels):
+            Fq = torch.nn.functional.normalize(torch.as_tensor(maps[lvl], device=self.device).float()[None], dim=1)
+            q.append(dro.adapt(Fq, li))
+            Ks.append(torch.as_tensor(intr.scaled(Fq.shape[3], Fq.shape[2]).K, device=self.device).float()[None])
+            x, f = dense.grid(li, rows)
+            xyz.append(x.to(self.device)[None])
+            feat.append(dro.adapt_grid(f.to(self.device)[None], li))
+        T_db = torch.as_tensor(self.poses[rows], device=self.device).float()[None]
+        T0 = torch.as_tensor(r.pose, device=self.device).float()[None]
+        it = self.cfg.refine_iterations
+        poses, out = dro(T0, q, Ks, xyz, feat, T_db, iterations=it)
+        T = poses[-1][0].double().cpu().numpy()
+        valid = int(out["valid"][0])
+        # the Gauss-Newton covariance of the adapted-feature cost, at the finest stage's level
+        li = dro.cfg.stages[-1]
+        Fq = q[li][0].double().cpu().numpy()
+        x_m = xyz[li][0].reshape(len(rows), -1, 3).double().cpu().numpy()
+        f_m = feat[li][0].reshape(len(rows), dro.cfg.dim, -1).transpose(1, 2).double().cpu().numpy()
+        ok_m = x_m[..., 2] > 0
+        pts = np.concatenate([x_m[j][ok_m[j]] @ self.poses[i][:3, :3].T + self.poses[i][:3, 3]
+                              for j, i in enumerate(rows)])
+        ref = np.concatenate([f_m[j][ok_m[j]] for j in range(len(rows))])
+        cov = self.gn.covariance(T, Fq, Ks[li][0].double().cpu().numpy(), pts, ref) if len(pts) else \
+            np.full((6, 6), np.inf)
+        moved = float(np.linalg.norm(T[:3, 3] - r.pose[:3, 3]))
+        info = {"ok": bool(np.all(np.isfinite(T)) and np.all(np.isfinite(cov)) and valid >= self.gn.cfg.min_points),
+                "iterations": len(poses) - 1, "points": valid, "final_cost": float(out["cost"][0]),
+                "low_share": float(out["low_share"][0]), "moved_m": moved}
+        if not info["ok"]:
+            return None, None, None, info, 0.0, (f"too few points with valid depth in view ({valid})"
+                                                 if valid < self.gn.cfg.min_points else "a non-finite solution")
+        x = dro_signals(info["final_cost"], info["low_share"], valid, moved, cov, float(r.hypotheses.scores[0]))
+        return T, cov, x, info, r.confidence, None
+
     @property
     def refine_image_size(self) -> tuple[int, int] | None:
         """(width, height) the refiner wants the query's intrinsics at (None: no refiner): the
-        keypoints' size for 'pnp', the model's input size for 'lm'."""
+        keypoints' size for 'pnp', the model's input size for 'lm' and 'dro'."""
         if self.refiner is None:
             return None
-        if self.cfg.refiner == "lm":
+        if self.cfg.refiner in ("lm", "dro"):
             h, w = self.model.cfg.input_size
             return (int(w), int(h))
         return tuple(self.refiner.cfg.image_size)

@@ -99,7 +99,11 @@ PARAMETERS = {
                              "threshold (0 without a calibration)"),
     "refiner": ("none", "refinement after fusion: none | pnp (SIFT + PnP-RANSAC against the database depth; "
                         "database built with --keypoints) | lm (feature-metric Levenberg-Marquardt; database "
-                        "built with --dense); both need the camera's intrinsics"),
+                        "built with --dense) | dro (the learned recurrent optimizer; --dense and dro_path); all "
+                        "need the camera's intrinsics"),
+    "dro_path": ("", "DRO file for refiner dro (python -m reloc_train.dro), trained on model_path's features"),
+    "refine_iterations": (-1, "iterations of the refiner: lm per pyramid level, dro per stage; -1: the "
+                              "database's (lm) or the DRO file's (dro) default"),
     "camera_intrinsics": ([0.0] * 6, "fx, fy, cx, cy, width, height of the camera, for the refiner (fx 0: "
                                      "unset; camera_info, with use_camera_info, takes precedence)"),
     "use_compressed": (False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image"),
@@ -149,6 +153,7 @@ class Stats:
     last_confidence: float = 0.0
     last_success_wall: float = 0.0
     last_reason: str = ""
+    last_refinement: dict | None = None
 
     def copy(self) -> "Stats":
         return replace(self, count=Counter(self.count))
@@ -245,6 +250,10 @@ class RelocalizationNode(Node):
             bad.append("diagnostics_period_s must be > 0")
         if p["refiner"] not in REFINERS:
             bad.append(f"refiner must be one of {', '.join(REFINERS)} (got {p['refiner']!r})")
+        if p["refiner"] == "dro" and not p["dro_path"]:
+            bad.append("refiner dro needs dro_path (a DRO file: python -m reloc_train.dro)")
+        if p["refine_iterations"] < -1:
+            bad.append(f"refine_iterations must be -1 (the default) or >= 0 (got {p['refine_iterations']})")
         ci = list(p["camera_intrinsics"])
         if len(ci) != 6 or not all(math.isfinite(v) for v in ci) or \
                 (ci[0] > 0 and not (ci[1] > 0 and ci[4] >= 1 and ci[5] >= 1)):
@@ -268,10 +277,12 @@ class RelocalizationNode(Node):
                                   min_inliers=p["min_inliers"])
             cfg = LocalizerConfig(top_k=p["top_k"], fusion=fusion, scene=p["scene"] or None,
                                   min_confidence=None if p["min_confidence"] == -1 else p["min_confidence"],
-                                  refiner=p["refiner"])
+                                  refiner=p["refiner"],
+                                  refine_iterations=None if p["refine_iterations"] == -1 else p["refine_iterations"])
             t0 = time.time()
             self.localizer = Localizer.from_files(p["model_path"], p["database_path"], cfg, p["device"],
-                                                  p["calibration_path"] or None)
+                                                  p["calibration_path"] or None,
+                                                  dro_path=(p["dro_path"] or None) if p["refiner"] == "dro" else None)
             self.localizer.warmup(max(0, int(p["warmup_iterations"])))
         except (ModelFileError, DatabaseError, CalibrationError, ValueError, RuntimeError) as e:
             raise StartupError(str(e)) from None
@@ -416,6 +427,7 @@ class RelocalizationNode(Node):
             self.stats.count["processed"] += 1
             self.stats.last_inliers = res.n_inliers
             self.stats.last_confidence = res.confidence
+            self.stats.last_refinement = res.refinement
         pose = res.pose
         if not res.ok or pose is None or not np.all(np.isfinite(pose)) or not np.all(np.isfinite(res.covariance)):
             reason = res.reason or "non-finite pose"
@@ -550,6 +562,8 @@ class RelocalizationNode(Node):
             "refiner": self.p["refiner"],
             "refine ms (median)": round(float(np.median([t.get("refine", 0.0) for t in stages])), 2)
             if stages and self.p["refiner"] != "none" else float("nan"),
+            "refine iterations (last)": (s.last_refinement or {}).get("iterations", "n/a"),
+            "refine final cost (last)": round(float((s.last_refinement or {}).get("final_cost", float("nan"))), 5),
             "confidence threshold": round(self.localizer.cfg.threshold, 3),
             "initialpose": gate_reason, "initialposes sent": self.gate.sent,
             "initialpose gate": self.gate.summary(),

@@ -53,7 +53,7 @@ METHODS = ["retrieval-only", "top1", "consensus", "triangulate"]
 #: The classical refinement row, added when the database has keypoints (reloc_ros.core.pnp).
 PNP = "sift+pnp"
 #: The row of each configured refiner.
-REFINED_ROWS = {"pnp": PNP, "lm": "fused+lm"}
+REFINED_ROWS = {"pnp": PNP, "lm": "fused+lm", "dro": "fused+dro"}
 
 
 RECALL_KS = (1, 5, 10)
@@ -128,8 +128,11 @@ def confidence_report(rows: list[dict], threshold: float, target_t_m: float = 0.
 
 
 def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = None,
-             fusion_base: FusionConfig | None = None, progress: bool = True) -> dict:
-    """Run every test frame through the localizer; returns per-frame rows and the summary."""
+             fusion_base: FusionConfig | None = None, progress: bool = True, also: dict | None = None) -> dict:
+    """Run every test frame through the localizer; returns per-frame rows and the summary.
+
+    ``also``: {refiner name: a localizer that shares ``loc``'s model and database but refines
+    with that refiner}; each adds a row, refined from the same fused pose of the same query."""
     from reloc_ros.data.sevenscenes import read_color
 
     base = fusion_base or loc.cfg.fusion
@@ -144,7 +147,9 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
         from reloc_ros.core.pnp import PnPRefiner
 
         refiner = PnPRefiner(loc.db.keypoints, loc.poses)
-    methods = METHODS + ([row_name] if refiner is not None else [])
+    also = {REFINED_ROWS[k]: v for k, v in (also or {}).items() if REFINED_ROWS[k] != row_name}
+    methods = METHODS + ([row_name] if refiner is not None else []) + list(also)
+    extra_ms = {m: [] for m in also}
     per = {m: {"t": [], "r": []} for m in methods}
     covs = []
     for sc in scenes:
@@ -174,7 +179,7 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
                 est[m] = r.pose if r.ok and h.scene == sc.name else None
                 row[f"{m}_inliers"] = r.n_inliers
                 if m == loc.cfg.fusion.method:
-                    decision = r
+                    decision = fused = r
             if refiner is not None:  # refinement against the retrieved frames' depth
                 if loc.refiner is not None:  # the node's pipeline: its decision is the refined one
                     K = sc.color_intrinsics.scaled(*loc.refine_image_size).K
@@ -187,6 +192,12 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
                 est[row_name] = pr_pose if pr_ok and h.scene == sc.name else None
                 row[f"{row_name}_ms"] = ms
                 pnp_ms.append(ms)
+            for m, other in also.items():  # the other refiners, from the same fused pose
+                rr = other.refine(fused, img, sc.color_intrinsics.scaled(*other.refine_image_size).K)
+                ok = bool(rr.refinement and rr.refinement["ok"]) and h.scene == sc.name
+                est[m] = rr.pose if ok else None
+                row[f"{m}_ms"] = rr.timings_ms.get("refine", float("nan"))
+                extra_ms[m].append(row[f"{m}_ms"])
             timings.append(decision.timings_ms)
             row.update(decision_fields(decision, T_gt, h.scene == sc.name))
             if h.scene != sc.name:  # retrieved the wrong scene: every method fails
@@ -207,6 +218,7 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
     tm = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]} if timings else {}
     if pnp_ms:
         tm[row_name] = float(np.mean(pnp_ms))
+    tm.update({m: float(np.mean(v)) for m, v in extra_ms.items() if v})
     oracle = float(np.average([c.within_50cm_30deg for c in covs], weights=[c.queries for c in covs])) \
         if covs else float("nan")
     conf_rep = confidence_report(rows, loc.cfg.threshold) if loc.cfg.calibration is not None else None
@@ -352,8 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", choices=METHODS[1:],
                     help="the node's fusion method: its column is the one the calibration applies to")
-    ap.add_argument("--refiner", default="none", choices=["none", "pnp", "lm"],
-                    help="refine after fusion (pnp: a database built with --keypoints; lm: with --dense)")
+    ap.add_argument("--refiner", default="none", choices=["none", "pnp", "lm", "dro"],
+                    help="refine after fusion (pnp: a database built with --keypoints; lm, dro: with --dense)")
+    ap.add_argument("--also", nargs="*", default=[], choices=["pnp", "lm", "dro"],
+                    help="more refiners to report, each refined from the same fused pose (one row each)")
+    ap.add_argument("--dro", type=Path, help="the DRO file (python -m reloc_train.dro), for refiner dro")
+    ap.add_argument("--refine-iterations", type=int, help="lm: per level; dro: per stage (default: the file's)")
     ap.add_argument("--inlier-t", type=float, default=FusionConfig.inlier_t_m)
     ap.add_argument("--inlier-r", type=float, default=FusionConfig.inlier_r_deg)
     ap.add_argument("--min-inliers", type=int, default=FusionConfig.min_inliers)
@@ -370,16 +386,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fcfg = FusionConfig(method=args.fusion, inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,
                             min_inliers=args.min_inliers)
-        loc = Localizer.from_files(args.model, args.db, LocalizerConfig(top_k=args.top_k, fusion=fcfg,
-                                                                        refiner=args.refiner),
-                                   args.device, args.calibration)
+        lcfg = LocalizerConfig(top_k=args.top_k, fusion=fcfg, refiner=args.refiner,
+                               refine_iterations=args.refine_iterations)
+        loc = Localizer.from_files(args.model, args.db, lcfg, args.device, args.calibration, dro_path=args.dro)
+        also = {}
+        for name in args.also:
+            if name != args.refiner:
+                also[name] = Localizer.from_files(args.model, args.db, replace(lcfg, refiner=name), args.device,
+                                                  dro_path=args.dro)
         scenes = open_scenes(args.scene, args.scenes)
     except (ModelFileError, DatabaseError, CalibrationError, SevenScenesError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     loc.warmup()
     t0 = time.time()
-    res = evaluate(loc, scenes, args.split, args.max_frames)
+    res = evaluate(loc, scenes, args.split, args.max_frames, also=also)
     md = write(res, args.out, f"Localizer on {', '.join(s.name for s in scenes)} ({args.split}), "
                               f"top-{args.top_k}, device {loc.device}")
     print(md)
