@@ -150,6 +150,6 @@ def tiny_dro(tiny_model, tiny_dense_db, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("dro")
     assert main(["--model", str(tiny_model), "--db", str(tiny_dense_db), "--out", str(out), "--steps", "20",
-                 "--batch", "4", "--iterations", "2", "--hidden", "16", "--val-split", "", "--warmup", "5",
+                 "--batch", "4", "--iterations", "2", "--hidden", "8", "--val-split", "", "--warmup", "5",
                  "--own-sequence-gap", "2", "--device", "cpu"]) == 0
     return out / "dro.pt"

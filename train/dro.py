@@ -19,11 +19,12 @@ weighted :math:`\gamma^{N-k}` (``--gamma`` 0.8, later iterations more):
 .. math::  L_t = \sum_k \gamma^{N-k} \|c_k - c\|, \qquad L_r = \sum_k \gamma^{N-k} \angle(R_k^\top R)
 
 *MTL.* :math:`L_t` and :math:`L_r` are two tasks of the MTL suite (``--method``, by name,
-:func:`reloc_train.mtl.build_method`). The encoder and the regression heads are frozen, so
-DRO's tasks share no trainable parameter with the regression's t and q tasks; what the two
-tasks share is DRO's own adaptation layers, input encoder, hidden-state init and GRU
-(:meth:`~reloc_ros.core.dro.DRO.shared_parameters`); the translation and rotation heads are
-task-specific. Loss-level (uniform, uncertainty), θ-level (mgda, pcgrad, aligned, ...) and
+:func:`reloc_train.mtl.build_method`; Uncertainty by default). The encoder and the
+regression heads are frozen, so DRO's tasks share no trainable parameter with the
+regression's t and q tasks. What the two tasks share is DRO's own adaptation layers, input
+encoder, hidden-state init and GRU, and with the default flow head the head too
+(:meth:`~reloc_ros.core.dro.DRO.shared_parameters`); with ``--head direct`` the translation
+and rotation heads are task-specific. Loss-level (uniform, uncertainty), θ-level (mgda, pcgrad, aligned, ...) and
 layer-level (gradnorm: the GRU's last convolution) methods apply; the Z-level ones need one
 shared representation read by every loss term, which a recurrence of N iterations does not
 have, and are refused.
@@ -257,8 +258,8 @@ def train(args) -> dict:
         raise DatabaseError(args.db, "has no dense grids; build it with python -m reloc_train.database build --dense")
     dcfg = db.dense.config
     chans = tuple(int(f.shape[-1]) for f in db.dense.feat)
-    cfg = DROConfig(levels=dcfg.levels, in_channels=chans, dim=args.dim, hidden=args.hidden,
-                    iterations=args.iterations, top_m=args.top_m)
+    cfg = DROConfig(levels=dcfg.levels, in_channels=chans, dim=args.dim, hidden=args.hidden, motion=args.motion,
+                    iterations=args.iterations, top_m=args.top_m, head=args.head)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scenes = {s["name"]: Scene(s["root"]) for s in db.scenes}
@@ -324,7 +325,7 @@ def train(args) -> dict:
         sched.step()
         method.after_step()
         step += 1
-        rec = {"step": step, "loss_t": float(losses[0]), "loss_r": float(losses[1]), **st,
+        rec = {"step": step, "loss_t": float(losses[0].detach()), "loss_r": float(losses[1].detach()), **st,
                "alpha_t": stats["alpha"][0], "alpha_r": stats["alpha"][1]}
         for k, v in rec.items():
             if k != "step":
@@ -374,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--iterations", type=int, default=DROConfig.iterations, help="GRU iterations per stage")
     ap.add_argument("--dim", type=int, default=DROConfig.dim)
     ap.add_argument("--hidden", type=int, default=DROConfig.hidden)
+    ap.add_argument("--motion", type=int, default=DROConfig.motion)
+    ap.add_argument("--head", default=DROConfig.head, choices=["flow", "direct"],
+                    help="flow: per-pixel displacements solved through the projection Jacobian; direct: pooled vectors")
     ap.add_argument("--top-m", type=int, default=DROConfig.top_m)
     ap.add_argument("--own-sequence-gap", type=int, default=-1,
                     help="-1: references from other sequences only; G: also own-sequence frames G or more apart")

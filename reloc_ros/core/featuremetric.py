@@ -75,6 +75,13 @@ def gradients(F_Chw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return gu, gv
 
 
+def _normal_equations(w_M: np.ndarray, J_MC6: np.ndarray, r_MC: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r""":math:`H = \sum_m w_m J_m^\top J_m` and :math:`g = \sum_m w_m J_m^\top r_m` (as matrix products)."""
+    J = J_MC6.reshape(-1, 6)
+    Jw = J * np.repeat(w_M, J_MC6.shape[1])[:, None]
+    return Jw.T @ J, Jw.T @ r_MC.reshape(-1)
+
+
 @dataclass(frozen=True)
 class LMConfig:
     """Settings of :class:`FeatureMetricLM` (each documented below it)."""
@@ -167,8 +174,7 @@ class FeatureMetricLM:
                     break
                 rn = np.linalg.norm(r, axis=1)
                 w = np.where(rn <= k, 1.0, k / np.maximum(rn, 1e-12))
-                H = np.einsum("m,mci,mcj->ij", w, J, J)
-                g = np.einsum("m,mci,mc->i", w, J, r)
+                H, g = _normal_equations(w, J, r)
                 while True:
                     try:
                         delta = -np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-12), g)
@@ -208,7 +214,7 @@ class FeatureMetricLM:
             return np.full((6, 6), np.inf)
         rn = np.linalg.norm(r, axis=1)
         w = np.where(rn <= k, 1.0, k / np.maximum(rn, 1e-12))
-        H = np.einsum("m,mci,mcj->ij", w, J, J)
+        H, _ = _normal_equations(w, J, r)
         s2 = float(np.sum(w * rn ** 2)) / max(1, r.size - 6)
         try:
             cov = s2 * np.linalg.inv(H)
