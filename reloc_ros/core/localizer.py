@@ -142,6 +142,15 @@ class LocalizationResult:
     refinement: dict | None = None  # the refiner's numbers (ok, inliers, matches, rms, ms), or None
 
 
+def _dro_misfit(dro: DRO, dense) -> str:
+    """Why a DRO cannot read a database's dense grids ('' when it can)."""
+    chans = tuple(int(f.shape[-1]) for f in dense.feat)
+    if tuple(dro.cfg.levels) == tuple(dense.config.levels) and tuple(dro.cfg.in_channels) == chans:
+        return ""
+    return (f"dense grids of levels {list(dense.config.levels)} with {list(chans)} channels do not fit a DRO "
+            f"that reads levels {list(dro.cfg.levels)} with {list(dro.cfg.in_channels)} channels")
+
+
 def _check_rgb(image: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
@@ -192,10 +201,8 @@ class Localizer:
             if db.dense is None or dro is None:
                 raise ValueError("refiner 'dro' needs a database with dense grids (python -m "
                                  "reloc_train.database build --dense) and a DRO (python -m reloc_train.dro)")
-            if tuple(dro.cfg.levels) != tuple(db.dense.config.levels) or tuple(dro.cfg.in_channels) != tuple(
-                    int(f.shape[-1]) for f in db.dense.feat):
-                raise ValueError(f"the DRO reads levels {list(dro.cfg.levels)} with {list(dro.cfg.in_channels)} "
-                                 f"channels; the database's dense grids are levels {list(db.dense.config.levels)}")
+            if _dro_misfit(dro, db.dense):
+                raise ValueError(_dro_misfit(dro, db.dense))
             self.refiner = dro.to(self.device).eval()
             self.gn = FeatureMetricLM(LMConfig(huber=db.dense.config.huber))  # its covariance at the solution
 
@@ -221,11 +228,8 @@ class Localizer:
             if not dro_path:
                 raise ValueError("refiner 'dro' needs a DRO file (dro_path; python -m reloc_train.dro)")
             dro, _ = load_dro(dro_path, info, dev)
-            chans = tuple(int(f.shape[-1]) for f in db.dense.feat)
-            if tuple(dro.cfg.levels) != tuple(db.dense.config.levels) or tuple(dro.cfg.in_channels) != chans:
-                raise DatabaseError(db_path, f"dense grids (levels {list(db.dense.config.levels)}, channels "
-                                             f"{list(chans)}) do not fit the DRO file {dro_path} (levels "
-                                             f"{list(dro.cfg.levels)}, channels {list(dro.cfg.in_channels)})")
+            if _dro_misfit(dro, db.dense):
+                raise DatabaseError(db_path, f"{_dro_misfit(dro, db.dense)} (DRO file {dro_path})")
         if calibration_path:
             cal = Calibration.load(calibration_path, db)
             fitted = cal.info.get("fusion_method")
