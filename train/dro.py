@@ -130,14 +130,14 @@ def prepare(model, db: FrameDatabase, scenes: dict[str, Scene], split: str | Non
     K = {lvl: [] for lvl in levels}
     refs = []
     desc_db = db.descriptors.float()
-    for k, path, T, own_seq in tqdm(items, desc="encode queries", disable=not progress, dynamic_ncols=True,
+    for k, path, T, own_row in tqdm(items, desc="encode queries", disable=not progress, dynamic_ncols=True,
                                     leave=False):
         x = model.preprocess(torch.as_tensor(np.array(read_color(path))[None]).to(device))
         _, d, fm = model.encode_levels(x, levels)
         ok = rows_scene == k
-        if own_seq is not None:  # a database frame: not its own sequence (or not within the gap)
-            other = seqs != seqs[own_seq]
-            ok &= other if own_sequence_gap < 0 else other | (np.abs(num - num[own_seq]) >= own_sequence_gap)
+        if own_row is not None:  # a database frame: not its own sequence (or not within the gap)
+            other = seqs != seqs[own_row]
+            ok &= other if own_sequence_gap < 0 else other | (np.abs(num - num[own_row]) >= own_sequence_gap)
         sim = (desc_db @ d[0].float().cpu()).numpy()
         sim[~ok] = -np.inf
         refs.append(np.argsort(-sim)[:n_refs])

@@ -96,9 +96,9 @@ class DROConfig:
     top_m: int = 3
     """retrieved database frames read together."""
     t_scale: float = 0.1
-    """metres per unit of the translation head's output."""
+    """metres per unit of the translation head's output (head 'direct')."""
     r_scale: float = 0.05
-    """radians per unit of the rotation head's output."""
+    """radians per unit of the rotation head's output (head 'direct')."""
     tau: float = 0.3
     """a pixel has a low residual when ``|r| < tau`` (the adapted features have unit norm)."""
 
