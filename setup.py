@@ -59,6 +59,8 @@ setup(
             "reloc_bag_convert = reloc_ros.tools.bag.convert:main",
             "reloc_bag_replay = reloc_ros.tools.bag.replay:main",
             "reloc_bag_evaluator = reloc_ros.tools.bag.evaluate:main",
+            "reloc_bag_to_map = reloc_ros.tools.bag.to_map:cli",
+            "reloc_robot_bag = reloc_ros.tools.bag.robot:main",
             "relocalization_node = reloc_ros.ros.node:main",
             "reloc_demo = reloc_ros.tools.demo:main",
         ],

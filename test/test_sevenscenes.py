@@ -241,6 +241,7 @@ def test_parse_split_text_variants():
     assert parse_split_text("sequence2\nseq-03\r\n\r\nSeq4\n  sequence10  \n") == [2, 3, 4, 10]
     with pytest.raises(SevenScenesError, match="names no sequence"):
         parse_split_text("\r\n\r\n", "x/TestSplit.txt")
+    assert parse_split_text("", "x/TestSplit.txt") == []  # a map-only scene's test split
 
 
 # --------------------------------------------------------------------------- intrinsics

@@ -515,3 +515,36 @@ def test_broadcast_and_listen_over_fast_dds(ros_context):
         buf.destroy()
         listener.destroy_node()
         talker.destroy_node()
+
+
+def test_slerp_is_exact_at_small_angles_too():
+    # a constant-rate turn: slerp at a fraction a must give a times the angle; the former
+    # normalised-lerp shortcut below 3.6 degrees was 1e-6 rad off
+    from reloc_ros.ros.tf_store import slerp
+
+    for angle in (0.0626, 1e-3, 1e-6):
+        q0, q1 = np.array([1.0, 0, 0, 0]), np.array([math.cos(angle / 2), 0, 0, math.sin(angle / 2)])
+        for a in (0.1, 0.25, 0.7):
+            q = slerp(q0, q1, a)
+            assert 2 * math.atan2(q[3], q[0]) == pytest.approx(a * angle, abs=1e-15)
+
+
+def test_sample_tolerance_refuses_gaps_and_path_problem_explains():
+    s = TransformStore(sample_tolerance_s=0.05, extrapolation_tolerance_s=0.05)
+    s.set_matrix("odom", "base", 1.0, pose((0, 0, 0)))
+    s.set_matrix("odom", "base", 1.04, pose((0.04, 0, 0)))
+    s.set_matrix("odom", "base", 2.0, pose((1.0, 0, 0)))  # a 0.96 s dropout
+    np.testing.assert_allclose(s.lookup("odom", "base", 1.02)[:3, 3], [0.02, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(s.lookup("odom", "base", 1.09)[:3, 3], [0.09, 0, 0], atol=1e-12)  # 0.05 from a sample
+    with pytest.raises(TfLookupError, match="gap: 'odom' -> 'base' has no sample within 0.050 s"):
+        s.lookup("odom", "base", 1.5)
+    plain = TransformStore()  # tf2: interpolates across any gap
+    plain.set_matrix("odom", "base", 1.0, pose((0, 0, 0)))
+    plain.set_matrix("odom", "base", 2.0, pose((1.0, 0, 0)))
+    np.testing.assert_allclose(plain.lookup("odom", "base", 1.5)[:3, 3], [0.5, 0, 0], atol=1e-12)
+    s.set_matrix("map", "odom", 1.0, pose((0, 0, 0)), static=True)
+    assert s.path_problem("map", "base") is None
+    assert s.path_problem("map", "camera") == "frame 'camera' does not exist"
+    s.set_matrix("robot2", "camera", 1.0, pose((0, 0, 0)), static=True)
+    assert "not connected" in s.path_problem("map", "camera")
+    assert ("odom", "base", "3 samples") in s.edges() and ("map", "odom", "static") in s.edges()

@@ -135,7 +135,13 @@ def format_split_text(sequences: Iterable[int]) -> str:
 
 
 def parse_split_text(text: str, path: Path | str = "<split>") -> list[int]:
-    """Sequence numbers named in a split file ('sequence2' lines; blank lines ignored)."""
+    """Sequence numbers named in a split file ('sequence2' lines; blank lines ignored).
+
+    A file of 0 bytes names no sequence on purpose: the test split of a map-only scene
+    (the bag-to-map converter with ``test_every: 0``). One with only blank lines is refused.
+    """
+    if text == "":
+        return []
     seqs: list[int] = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()

@@ -33,18 +33,15 @@ the latest data" side is handled (through ``get_latest_common_time``).
 
 from __future__ import annotations
 
-import bisect
-import math
 import threading
-import time
 from abc import ABC, abstractmethod
 
 import numpy as np
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
-from reloc_ros.core import geometry as geo
-from reloc_ros.ros.messages import check_frame_id, stamp_to_ns, transform_stamped_msg, transform_to_matrix
+from reloc_ros.ros.messages import stamp_to_ns, transform_to_matrix
+from reloc_ros.ros.tf_store import TfLookupError, TransformStore
 
 try:
     import tf2_ros as _tf2_ros
@@ -66,10 +63,6 @@ __all__ = [
 TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"
 _NS = 1_000_000_000
-
-
-class TfLookupError(LookupError):
-    """A transform is not available; ``str(err)`` says why."""
 
 
 # --------------------------------------------------------------------------- QoS (as tf2_ros)
@@ -98,256 +91,6 @@ def _as_list(transforms) -> list:
 
 
 # --------------------------------------------------------------------------- fallback core
-def _slerp(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
-    """Spherical linear interpolation of w-first unit quaternions (shortest arc)."""
-    d = float(np.dot(q0, q1))
-    if d < 0.0:
-        q1, d = -q1, -d
-    if d > 0.9995:  # nearly parallel: normalised lerp is exact to ~1e-7
-        q = q0 + a * (q1 - q0)
-        return q / np.linalg.norm(q)
-    theta = math.acos(min(d, 1.0))
-    s = math.sin(theta)
-    return (math.sin((1.0 - a) * theta) * q0 + math.sin(a * theta) * q1) / s
-
-
-class _History:
-    """Time-sorted samples ``(t_ns, translation, w-first quaternion)`` of one edge."""
-
-    __slots__ = ("parent", "times", "trans", "quats")
-
-    def __init__(self, parent: str):
-        self.parent = parent
-        self.times: list[int] = []
-        self.trans: list[np.ndarray] = []
-        self.quats: list[np.ndarray] = []
-
-    def insert(self, t_ns: int, trans: np.ndarray, quat: np.ndarray, cache_ns: int, max_n: int):
-        if self.times and t_ns < self.times[-1] - cache_ns:
-            # Older than the whole cache window: time went backwards (a bag loop, a
-            # restarted simulation). Restart the history rather than ignore it forever.
-            self.times, self.trans, self.quats = [], [], []
-        i = bisect.bisect_left(self.times, t_ns)
-        if i < len(self.times) and self.times[i] == t_ns:
-            self.trans[i], self.quats[i] = trans, quat
-        else:
-            self.times.insert(i, t_ns)
-            self.trans.insert(i, trans)
-            self.quats.insert(i, quat)
-        cut = bisect.bisect_left(self.times, self.times[-1] - cache_ns)
-        cut = max(cut, len(self.times) - max_n)
-        if cut > 0:
-            del self.times[:cut], self.trans[:cut], self.quats[:cut]
-
-    def at(self, t_ns: int, tol_ns: int, child: str) -> np.ndarray:
-        times = self.times
-        if not times:
-            raise TfLookupError(f"no data for {self.parent!r} -> {child!r}")
-        if t_ns < times[0] - tol_ns or t_ns > times[-1] + tol_ns:
-            raise TfLookupError(
-                f"extrapolation: {self.parent!r} -> {child!r} is known from "
-                f"{times[0] / _NS:.6f} to {times[-1] / _NS:.6f} s, requested {t_ns / _NS:.6f} s")
-        i = bisect.bisect_left(times, t_ns)
-        if i < len(times) and times[i] == t_ns:
-            return geo.make_pose(self.trans[i], self.quats[i])
-        if i == 0:
-            return geo.make_pose(self.trans[0], self.quats[0])
-        if i == len(times):
-            return geo.make_pose(self.trans[-1], self.quats[-1])
-        t0, t1 = times[i - 1], times[i]
-        a = (t_ns - t0) / (t1 - t0)
-        trans = (1.0 - a) * self.trans[i - 1] + a * self.trans[i]
-        return geo.make_pose(trans, _slerp(self.quats[i - 1], self.quats[i], a))
-
-
-class TransformStore:
-    """The fallback's buffer: tf2's BufferCore in pure Python, thread-safe, no ROS needed.
-
-    Each child frame has one parent (the frames form a forest, as in tf2); a transform for a
-    child with a different parent than before replaces that edge (and its history). Dynamic
-    edges keep a time-sorted history of ``cache_time_s`` seconds before their newest sample
-    (and at most ``max_samples`` samples); static edges are valid at all times. A lookup
-    walks from both frames up to their common ancestor (chains of any length, in either
-    direction), evaluating every dynamic edge at the requested time: linear interpolation of
-    the translation and slerp of the rotation between the two samples that bracket it.
-
-    Args:
-        cache_time_s: seconds of history kept per dynamic edge (tf2's default is 10).
-        extrapolation_tolerance_s: how far outside an edge's cached interval a stamp may be
-            and still get the nearest sample (zero-order hold); 0 for tf2's strictness.
-        max_samples: hard cap on samples per edge (memory bound for very high rates).
-    """
-
-    def __init__(self, cache_time_s: float = 10.0, extrapolation_tolerance_s: float = 0.01,
-                 max_samples: int = 100_000):
-        if not (cache_time_s > 0 and math.isfinite(cache_time_s)):
-            raise ValueError(f"cache_time_s must be positive, got {cache_time_s!r}")
-        if not (extrapolation_tolerance_s >= 0 and math.isfinite(extrapolation_tolerance_s)):
-            raise ValueError(
-                f"extrapolation_tolerance_s must be >= 0, got {extrapolation_tolerance_s!r}")
-        self.cache_ns = int(round(cache_time_s * _NS))
-        self.tol_ns = int(round(extrapolation_tolerance_s * _NS))
-        self.max_samples = int(max_samples)
-        self._cond = threading.Condition(threading.Lock())
-        self._dynamic: dict[str, _History] = {}
-        self._static: dict[str, tuple[str, np.ndarray]] = {}
-        #: Number of transforms ignored because they were malformed.
-        self.rejected = 0
-
-    # ---- input
-    def set_transform(self, msg, static: bool = False) -> bool:
-        """Insert a ``TransformStamped``. Returns False (and counts it in :attr:`rejected`)
-        when it is malformed: empty, equal or '/'-prefixed frame ids, non-finite values, a
-        zero quaternion, a bad stamp.
-
-        Args:
-            msg: the transform (``header.frame_id`` = parent, ``child_frame_id`` = child).
-            static: True for ``/tf_static`` transforms (valid at all times).
-        """
-        try:
-            parent = check_frame_id(msg.header.frame_id, "parent")
-            child = check_frame_id(msg.child_frame_id, "child")
-            if parent == child:
-                raise ValueError("self transform")
-            t_ns = stamp_to_ns(msg.header.stamp)
-            tr = msg.transform
-            trans = np.array([tr.translation.x, tr.translation.y, tr.translation.z], np.float64)
-            q = geo.quat_from_ros(tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w)
-            if not (np.all(np.isfinite(trans)) and np.all(np.isfinite(q))):
-                raise ValueError("non-finite transform")
-            q = geo.normalize_quat(q)
-        except (ValueError, TypeError, AttributeError, OverflowError):
-            with self._cond:
-                self.rejected += 1
-            return False
-        self._insert(parent, child, t_ns, trans, q, static)
-        return True
-
-    def set_matrix(self, parent: str, child: str, stamp, T, static: bool = False) -> None:
-        """Insert ``T_parent_child`` (4x4) at ``stamp`` (any form of :func:`stamp_to_ns`).
-
-        Raises:
-            ValueError: as :func:`reloc_ros.ros.messages.transform_stamped_msg`.
-        """
-        if not self.set_transform(transform_stamped_msg(T, stamp, parent, child), static):
-            raise ValueError("transform rejected")
-
-    def _insert(self, parent, child, t_ns, trans, q, static):
-        with self._cond:
-            if static:
-                self._dynamic.pop(child, None)
-                self._static[child] = (parent, geo.make_pose(trans, q))
-            else:
-                self._static.pop(child, None)
-                hist = self._dynamic.get(child)
-                if hist is None or hist.parent != parent:
-                    hist = self._dynamic[child] = _History(parent)
-                hist.insert(t_ns, trans, q, self.cache_ns, self.max_samples)
-            self._cond.notify_all()
-
-    def clear(self) -> None:
-        """Forget every transform (static ones included)."""
-        with self._cond:
-            self._dynamic.clear()
-            self._static.clear()
-
-    def frames(self) -> set[str]:
-        """All frame ids known (parents and children)."""
-        with self._cond:
-            out = set(self._dynamic) | set(self._static)
-            out |= {h.parent for h in self._dynamic.values()}
-            out |= {p for p, _ in self._static.values()}
-            return out
-
-    # ---- queries
-    def _parent_of(self, frame: str) -> str | None:
-        if frame in self._static:
-            return self._static[frame][0]
-        hist = self._dynamic.get(frame)
-        return hist.parent if hist is not None else None
-
-    def _chain(self, frame: str) -> list[str]:
-        """``[frame, parent, grandparent, ..., root]``."""
-        chain, seen = [frame], {frame}
-        while True:
-            p = self._parent_of(chain[-1])
-            if p is None:
-                return chain
-            if p in seen:
-                raise TfLookupError(f"the tf tree has a loop through {p!r}")
-            chain.append(p)
-            seen.add(p)
-
-    def _is_known(self, frame: str) -> bool:
-        if frame in self._static or frame in self._dynamic:
-            return True
-        return any(h.parent == frame for h in self._dynamic.values()) or any(
-            p == frame for p, _ in self._static.values())
-
-    def _edge(self, child: str, t_ns: int) -> np.ndarray:
-        if child in self._static:
-            return self._static[child][1]
-        return self._dynamic[child].at(t_ns, self.tol_ns, child)
-
-    def _lookup_locked(self, target: str, source: str, t_ns: int) -> np.ndarray:
-        for f in (target, source):
-            if not self._is_known(f):
-                raise TfLookupError(f"frame {f!r} does not exist")
-        if target == source:
-            return np.eye(4)
-        up_src = self._chain(source)
-        up_tgt = self._chain(target)
-        index_src = {f: i for i, f in enumerate(up_src)}
-        k_tgt = next((i for i, f in enumerate(up_tgt) if f in index_src), None)
-        if k_tgt is None:
-            raise TfLookupError(f"{target!r} and {source!r} are not connected "
-                                f"(roots {up_tgt[-1]!r} and {up_src[-1]!r})")
-        k_src = index_src[up_tgt[k_tgt]]
-        children = up_src[:k_src] + up_tgt[:k_tgt]  # every edge below the common ancestor
-        if t_ns == 0:
-            newest = [self._dynamic[c].times[-1] for c in children if c in self._dynamic]
-            t_ns = min(newest) if newest else 0
-        T_anc_src = np.eye(4)
-        for c in up_src[:k_src]:
-            T_anc_src = self._edge(c, t_ns) @ T_anc_src
-        T_anc_tgt = np.eye(4)
-        for c in up_tgt[:k_tgt]:
-            T_anc_tgt = self._edge(c, t_ns) @ T_anc_tgt
-        return geo.invert(T_anc_tgt) @ T_anc_src
-
-    def lookup(self, target_frame: str, source_frame: str, stamp=None,
-               timeout_s: float = 0.0) -> np.ndarray:
-        """``T_target_source`` at ``stamp``: maps points from ``source_frame`` to
-        ``target_frame`` coordinates (the pose of ``source_frame`` in ``target_frame``).
-
-        Args:
-            target_frame: frame to express the result in (e.g. ``"odom"``).
-            source_frame: frame whose pose is wanted (e.g. ``"camera"``).
-            stamp: time (seconds, ``builtin_interfaces/Time``, ``rclpy.time.Time``);
-                ``None`` or 0 for the latest time at which the whole path is known.
-            timeout_s: wait up to this long for the transform to become available (other
-                threads inserting data wake the wait up); 0 answers at once.
-
-        Raises:
-            TfLookupError: unknown or unconnected frames, a stamp outside the cached
-                interval (beyond the tolerance), or a loop in the tree.
-        """
-        try:
-            t_ns = stamp_to_ns(stamp)
-        except ValueError as e:
-            raise TfLookupError(f"bad stamp: {e}") from None
-        deadline = time.monotonic() + max(0.0, float(timeout_s))
-        with self._cond:
-            while True:
-                try:
-                    return self._lookup_locked(target_frame, source_frame, t_ns)
-                except TfLookupError:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise
-                    self._cond.wait(remaining)
-
-
 # --------------------------------------------------------------------------- buffers
 class TfBuffer(ABC):
     """Receives /tf and /tf_static and answers ``lookup(target, source, t) -> 4x4 | None``.
