@@ -62,6 +62,7 @@ setup(
             "reloc_bag_to_map = reloc_ros.tools.bag.to_map:cli",
             "reloc_robot_bag = reloc_ros.tools.bag.robot:main",
             "relocalization_node = reloc_ros.ros.node:main",
+            "managed_relocalization_node = reloc_ros.ros.node:main_managed",
             "reloc_demo = reloc_ros.tools.demo:main",
         ],
     },

@@ -1,7 +1,10 @@
 """Launch the relocalization node with its YAML defaults.
 
     ros2 launch reloc_ros relocalization.launch.py model:=model.pt database:=db.pt \
-        image_topic:=/camera/color/image_raw device:=cuda tf_mode:=map_to_odom
+        image_topic:=/camera/color/image_raw device:=cuda tf_mode:=map_to_odom [managed:=true]
+
+With ``managed:=true`` the node is the lifecycle node: it starts unconfigured and waits for
+``nav2_lifecycle_manager`` (or ``ros2 lifecycle set /relocalization_node configure``).
 """
 
 from launch import LaunchDescription
@@ -13,9 +16,11 @@ ARGUMENTS = {
     **NODE_ARGUMENTS,
     "tf_mode": ("none", "none | map_to_odom | map_to_camera"),
     "mode": ("continuous", "continuous | on_demand"),
+    "managed": ("false", "true: the managed (lifecycle) node, driven by nav2_lifecycle_manager or ros2 lifecycle"),
 }
 
 
 def generate_launch_description():
-    node = relocalization_node({"tf_mode": LaunchConfiguration("tf_mode"), "mode": LaunchConfiguration("mode")})
-    return LaunchDescription(declare_arguments(ARGUMENTS) + [node])
+    nodes = relocalization_node({"tf_mode": LaunchConfiguration("tf_mode"), "mode": LaunchConfiguration("mode")},
+                                managed=LaunchConfiguration("managed"))
+    return LaunchDescription(declare_arguments(ARGUMENTS) + nodes)

@@ -50,6 +50,7 @@ def launch_stubs(monkeypatch):
     lr = types.ModuleType("launch_ros")
     lra = types.ModuleType("launch_ros.actions")
     lra.Node = type("Node", (_Recorder,), {})
+    lra.LifecycleNode = type("LifecycleNode", (_Recorder,), {})
     for name, mod in {"launch": launch, "launch.actions": actions, "launch.substitutions": subs,
                       "launch.conditions": conds, "launch.event_handlers": events,
                       "launch_ros": lr, "launch_ros.actions": lra}.items():
@@ -71,7 +72,7 @@ def load_launch(path: Path):
 
 def console_scripts() -> set[str]:
     text = (ROOT / "setup.py").read_text()
-    return set(re.findall(r'"([a-z_]+) = [a-z_.]+:main"', text))
+    return set(re.findall(r'"([a-z_]+) = [a-z_.]+:main[a-z_]*"', text))
 
 
 def flatten(d: dict, prefix="") -> dict:
@@ -95,10 +96,17 @@ def test_relocalization_launch_shape(launch_stubs):
     assert all(kw.get("description") for kw in declared.values())
     assert declared["config"]["default_value"].endswith("config/relocalization.yaml")
     assert Path(declared["config"]["default_value"]).is_file()
-    nodes = [e for e in entities if type(e).__name__ == "Node"]
-    assert len(nodes) == 1
+    nodes = [e for e in entities if type(e).__name__ in ("Node", "LifecycleNode")]
+    # the plain node unless managed:=true, the lifecycle node if it is
+    assert [type(e).__name__ for e in nodes] == ["Node", "LifecycleNode"]
+    assert [type(e.kwargs["condition"]).__name__ for e in nodes] == ["UnlessCondition", "IfCondition"]
+    assert all(e.kwargs["condition"].args[0].name == "managed" for e in nodes)
+    assert [e.kwargs["executable"] for e in nodes] == ["relocalization_node", "managed_relocalization_node"]
+    assert nodes[1].kwargs["namespace"] == "" and "managed" in declared
     kw = nodes[0].kwargs
-    assert kw["package"] == "reloc_ros" and kw["executable"] in console_scripts()
+    assert {k: v for k, v in kw.items() if k not in ("executable", "condition")} == \
+        {k: v for k, v in nodes[1].kwargs.items() if k not in ("executable", "condition", "namespace")}
+    assert kw["package"] == "reloc_ros" and {e.kwargs["executable"] for e in nodes} <= console_scripts()
     overrides = [p for p in kw["parameters"] if isinstance(p, dict)][0]
     assert set(overrides) <= set(PARAMETERS)
     used = {v.name for v in overrides.values() if isinstance(v, LaunchConfiguration)}

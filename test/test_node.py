@@ -5,126 +5,17 @@ domain) that publishes camera frames and odometry TF, calls the trigger service,
 listens to ~/pose, /tf and /diagnostics.
 """
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rosutil import ros_env
+from reloc_ros.tools.lifecycle_benchmark import rss_mb
+from rosutil import CAMERA_FRAME, Client, frames_of, image_msg, ros_env, start_node, stop_node
 
 pytestmark = pytest.mark.timeout(240)
-
-POSE_TOPIC = "/relocalization_node/pose"
-CAMERA_FRAME = "camera_color_optical_frame"
-
-
-class Client:
-    """A ROS participant inside the test process, spinning in a background thread."""
-
-    def __init__(self, env: dict):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseWithCovarianceStamped
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-        from tf2_msgs.msg import TFMessage
-
-        for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_BUILTIN_TRANSPORTS"):
-            os.environ[k] = env[k]
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-        self.node = rclpy.create_node("test_client", context=self.ctx)
-        self.poses, self.tf, self.diag, self.initial = [], [], [], []
-        self.lock = threading.Lock()
-        self.node.create_subscription(PoseWithCovarianceStamped, POSE_TOPIC, self._keep(self.poses), 50)
-        self.node.create_subscription(PoseWithCovarianceStamped, "/initialpose", self._keep(self.initial), 50)
-        self.node.create_subscription(TFMessage, "/tf", self._keep(self.tf), 100)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diag), 10)
-        self.pub_image = self.node.create_publisher(Image, "/camera/image", QoSProfile(
-            depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        from reloc_ros.ros.tf import TfBroadcaster
-
-        self.tf_pub = TfBroadcaster(self.node, backend="fallback")
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def _keep(self, store):
-        def cb(msg):
-            with self.lock:
-                store.append((time.time(), msg))
-        return cb
-
-    def wait(self, cond, timeout: float) -> bool:
-        end = time.time() + timeout
-        while time.time() < end:
-            with self.lock:
-                if cond():
-                    return True
-            time.sleep(0.02)
-        return False
-
-    def wait_for_node(self, proc, timeout: float = 90.0) -> None:
-        end = time.time() + timeout
-        while time.time() < end:
-            if proc.poll() is not None:
-                raise AssertionError(f"node exited early:\n{proc.stdout.read()}")
-            if self.node.count_subscribers("/camera/image") > 0 and self.node.count_publishers(POSE_TOPIC) > 0:
-                time.sleep(0.3)  # let the endpoints match both ways
-                return
-            time.sleep(0.05)
-        raise AssertionError("node did not come up")
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
-        import rclpy
-
-        rclpy.shutdown(context=self.ctx)
-
-
-def start_node(tmp_path, env, model, db, *params):
-    args = [sys.executable, "-m", "reloc_ros.ros.node", "--ros-args",
-            "--params-file", str(Path(__file__).resolve().parents[1] / "config" / "relocalization.yaml"),
-            "-p", f"model_path:={model}", "-p", f"database_path:={db}", "-p", "device:=cpu",
-            "-p", "warmup_iterations:=1", "-r", "image:=/camera/image"]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def stop_node(proc) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.stdout.read()
-
-
-def frames_of(scene_dir, n=None):
-    from reloc_ros.data.sevenscenes import Scene, read_color
-
-    sc = Scene(scene_dir)
-    fr = sc.frames("test")[:n]
-    return [(f, read_color(f.color_path), sc.pose(f)) for f in fr]
-
-
-def image_msg(rgb, k):
-    from reloc_ros.ros.messages import rgb_to_image_msg
-
-    return rgb_to_image_msg(rgb, stamp=1000.0 + 0.1 * k, frame_id=CAMERA_FRAME)
-
 
 @pytest.fixture
 def env(tmp_path):
@@ -392,14 +283,6 @@ def malformed_images(n, seed=0):
         m.header.frame_id = CAMERA_FRAME
         out.append(m)
     return out
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 @pytest.mark.timeout(300)

@@ -32,15 +32,22 @@ def declare_arguments(arguments: dict[str, tuple[str, str]]) -> list:
                                   description=desc) for name, (value, desc) in arguments.items()]
 
 
-def relocalization_node(parameters: dict | None = None):
-    """The ``relocalization_node`` action: the ``config`` file, then the model, database and
-    device arguments, then ``parameters``; ``image`` remapped to ``image_topic``."""
+def relocalization_node(parameters: dict | None = None, managed=None):
+    """The node action: the ``config`` file, then the model, database and device arguments,
+    then ``parameters``; ``image`` remapped to ``image_topic``.
+
+    Args:
+        parameters: more node parameters (values or substitutions).
+        managed: None for the plain ``relocalization_node``; else a substitution (e.g.
+            ``LaunchConfiguration("managed")``): two actions, the plain node unless it is
+            true, and the managed ``managed_relocalization_node`` (a ``LifecycleNode``
+            action, for nav2_lifecycle_manager or ``ros2 lifecycle set``) if it is.
+    """
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
-    return Node(
+    kw = dict(
         package="reloc_ros",
-        executable="relocalization_node",
         name="relocalization_node",
         output="screen",
         parameters=[
@@ -49,4 +56,13 @@ def relocalization_node(parameters: dict | None = None):
              "device": LaunchConfiguration("device"), **(parameters or {})},
         ],
         remappings=[("image", LaunchConfiguration("image_topic"))],
+        # 2 malloc arenas: freed model memory returns to the OS (reloc_ros.ros.node.limit_malloc_arenas)
+        additional_env={"MALLOC_ARENA_MAX": "2"},
     )
+    if managed is None:
+        return Node(executable="relocalization_node", **kw)
+    from launch.conditions import IfCondition, UnlessCondition
+    from launch_ros.actions import LifecycleNode
+
+    return [Node(executable="relocalization_node", condition=UnlessCondition(managed), **kw),
+            LifecycleNode(executable="managed_relocalization_node", namespace="", condition=IfCondition(managed), **kw)]

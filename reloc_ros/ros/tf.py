@@ -321,7 +321,17 @@ class TfBroadcaster:
     def __init__(self, node, *, backend: str | None = None):
         impl = tf_backend(backend)
         self.backend = impl.name
+        before = list(getattr(node, "publishers", ()))
         self._send = impl.dynamic_sender(node)
+        self._node = node
+        # the publisher the backend created, whichever it is, so that destroy() can remove it
+        self._pubs = [p for p in getattr(node, "publishers", ()) if all(p is not q for q in before)]
+
+    def destroy(self) -> None:
+        """Remove the /tf publisher from the node (a managed node's cleanup)."""
+        for p in self._pubs:
+            self._node.destroy_publisher(p)
+        self._pubs = []
 
     def send(self, transforms) -> None:
         """Publish ``transforms`` (a list of ``TransformStamped``, or a single one) in one

@@ -48,6 +48,17 @@ def make_assets(arch: str, size: tuple[int, int], frames: int, out: Path) -> tup
     return out / "bench_model.pt", out / "bench_db.pt"
 
 
+def add_model_options(ap: argparse.ArgumentParser, device: str) -> None:
+    """``--model`` and ``--db`` (a trained pair), or the random-weight assets of
+    :func:`make_assets` (``--arch``, ``--size``, ``--db-frames``); and ``--device``."""
+    ap.add_argument("--model", type=Path)
+    ap.add_argument("--db", type=Path)
+    ap.add_argument("--arch", default="resnet34")
+    ap.add_argument("--size", type=int, nargs=2, default=[256, 341], metavar=("H", "W"))
+    ap.add_argument("--db-frames", type=int, default=1000)
+    ap.add_argument("--device", default=device)
+
+
 class Probe:
     """Publishes frames and records pose receive times (its own rclpy context)."""
 
@@ -98,12 +109,7 @@ class Probe:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="End-to-end latency and rate of the relocalization node")
-    ap.add_argument("--model", type=Path)
-    ap.add_argument("--db", type=Path)
-    ap.add_argument("--arch", default="resnet34")
-    ap.add_argument("--size", type=int, nargs=2, default=[256, 341], metavar=("H", "W"))
-    ap.add_argument("--db-frames", type=int, default=1000)
-    ap.add_argument("--device", default="auto")
+    add_model_options(ap, device="auto")
     ap.add_argument("--frames", type=int, default=30, help="frames in the latency phase")
     ap.add_argument("--rate", type=float, default=2.0, help="latency phase rate (Hz)")
     ap.add_argument("--flood-rate", type=float, default=30.0)
