@@ -10,7 +10,9 @@ benchmarks of reloc_ros use rooms rendered here. A scene folder looks exactly li
       synthetic.yaml                     how the scene was made (config, seed, version)
       seq-01/frame-000000.color.png      8-bit RGB
              frame-000000.depth.png      16-bit millimetres, 65535 = no measurement
+             frame-000000.label.png      8-bit semantic class ids, exact from the ray caster
              frame-000000.pose.txt       4x4 camera-to-world, as 7-Scenes prints it
+      classes.yaml                       the class names of the label ids (CLASSES)
 
 How a scene is made:
 
@@ -73,6 +75,7 @@ from scipy.sparse import csgraph
 
 from reloc_ros.data.sevenscenes import (
     DEFAULT_COLOR_INTRINSICS,
+    CLASSES_FILE,
     INTRINSICS_FILE,
     SPLIT_FILES,
     Intrinsics,
@@ -108,6 +111,14 @@ INVALID_DEPTH = 65535
 PROVENANCE_FILE = "synthetic.yaml"
 #: Bumped whenever the same config and seed would give different files.
 GENERATOR_VERSION = 2
+
+#: The semantic classes of the label images (``frame-XXXXXX.label.png``, uint8 class ids:
+#: the index in this tuple). Room faces are floor, wall and ceiling; a piece of furniture or
+#: decoration takes its kind, and the parts that are something else name it (the books on a
+#: shelf, a desk's screen, the boxes and book stacks on tables). Written to ``classes.yaml``.
+CLASSES = ("floor", "wall", "ceiling", "door", "window", "picture", "whiteboard", "bookshelf", "book", "cabinet",
+           "wardrobe", "sofa", "desk", "screen", "table", "chair", "crates", "plant", "rug", "object")
+CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 
 #: scikit-image photographs (all bundled, none downloaded) tiled as materials.
 MATERIAL_TEXTURES = ("brick", "gravel", "grass", "moon", "cell", "coins", "page", "text", "checkerboard")
@@ -630,6 +641,7 @@ class Room:
         groups: which boxes make each piece (:class:`RoomGroup`).
         lights: (L, 3) light positions; ``light_power`` (L,) their strengths.
         ambient: ambient light level.
+        s_class: (S,) uint8 semantic class (:data:`CLASSES`) of each surface.
     """
 
     def __init__(
@@ -668,6 +680,16 @@ class Room:
         self.s_vax = np.array([s[4] for s in surf], dtype=np.int64)
         self.s_uv = np.array([s[5] for s in surf], dtype=np.float32)
         self.s_density = np.array([s[6] for s in surf], dtype=np.float32)
+        # Semantic class of each surface: room faces by axis (z low: floor, z high: ceiling),
+        # box faces by the part's own label, else its group's kind.
+        cls = [CLASS_ID["wall"]] * 4 + [CLASS_ID["floor"], CLASS_ID["ceiling"]]
+        box_class = np.zeros(len(boxes), dtype=np.uint8)
+        for g in self.groups:
+            box_class[g.start:g.stop] = CLASS_ID[g.kind]
+        for b, (_, _, mats) in enumerate(boxes):
+            if "label" in mats:
+                box_class[b] = CLASS_ID[mats["label"]]
+        self.s_class = np.array(cls + [c for c in box_class for _ in range(6)], dtype=np.uint8)
         self._free = _FreeFloor(self)
 
     # -- queries
@@ -974,7 +996,8 @@ def _bookshelf(pal: _Palette, rng: np.random.Generator) -> list[_Part]:
                     (
                         (u, 0.015, z0),
                         (u + wb, 0.015 + db, z0 + hb),
-                        {"front": pal.picture(), "body": pal.tiled(("page", "text", "moon"), (0.2, 0.4))},
+                        {"front": pal.picture(), "body": pal.tiled(("page", "text", "moon"), (0.2, 0.4)),
+                         "label": "book"},
                     )
                 )
             u += wb + rng.uniform(0.0, 0.1)
@@ -1050,7 +1073,7 @@ def _tabletop_objects(pal: _Palette, rng, urange, wrange, z: float) -> list[_Par
         box = ((u, w, z), (u + su, w + sw, z + sz))
         if any(_overlap(box, (p[0], p[1])) for p in parts):
             continue
-        parts.append((*box, {"body": pal.picture(), "top": pal.picture()}))
+        parts.append((*box, {"body": pal.picture(), "top": pal.picture(), "label": "object"}))
     return parts
 
 
@@ -1065,7 +1088,8 @@ def _desk(pal: _Palette, rng: np.random.Generator) -> list[_Part]:
     dark = _Material("moon", (0.15, 0.15, 0.17), 0.5)
     parts += [
         ((su + sw / 2 - 0.04, 0.1, h), (su + sw / 2 + 0.04, 0.16, h + 0.12), {"body": dark}),
-        ((su, 0.13, h + 0.12), (su + sw, 0.16, h + 0.12 + sw * 0.6), {"front": screen, "body": dark}),
+        ((su, 0.13, h + 0.12), (su + sw, 0.16, h + 0.12 + sw * 0.6), {"front": screen, "body": dark,
+                                                                       "label": "screen"}),
         (
             (su + 0.05, 0.3, h),
             (su + sw - 0.05, 0.45, h + 0.02),
@@ -1204,8 +1228,10 @@ class _LayoutBuilder:
             body = mats.get("body") or next(iter(mats.values()))
             faces = {f: body for f in range(6)}
             for name, m in mats.items():
-                if name != "body":
+                if name not in ("body", "label"):
                     faces[place.face(name)] = m
+            if "label" in mats:
+                faces["label"] = mats["label"]
             out.append((wlo, whi, faces))
         return out
 
@@ -1538,9 +1564,11 @@ def _trace(room: Room, pose: np.ndarray, intr: Intrinsics, ss: int, shadows: boo
     return t, sid, rgb, dirs
 
 
-def _render_clean(room: Room, pose: np.ndarray, intr: Intrinsics, supersample: int, shadows: bool):
+def _render_clean(room: Room, pose: np.ndarray, intr: Intrinsics, supersample: int, shadows: bool,
+                  labels: bool = False):
     """Noise-free render: colour (H, W, 3) float32 in [0, 1], z-depth (H, W) float32 and the
-    cosine between each depth ray and the surface normal (H, W)."""
+    cosine between each depth ray and the surface normal (H, W); with ``labels`` also the
+    class (H, W) uint8 of the surface hit at each pixel centre, the ray of the depth."""
     pose = np.asarray(pose, dtype=np.float64)
     h, w = intr.height, intr.width
     ss = int(supersample)
@@ -1552,7 +1580,8 @@ def _render_clean(room: Room, pose: np.ndarray, intr: Intrinsics, supersample: i
     else:
         rgb = _trace(room, pose, intr, ss, shadows, colour=True)[2]
         rgb = rgb.reshape(h, ss, w, ss, 3).mean(axis=(1, 3), dtype=np.float32)
-    return rgb, t.reshape(h, w), cos_inc.reshape(h, w).astype(np.float32)
+    out = (rgb, t.reshape(h, w), cos_inc.reshape(h, w).astype(np.float32))
+    return out + (room.s_class[sid].reshape(h, w),) if labels else out
 
 
 def _apply_sensor(
@@ -1587,8 +1616,9 @@ def render_view(
     shadows: bool = True,
     noise: SensorNoise | None = None,
     rng: np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render one RGB-D view of a room.
+    labels: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """Render one RGB-D view of a room (and its semantic labels).
 
     Args:
         room: the room (:func:`make_room` or ``SceneConfig.room()``).
@@ -1598,17 +1628,20 @@ def render_view(
         shadows: cast shadows from the room's lights.
         noise: sensor effects; None gives the exact colour and depth with every pixel valid.
         rng: random generator for the noise (default: seeded with 0).
+        labels: also return the class ids (:data:`CLASSES`) of the surface at each pixel centre.
     Returns:
-        colour uint8 (H, W, 3) RGB and z-depth float32 (H, W) in metres, NaN where invalid.
-        With ``noise`` the depth is quantised to millimetres as in the PNG files.
+        colour uint8 (H, W, 3) RGB and z-depth float32 (H, W) in metres, NaN where invalid,
+        (and labels uint8 (H, W)). With ``noise`` the depth is quantised to millimetres as in
+        the PNG files.
     """
-    rgb, z, cos_inc = _render_clean(room, pose, intrinsics, supersample, shadows)
+    rgb, z, cos_inc, lab = _render_clean(room, pose, intrinsics, supersample, shadows, labels=True)
+    extra = (lab,) if labels else ()
     if noise is None:
-        return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8), z
+        return (np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8), z) + extra
     rgb8, mm = _apply_sensor(rgb, z, cos_inc, noise, rng if rng is not None else np.random.default_rng(0))
     depth = mm.astype(np.float32) / 1000.0
     depth[mm == INVALID_DEPTH] = np.nan
-    return rgb8, depth
+    return (rgb8, depth) + extra
 
 
 # =========================================================================== trajectories
@@ -1990,12 +2023,14 @@ def _render_frame(task: tuple) -> tuple[int, int]:
     config, seed, scene_dir, seq, idx, pose = task
     room = config.room()
     rng = _rng(_TAG_FRAME, seed, config.layout_seed, seq, idx)
-    rgb, z, cos_inc = _render_clean(room, pose, config.intrinsics, config.supersample, config.shadows)
+    rgb, z, cos_inc, label = _render_clean(room, pose, config.intrinsics, config.supersample, config.shadows,
+                                           labels=True)
     rgb8, mm = _apply_sensor(rgb, z, cos_inc, config.sensor, rng)
     stem = _frame_stem(Path(scene_dir), seq, idx)
     # Fast zlib level: a third of the encoding time of the default for 10 % larger files.
     Image.fromarray(rgb8).save(stem.with_name(stem.name + ".color.png"), format="PNG", compress_level=1)
     Image.fromarray(mm).save(stem.with_name(stem.name + ".depth.png"), format="PNG", compress_level=1)
+    Image.fromarray(label).save(stem.with_name(stem.name + ".label.png"), format="PNG", compress_level=1)
     stem.with_name(stem.name + ".pose.txt").write_bytes(format_pose_text(pose).encode("ascii"))
     return seq, idx
 
@@ -2020,6 +2055,9 @@ def _write_scene_files(scene_dir: Path, config: SceneConfig, seed: int) -> None:
     cam = config.intrinsics.as_dict()
     intr = {"color": cam, "depth": dict(cam), "depth_registered": True}
     (scene_dir / INTRINSICS_FILE).write_text(yaml.safe_dump(intr, sort_keys=False), encoding="ascii")
+    (scene_dir / CLASSES_FILE).write_text(yaml.safe_dump(
+        {"format": "uint8 class ids in frame-XXXXXX.label.png", "classes": list(CLASSES)}, sort_keys=False),
+        encoding="ascii")
     prov = {
         "generator": "reloc_sim.synthetic",
         "version": GENERATOR_VERSION,

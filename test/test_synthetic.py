@@ -65,6 +65,7 @@ def test_scene_reads_back_with_7scenes_layout(tiny_scene):
     assert sorted(p.name for p in tiny_scene.iterdir()) == [
         "TestSplit.txt",
         "TrainSplit.txt",
+        "classes.yaml",
         "intrinsics.yaml",
         "seq-01",
         "seq-02",
@@ -75,7 +76,8 @@ def test_scene_reads_back_with_7scenes_layout(tiny_scene):
         frames = scene.frames([s])
         assert [f.index for f in frames] == list(range(TINY.frames))
         assert all(f.depth_path is not None and f.color_path.suffix == ".png" for f in frames)
-        assert len(list(scene.seq_dir(s).iterdir())) == 3 * TINY.frames
+        assert all(f.label_path is not None for f in frames)
+        assert len(list(scene.seq_dir(s).iterdir())) == 4 * TINY.frames
     assert scene.validate("all", images=True) == 3 * TINY.frames
 
     cam = scene.camera
@@ -169,6 +171,46 @@ def test_render_view_reproduces_the_files(tiny_scene):
         assert np.median(rel) < 0.005 and rel.max() < 0.05
         diff = np.abs(scene.color(f).astype(int) - rgb.astype(int))
         assert diff.mean() < 12
+
+
+def test_labels_are_exact_from_the_ray_caster(tiny_scene):
+    """Each label image holds the class of the surface at each pixel centre: back-projected
+    with the exact depth, floor pixels lie on z = 0, ceiling ones on the ceiling, wall ones
+    on a wall, and furniture ones inside a box of that class."""
+    scene = Scene(tiny_scene)
+    assert scene.classes == list(syn.CLASSES)
+    room = TINY.room()
+    C = syn.CLASS_ID
+    seen = set()
+    for f in scene.frames("all")[::6]:
+        lab = scene.labels(f)
+        assert lab.dtype == np.uint8 and lab.shape == (60, 80)
+        _, z, lab2 = syn.render_view(room, scene.pose(f), TINY.intrinsics, labels=True)
+        assert np.array_equal(lab, lab2)  # the file is the ray caster's, bit for bit
+        K, T = TINY.intrinsics.K, scene.pose(f)
+        v, u = np.mgrid[0:60, 0:80]
+        P = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], -1).reshape(-1, 3)
+        W = P @ T[:3, :3].T + T[:3, 3]
+        flat = lab.reshape(-1)
+        seen |= set(np.unique(flat).tolist())
+        tol = 2e-3 * z.reshape(-1)  # float32 ray distances
+        assert np.all(np.abs(W[flat == C["floor"], 2]) < tol[flat == C["floor"]] + 1e-4)
+        assert np.all(np.abs(W[flat == C["ceiling"], 2] - room.size[2]) < tol[flat == C["ceiling"]] + 1e-4)
+        wall = flat == C["wall"]
+        d_wall = np.min(np.abs(np.abs(W[wall, :2]) - room.size[:2] / 2), axis=1)
+        assert np.all(d_wall < tol[wall] + 1e-4)
+        furn = np.flatnonzero(~np.isin(flat, [C["floor"], C["ceiling"], C["wall"]]))
+        box_class = room.s_class[6::6]
+        for k in furn:
+            inside = np.all((W[k] >= room.box_lo - tol[k] - 1e-4) & (W[k] <= room.box_hi + tol[k] + 1e-4), axis=1)
+            assert flat[k] in box_class[inside], (k, syn.CLASSES[flat[k]])
+    assert {C["floor"], C["wall"]} <= seen and len(seen) >= 5
+
+
+def test_scenes_without_labels_mask_them_out(sample_dir):
+    scene = Scene(sample_dir)  # real 7-Scenes: depth, no labels
+    assert scene.classes is None
+    assert all(f.label_path is None and scene.labels(f) is None for f in scene.frames("all"))
 
 
 def test_sensor_model():

@@ -62,6 +62,8 @@ INVALID_DEPTH_VALUES = (0, 65535)
 
 SPLIT_FILES = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
 INTRINSICS_FILE = "intrinsics.yaml"
+#: The class table of the label images (``frame-XXXXXX.label.png``), where a scene has them.
+CLASSES_FILE = "classes.yaml"
 RIGID_TOL = 1e-3
 
 _SEQ_DIR = re.compile(r"^seq-(\d+)$")
@@ -167,6 +169,7 @@ class Frame:
     color_path: Path
     depth_path: Path | None
     pose_path: Path
+    label_path: Path | None = None  # semantic labels (synthetic scenes); real 7-Scenes has none
 
     @property
     def id(self) -> str:
@@ -342,6 +345,7 @@ class Scene:
                         raise SevenScenesError(color, "colour image (.color.png or .color.jpg) is missing")
                     color = jpg
                 depth = stem.with_name(stem.name + ".depth.png")
+                label = stem.with_name(stem.name + ".label.png")
                 out.append(
                     Frame(
                         scene=self.name,
@@ -350,6 +354,7 @@ class Scene:
                         color_path=color,
                         depth_path=depth if depth.is_file() else None,
                         pose_path=stem.with_name(stem.name + ".pose.txt"),
+                        label_path=label if label.is_file() else None,
                     )
                 )
         return out
@@ -368,6 +373,43 @@ class Scene:
     def color(self, frame: Frame) -> np.ndarray:
         """uint8 (H, W, 3) RGB image of a frame."""
         return read_color(frame.color_path)
+
+    @cached_property
+    def classes(self) -> list[str] | None:
+        """Names of the label ids (``classes.yaml``), or None for a scene without labels."""
+        path = self.root / CLASSES_FILE
+        if not path.is_file():
+            return None
+        try:
+            d = yaml.safe_load(_read_text(path)) or {}
+        except yaml.YAMLError as e:
+            raise SevenScenesError(path, f"invalid YAML ({e})") from None
+        names = d.get("classes") if isinstance(d, dict) else None
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names) \
+                or len(names) > 255:
+            raise SevenScenesError(path, "expected 'classes': a list of 1 to 255 class names")
+        return names
+
+    def labels(self, frame: Frame) -> np.ndarray | None:
+        """uint8 (H, W) class ids of a frame (indices into :attr:`classes`), or None when
+        the frame has no label image: its segmentation task is then masked out, never faked."""
+        if frame.label_path is None:
+            return None
+        try:
+            with Image.open(frame.label_path) as im:
+                lab = np.asarray(im)
+        except (OSError, UnidentifiedImageError) as e:
+            raise SevenScenesError(frame.label_path, f"unreadable label image ({e})") from None
+        if lab.dtype != np.uint8 or lab.ndim != 2:
+            raise SevenScenesError(frame.label_path, f"label image must be 8-bit single channel, got "
+                                                     f"{lab.dtype} {lab.shape}")
+        classes = self.classes
+        if classes is None:
+            raise SevenScenesError(self.root / CLASSES_FILE, "label images exist but the class table is missing")
+        if lab.size and int(lab.max()) >= len(classes):
+            raise SevenScenesError(frame.label_path, f"class id {int(lab.max())} is not in {CLASSES_FILE} "
+                                                     f"({len(classes)} classes)")
+        return lab
 
     def depth(self, frame: Frame) -> np.ndarray:
         """float32 (H, W) depth in metres, NaN where invalid."""
