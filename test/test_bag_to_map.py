@@ -390,3 +390,17 @@ def test_robot_bag_looks_like_a_robots(rbag):
     assert images["/camera/color/image_raw"] == images["/camera/color/image_raw/compressed"] == info["stamps_ns"]
     pose_stamps = set(edges[("map", "odom")]) | set(edges[("odom", "base_link")])
     assert not pose_stamps & set(info["stamps_ns"])  # no pose shares an image's stamp
+
+
+@pytest.mark.parametrize("image_topic", ["/camera/color/image_raw", "/camera/color/image_raw/compressed"])
+def test_images_that_do_not_match_their_camera_info(rbag, tmp_path, image_topic):
+    bag = tmp_path / "wrongsize"
+
+    def widen(topic, m, t):
+        if topic == "/camera/color/camera_info":
+            m.width += 8
+        return m, t
+
+    _rewrite(rbag[0], bag, widen)
+    _refused(bag, tmp_path, MapConfig(image_topic=image_topic), f"{image_topic}:",
+             "image is 80x60, its camera info says 88x60")

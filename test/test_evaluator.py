@@ -314,7 +314,12 @@ def test_cli_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "reloc_ros.tools.bag.evaluate", "--bag", str(tmp_path / "nope"),
                         "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=60,
                        env=ros_env(tmp_path))
-    assert r.returncode == 2 and "not a rosbag2 folder" in r.stderr
+    assert r.returncode == 2 and "nope: bag folder does not exist" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = subprocess.run([sys.executable, "-m", "reloc_ros.tools.bag.evaluate", "--bag", str(tmp_path / "empty"),
+                        "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=60,
+                       env=ros_env(tmp_path))
+    assert r.returncode == 2 and "empty: not a rosbag2 folder (no metadata.yaml)" in r.stderr
 
 
 if __name__ == "__main__":

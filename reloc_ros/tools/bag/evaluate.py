@@ -84,7 +84,7 @@ from reloc_ros.core.geometry import pose_error_vector, pose_errors
 from reloc_ros.ros import messages as msgs
 from reloc_ros.ros.shutdown import TEARDOWN_TIMEOUT_S, leave_if_hung, run_bounded, stop_on_signals
 from reloc_ros.tools.bag import topics as tp
-from reloc_ros.tools.bag.topics import BagTopics
+from reloc_ros.tools.bag.topics import BagFolderError, BagTopics, bag_folder
 from reloc_ros.tools.cli import add_output_options, console_log
 from reloc_ros.tools.report import fmt, json_text, markdown_table, pct, write_csv, write_json, write_summary
 
@@ -152,11 +152,10 @@ def load_ground_truth(bag: Path | str, names: BagTopics | None = None) -> Ground
     from rosbags.rosbag2 import Reader
 
     names = names or BagTopics()
-    path = Path(bag)
-    if path.is_file() and (path.parent / "metadata.yaml").is_file():
-        path = path.parent
-    if not (path / "metadata.yaml").is_file():
-        raise EvaluatorError(f"{path}: not a rosbag2 folder (no metadata.yaml)")
+    try:
+        path = bag_folder(bag)
+    except BagFolderError as e:
+        raise EvaluatorError(str(e)) from None
     store = msgs.rosbags_types().store
     poses: dict[int, np.ndarray] = {}
     frame_ids: dict[int, str] = {}

@@ -137,14 +137,10 @@ class BagTopic:
 
 
 def _bag_dir(bag: Path | str) -> Path:
-    p = Path(bag)
-    if p.is_file() and (p.parent / "metadata.yaml").is_file():
-        p = p.parent  # a file of the bag (metadata.yaml, *.mcap, *.db3): its folder
-    if not p.is_dir():
-        raise ReplayError(f"{p}: bag folder does not exist")
-    if not (p / "metadata.yaml").is_file():
-        raise ReplayError(f"{p}: not a rosbag2 folder (no metadata.yaml)")
-    return p
+    try:
+        return tp.bag_folder(bag)
+    except tp.BagFolderError as e:
+        raise ReplayError(str(e)) from None
 
 
 def _is_latched(conn, tf_static: str) -> bool:

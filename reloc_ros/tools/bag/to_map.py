@@ -81,6 +81,7 @@ from reloc_ros.data.coverage import coverage
 from reloc_ros.data.sevenscenes import INTRINSICS_FILE, SPLIT_FILES, format_pose_text, format_split_text
 from reloc_ros.ros import messages as msgs
 from reloc_ros.ros.tf_store import TfLookupError, TransformStore
+from reloc_ros.tools.bag import topics as tp
 from reloc_ros.tools.bag.replay import header_stamp_ns
 
 __all__ = ["BagMapError", "MapConfig", "BagScan", "scan", "camera_poses", "select_frames", "split_blocks",
@@ -234,14 +235,10 @@ def _open(bag: Path):
 
 
 def _bag_dir(bag: Path | str) -> Path:
-    p = Path(bag)
-    if p.is_file() and (p.parent / "metadata.yaml").is_file():
-        p = p.parent
-    if not p.is_dir():
-        raise BagMapError(p, None, "bag folder does not exist")
-    if not (p / "metadata.yaml").is_file():
-        raise BagMapError(p, None, "not a rosbag2 folder (no metadata.yaml)")
-    return p
+    try:
+        return tp.bag_folder(bag)
+    except tp.BagFolderError as e:
+        raise BagMapError(e.path, None, e.problem) from None
 
 
 def _camera_model(bag, topic, m) -> CameraModel:
@@ -622,6 +619,16 @@ def _store_color(bag, topic, m, cam: CameraModel) -> tuple[bytes, str]:
     undistorted (and then always PNG) when the camera info has distortion."""
     data = bytes(m.data) if hasattr(m, "format") else None
     if data is not None and data[:3] == b"\xff\xd8\xff" and not reg.has_distortion(cam.D):
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:  # the header only
+                size = im.size
+        except OSError as e:
+            raise BagMapError(bag, topic, f"unreadable JPEG ({e})") from None
+        if size != (cam.intrinsics.width, cam.intrinsics.height):
+            raise BagMapError(bag, topic, f"image is {size[0]}x{size[1]}, its camera info says "
+                                          f"{cam.intrinsics.width}x{cam.intrinsics.height}")
         return data, ".color.jpg"
     rgb = _decode_color(bag, topic, m)
     if (rgb.shape[1], rgb.shape[0]) != (cam.intrinsics.width, cam.intrinsics.height):

@@ -36,6 +36,7 @@ used here have the same definitions and RIHS01 hashes in Jazzy).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -49,6 +50,7 @@ __all__ = [
     "FRAME_CAMERA", "FRAME_ODOM", "FRAME_COLOR_OPTICAL", "FRAME_DEPTH_OPTICAL", "IMAGE", "COMPRESSED_IMAGE",
     "CAMERA_INFO", "TF_MESSAGE", "POSE_STAMPED", "STRING", "DISTROS", "DEFAULT_DISTRO", "OPTICAL_Q_WXYZ",
     "OPTICAL_ROTATION", "QOS_SENSOR", "QOS_TF", "QOS_TF_STATIC", "BagTopics", "optical_links_msg",
+    "BagFolderError", "bag_folder",
 ]
 
 # --------------------------------------------------------------------------- names
@@ -197,3 +199,29 @@ def optical_links_msg(links: Sequence[tuple[str, str]], stamp_ns: int, types: Me
     T[:3, :3] = OPTICAL_ROTATION
     return msg.tf_message([msg.transform_stamped_msg(T, stamp_ns, parent, child, q_wxyz=OPTICAL_Q_WXYZ, types=types)
                            for parent, child in links], types)
+
+
+# --------------------------------------------------------------------------- bag folders
+class BagFolderError(ValueError):
+    """A path that is not a rosbag2 folder; ``path`` and ``problem`` say which and why."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {problem}")
+
+
+def bag_folder(bag: Path | str) -> Path:
+    """The rosbag2 folder of ``bag``: the folder itself, or the folder of one of its files
+    (metadata.yaml, *.mcap, *.db3).
+
+    Raises:
+        BagFolderError: no such folder, or no ``metadata.yaml`` in it.
+    """
+    p = Path(bag)
+    if p.is_file() and (p.parent / "metadata.yaml").is_file():
+        p = p.parent
+    if not p.is_dir():
+        raise BagFolderError(p, "bag folder does not exist")
+    if not (p / "metadata.yaml").is_file():
+        raise BagFolderError(p, "not a rosbag2 folder (no metadata.yaml)")
+    return p
