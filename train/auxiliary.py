@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IGNORE", "AUX_TASKS", "stage_features", "AuxDecoder", "segmentation_loss", "depth_loss",
+__all__ = ["IGNORE", "AUX_TASKS", "stage_features", "check_levels", "default_levels", "resize_nearest",
+           "AuxTargets", "aux_losses", "evaluate_aux", "AuxDecoder", "segmentation_loss", "depth_loss",
            "inverse_depth_targets", "miou", "depth_errors"]
 
 #: Label id that no loss or metric reads (pixels outside the label image, resized borders).
@@ -52,19 +53,42 @@ def stage_features(model, x: torch.Tensor, start: int, levels: tuple[int, ...]
                    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """One encoder pass from stage ``start`` (``x``: normalised images if 0, else the output
     of stage ``start - 1``): the last feature map Z and the outputs of the stages ``levels``."""
+    check_levels(levels, start, model.encoder.num_stages)
+    return model.encoder.feature_maps(x, start, tuple(levels))
+
+
+def check_levels(levels: tuple[int, ...], start: int, num_stages: int) -> None:
+    """Refuse decoder levels that are not trainable encoder stages before the last (the last
+    stage's output, Z, is always read)."""
     bad = [lv for lv in levels if lv < start]
     if bad:
         raise ValueError(f"levels {bad} are before the first trainable stage {start}: the decoder must read "
                          "stages the pose tasks train")
-    out = {}
-    for i, mods in enumerate(model.encoder.stages()):
-        if i < start:
-            continue
-        for m in mods:
-            x = m(x)
-        if i in levels:
-            out[i] = x
-    return x, out
+    bad = [lv for lv in levels if lv >= num_stages - 1]
+    if bad:
+        raise ValueError(f"levels {bad}: the skips must be stages before the last one ({num_stages - 1}), "
+                         "whose output Z the decoder always reads")
+
+
+def default_levels(model, start: int, input_size: tuple[int, int] | None = None) -> tuple[int, ...]:
+    """The decoder's skips when the config names none: for every resolution among the
+    trainable stages ``start`` .. last-1, the last stage at that resolution (U-Net style:
+    one skip per scale, the deepest feature of it). Empty when every trainable stage is at
+    the last stage's resolution."""
+    h, w = input_size or model.cfg.input_size
+    n = model.encoder.num_stages
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        z, feats = model.encoder.feature_maps(torch.zeros(1, 3, h, w), 0, tuple(range(n)))
+    model.train(was)
+    last_size = tuple(z.shape[-2:])
+    by_size: dict[tuple, int] = {}
+    for lv in range(start, n - 1):
+        size = tuple(feats[lv].shape[-2:])
+        if size != last_size:
+            by_size[size] = lv
+    return tuple(sorted(by_size.values()))
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -94,6 +118,8 @@ class AuxDecoder(nn.Module):
         self.fuse = nn.ModuleDict({str(lv): _block(2 * width, width) for lv in skip_channels})
         self.seg = nn.Conv2d(width, num_classes, 1) if num_classes else None
         self.depth = nn.Conv2d(width, 1, 1) if depth else None
+        #: (h, w) of the outputs for the model's input size (set by :meth:`for_model`)
+        self.output_size: tuple[int, int] | None = None
 
     @classmethod
     def for_model(cls, model, levels: tuple[int, ...], num_classes: int, depth: bool = True, width: int = 32,
@@ -105,7 +131,10 @@ class AuxDecoder(nn.Module):
         with torch.no_grad():
             z, feats = stage_features(model, torch.zeros(1, 3, h, w), 0, tuple(levels))
         model.train(was)
-        return cls(z.shape[1], {lv: f.shape[1] for lv, f in feats.items()}, num_classes, depth, width)
+        dec = cls(z.shape[1], {lv: f.shape[1] for lv, f in feats.items()}, num_classes, depth, width)
+        finest = feats[min(feats)] if feats else z
+        dec.output_size = tuple(int(v) for v in finest.shape[-2:])
+        return dec
 
     def forward(self, z: torch.Tensor, feats: dict[int, torch.Tensor]
                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -196,3 +225,105 @@ def depth_errors(inv_B1HW: torch.Tensor, depth_BHW: torch.Tensor) -> dict[str, f
     err = (d_pred - d_true).abs()
     # torch.median takes the lower of the two middle values; the metric is the usual median
     return {"abs_rel": float((err / d_true).mean()), "median_abs_m": float(np.median(err.cpu().numpy()))}
+
+
+# --------------------------------------------------------------------------- training targets
+def resize_nearest(image_HW: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize sampled at pixel centres (no new values: label ids and
+    invalid depth stay what they are)."""
+    H, W = image_HW.shape[:2]
+    h, w = size_hw
+    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
+    return image_HW[rows[:, None], cols[None, :]]
+
+
+class AuxTargets:
+    """The auxiliary targets of every frame of a FrameSet at the decoder's output size,
+    read once: label ids (uint8, :data:`IGNORE` where a frame has no label image), whether
+    it has one, and depth in metres (float16, NaN where invalid or missing).
+
+    Args:
+        fs: the frames (:class:`reloc_train.dataset.FrameSet`).
+        size_hw: the decoder's output size.
+        seg, depth: which targets to read.
+    """
+
+    def __init__(self, fs, size_hw: tuple[int, int], seg: bool = True, depth: bool = True):
+        h, w = self.size = tuple(int(v) for v in size_hw)
+        n = len(fs)
+        self.labels = torch.full((n, h, w), IGNORE, dtype=torch.uint8)
+        self.has_label = torch.zeros(n, dtype=torch.bool)
+        self.depth = torch.full((n, h, w), float("nan"), dtype=torch.float16)
+        self.has_depth = torch.zeros(n, dtype=torch.bool)
+        self.num_classes = 0
+        for i, (k, f) in enumerate(zip(fs.scene_index, fs.frames)):
+            scene = fs.scenes[k]
+            if seg:
+                lab = scene.labels(f)
+                if lab is not None:
+                    self.labels[i] = torch.from_numpy(resize_nearest(lab, self.size))
+                    self.has_label[i] = True
+                    self.num_classes = max(self.num_classes, len(scene.classes or ()))
+            if depth and f.depth_path is not None:
+                d = scene.depth(f)
+                self.depth[i] = torch.from_numpy(resize_nearest(d, self.size).astype(np.float16))
+                self.has_depth[i] = True
+
+    def __len__(self) -> int:
+        return len(self.has_label)
+
+    def batch(self, rows, device: torch.device) -> dict[str, torch.Tensor]:
+        """``labels`` (M, h, w) uint8, ``has_label`` (M,), ``depth`` (M, h, w) float32 metres."""
+        r = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        return {"labels": self.labels[r].to(device), "has_label": self.has_label[r].to(device),
+                "depth": self.depth[r].to(device, torch.float32)}
+
+
+def aux_losses(decoder: AuxDecoder, tasks: tuple[str, ...], z: torch.Tensor, feats: dict[int, torch.Tensor],
+               target: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """The auxiliary losses, in ``tasks`` order ("seg", "depth"), of the decoder's outputs
+    on (Z, skips); ``target``: :meth:`AuxTargets.batch` of the same M inputs."""
+    seg, inv = decoder(z, feats)
+    out = []
+    for t in tasks:
+        if t == "seg":
+            out.append(segmentation_loss(seg, target["labels"], target["has_label"]))
+        elif t == "depth":
+            out.append(depth_loss(inv, target["depth"]))
+        else:
+            raise ValueError(f"unknown auxiliary task {t!r}; known: {list(AUX_TASKS)}")
+    return out
+
+
+@torch.no_grad()
+def evaluate_aux(model, decoder: AuxDecoder, store, targets: AuxTargets, rows: np.ndarray, device: torch.device,
+                 batch: int = 32) -> dict[str, float]:
+    """mIoU (over the frames with labels) and depth AbsRel / median absolute error (m) of the
+    decoder on frames ``rows`` of a store (images or cached features, its ``start``)."""
+    was_m, was_d = model.training, decoder.training
+    model.eval()
+    decoder.eval()
+    preds, labs, invs, deps = [], [], [], []
+    for s in range(0, len(rows), batch):
+        r = rows[s:s + batch]
+        x = store.batch(r, device)
+        x = model.preprocess(x) if store.start == 0 else x
+        z, feats = stage_features(model, x, store.start, decoder.levels)
+        seg, inv = decoder(z, feats)
+        tgt = targets.batch(r, device)
+        if seg is not None and bool(tgt["has_label"].any()):
+            keep = tgt["has_label"]
+            preds.append(seg[keep].argmax(1).cpu())
+            labs.append(tgt["labels"][keep].cpu())
+        if inv is not None:
+            invs.append(inv.cpu())
+            deps.append(tgt["depth"].cpu())
+    model.train(was_m)
+    decoder.train(was_d)
+    out = {}
+    if decoder.num_classes:
+        out["miou"] = miou(torch.cat(preds), torch.cat(labs), decoder.num_classes) if preds else float("nan")
+    if invs:
+        out.update(depth_errors(torch.cat(invs), torch.cat(deps)))
+    return out

@@ -7,7 +7,9 @@ The network, the tasks and the frozen stages come from the training configuratio
 (``--config``, ``--set``; ``--arch`` and ``--size`` are shortcuts). With frozen stages the
 batches are what the trainer feeds then: the cached output of the frozen stages, so a step
 runs only the trainable stages and the heads. With the retrieval task, every pair brings a
-hard negative and the view-overlap labels mark a↔b positive and the rest negative.
+hard negative and the view-overlap labels mark a↔b positive and the rest negative. With
+auxiliary tasks (``aux.tasks``), the decoder runs on every input of the step, with random
+labels (the 20 synthetic classes) and depths at its output size.
 
 Every method runs in its own child process (so that its peak memory is its own) on the
 same batches (fixed seed) with the same model initialisation; the list is run ``--repeats``
@@ -61,8 +63,17 @@ def run_method(method: str, cfg, batch: int, steps: int, warmup: int, device: st
     model.to(dev).train()
     start = cfg.model.freeze_stages
     tasks = model.cfg.tasks
-    m = build_method(method, len(tasks)).to(dev)
-    opt = build_optimizer(model, m, lr=1e-4, weight_decay=0.0, method_lr=1e-3)
+    aux_tasks = tuple(cfg.aux.tasks)
+    decoder = None
+    if aux_tasks:  # the auxiliary decoder, with the 20 classes of the synthetic scenes
+        from reloc_sim.synthetic import CLASSES
+        from reloc_train.auxiliary import AuxDecoder, default_levels
+
+        levels = tuple(cfg.aux.levels) or default_levels(model, start)
+        decoder = AuxDecoder.for_model(model, levels, len(CLASSES) if "seg" in aux_tasks else 0,
+                                       "depth" in aux_tasks, cfg.aux.width).to(dev).train()
+    m = build_method(method, len(tasks) + len(aux_tasks)).to(dev)
+    opt = build_optimizer(model, m, lr=1e-4, weight_decay=0.0, method_lr=1e-3, decoder=decoder)
     g = torch.Generator().manual_seed(seed)
     size = model.cfg.input_size
 
@@ -80,16 +91,24 @@ def run_method(method: str, cfg, batch: int, steps: int, warmup: int, device: st
                 {"t": torch.randn(batch, 3, generator=g).to(dev),
                  "q": torch.nn.functional.normalize(torch.randn(batch, 4, generator=g), dim=1).to(dev),
                  "r": labels.to(dev)}) for _ in range(4)]
+    aux_targets = []
+    if decoder is not None:
+        h, w = decoder.output_size
+        for _ in batches:
+            lab = torch.randint(0, max(1, decoder.num_classes), (M, h, w), generator=g).to(torch.uint8)
+            aux_targets.append({"labels": lab.to(dev), "has_label": torch.ones(M, dtype=torch.bool, device=dev),
+                                "depth": (0.5 + 4 * torch.rand(M, h, w, generator=g)).to(dev)})
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times, n_backward = [], None
     amp = dev.type == "cuda" and cfg.run.amp
 
-    def step(b):
-        xa, xb, xh, target = b
-        return mtl_step(model, m, opt, xa, xb, target, start, xh, amp)
+    def step(i):
+        xa, xb, xh, target = batches[i % len(batches)]
+        aux = (decoder, aux_tasks, aux_targets[i % len(batches)]) if decoder is not None else None
+        return mtl_step(model, m, opt, xa, xb, target, start, xh, amp, aux=aux)
 
     for i in range(warmup):
-        step(batches[i % len(batches)])
+        step(i)
     sync()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -103,7 +122,7 @@ def run_method(method: str, cfg, batch: int, steps: int, warmup: int, device: st
         base = _rss_kb("VmRSS") * 1024
     for i in range(steps):
         t0 = time.perf_counter()
-        st = step(batches[i % len(batches)])
+        st = step(i)
         sync()
         times.append(time.perf_counter() - t0)
         n_backward = (st.get("encoder_backwards"), st.get("head_backwards"))
@@ -186,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     mc = cfg.model
     frozen = f", first {mc.freeze_stages} encoder stages frozen (cached inputs)" if mc.freeze_stages else ""
     md = (f"Training-step cost per MTL method: {mc.arch} at {mc.input_size[0]}x{mc.input_size[1]}{frozen}, "
-          f"tasks {'+'.join(mc.tasks)}, batch {batch} pairs, {args.repeats} x {args.steps} timed steps after "
+          f"tasks {'+'.join(list(mc.tasks) + list(cfg.aux.tasks))}, batch {batch} pairs, {args.repeats} x {args.steps} timed steps after "
           f"{args.warmup} warm-up each, on {hw}.\n\n"
           + markdown_table(["method", "encoder backward passes", "head-only backward passes",
                             "step (ms)", "time / uniform", "peak mem (MB)", "mem / uniform"], rows))

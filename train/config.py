@@ -123,6 +123,27 @@ class RetrievalConfig:
 
 
 @dataclass
+class AuxConfig:
+    """Auxiliary tasks of the second reference (``reloc_train.auxiliary``): a U-Net decoder on
+    the shared encoder, trained with the pose tasks and balanced by the same MTL method. It
+    never runs at inference; its weights stay in ``checkpoint.pt``.
+
+    Attributes:
+        tasks: [] (none), or any of "seg" (semantic segmentation, from the scenes' label
+            images; frames without one are masked out) and "depth" (L1 on inverse depth).
+            The MTL tasks are then ``model.tasks + aux.tasks``.
+        levels: the encoder stages the decoder reads besides the last one (skips); they
+            must be trainable (>= ``model.freeze_stages``). []: one per resolution among
+            the trainable stages (``reloc_train.auxiliary.default_levels``).
+        width: channels inside the decoder.
+    """
+
+    tasks: list[str] = field(default_factory=list)
+    levels: list[int] = field(default_factory=list)
+    width: int = 32
+
+
+@dataclass
 class OptimConfig:
     """Attributes:
         epochs, batch_size: the schedule (pairs per step).
@@ -183,6 +204,7 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     mtl: MTLConfig = field(default_factory=MTLConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    aux: AuxConfig = field(default_factory=AuxConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -190,6 +212,11 @@ class TrainConfig:
     def __post_init__(self):
         if self.optim.schedule not in ("cosine", "constant"):
             raise ConfigError(f"optim.schedule: unknown schedule {self.optim.schedule!r} (cosine | constant)")
+        bad = [t for t in self.aux.tasks if t not in ("seg", "depth")]
+        if bad or len(set(self.aux.tasks)) != len(self.aux.tasks):
+            raise ConfigError(f"aux.tasks: {self.aux.tasks} (each of 'seg', 'depth' at most once)")
+        if self.aux.tasks and self.aux.width < 1:
+            raise ConfigError(f"aux.width must be >= 1, got {self.aux.width}")
         for key, v in (("optim.epochs", self.optim.epochs), ("optim.batch_size", self.optim.batch_size),
                        ("run.log_every", self.run.log_every)):
             if v < 1:

@@ -25,15 +25,18 @@ from reloc_train.mtl import available_methods
 PAPER = ["uniform", "uncertainty", "mgda", "mgda_ub", "gradnorm", "pcgrad", "aligned", "aligned_ub"]
 
 
-def run_one(method: str, seed: int, args, threads: int) -> tuple[str, int, float, str]:
-    out = args.out / method / f"seed{seed}"
+def train_run(out: Path, method: str, seed: int, data: Path, configs: list, sets: list, threads: int
+              ) -> tuple[float, str]:
+    """Train one run into ``out`` in a child process (``reloc_train.train``, its log in
+    ``out/train.log``): skipped when ``out/model.pt`` exists, resumed when a checkpoint does.
+    Returns (seconds, status)."""
     if (out / "model.pt").is_file():
-        return method, seed, 0.0, "cached"
-    cmd = [sys.executable, "-m", "reloc_train.train", "--data", str(args.data), "--out", str(out),
+        return 0.0, "cached"
+    cmd = [sys.executable, "-m", "reloc_train.train", "--data", str(data), "--out", str(out),
            "--method", method, "--seed", str(seed)]
-    for c in args.config:
+    for c in configs:
         cmd += ["--config", str(c)]
-    for s in args.set:
+    for s in sets:
         cmd += ["--set", s]
     if (out / "checkpoint.pt").is_file():
         cmd.append("--resume")
@@ -42,7 +45,13 @@ def run_one(method: str, seed: int, args, threads: int) -> tuple[str, int, float
     t0 = time.time()
     with open(out / "train.log", "w") as log:
         r = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return method, seed, time.time() - t0, "ok" if r.returncode == 0 else f"failed ({out / 'train.log'})"
+    return time.time() - t0, "ok" if r.returncode == 0 else f"failed ({out / 'train.log'})"
+
+
+def run_one(method: str, seed: int, args, threads: int) -> tuple[str, int, float, str]:
+    dt, status = train_run(args.out / method / f"seed{seed}", method, seed, args.data, args.config, args.set,
+                           threads)
+    return method, seed, dt, status
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,8 @@ from reloc_ros.core.device import resolve_device
 from reloc_ros.core.files import atomic_save, atomic_write_text
 from reloc_ros.core.model import RelPoseNet, save_model
 from reloc_ros.data.sevenscenes import open_scenes
-from reloc_train.config import TrainConfig, load_config, resume_mismatches
+from reloc_train.auxiliary import AuxDecoder, AuxTargets, aux_losses, check_levels, default_levels, evaluate_aux
+from reloc_train.config import ConfigError, TrainConfig, load_config, resume_mismatches
 from reloc_train.dataset import FeatureStore, FrameSet, ImageStore, PairDataset
 from reloc_train.losses import task_losses
 from reloc_train.mtl import build_method
@@ -88,12 +89,15 @@ def set_rng_state(s: dict) -> None:
 
 # --------------------------------------------------------------------------- optimizer
 def build_optimizer(model: torch.nn.Module, method: torch.nn.Module, lr: float, weight_decay: float,
-                    method_lr: float) -> torch.optim.Adam:
-    """Adam over the network (``lr``, ``weight_decay``) and the MTL method's own parameters,
-    in the groups the method asks for (:meth:`~reloc_train.mtl.base.Weighting.param_groups`:
-    ``method_lr * lr_scale``, no weight decay)."""
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr,
-               "weight_decay": weight_decay, "name": "network"}]
+                    method_lr: float, decoder: torch.nn.Module | None = None) -> torch.optim.Adam:
+    """Adam over the network (``lr``, ``weight_decay``), the auxiliary decoder if any (the
+    same) and the MTL method's own parameters, in the groups the method asks for
+    (:meth:`~reloc_train.mtl.base.Weighting.param_groups`: ``method_lr * lr_scale``, no
+    weight decay)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decoder is not None:
+        params += list(decoder.parameters())
+    groups = [{"params": params, "lr": lr, "weight_decay": weight_decay, "name": "network"}]
     groups += method.param_groups(method_lr)
     return torch.optim.Adam(groups, lr=lr)
 
@@ -101,9 +105,17 @@ def build_optimizer(model: torch.nn.Module, method: torch.nn.Module, lr: float, 
 # --------------------------------------------------------------------------- trainer
 def mtl_step(model: RelPoseNet, method, opt: torch.optim.Optimizer, x_a: torch.Tensor, x_b: torch.Tensor,
              target: dict, start: int = 0, extra: torch.Tensor | None = None, amp: bool = False,
-             grad_clip: float = 0.0, reducers: dict | None = None) -> dict:
+             grad_clip: float = 0.0, reducers: dict | None = None, aux: tuple | None = None) -> dict:
     """One optimisation step: forward the pairs, the per-task losses, the MTL method's
     backward (:func:`reloc_train.mtl.engine.mtl_backward`), the optimiser step.
+
+    With auxiliary tasks, the decoder runs on every input of the encoder pass (a, b, then
+    extra) and their losses follow the network's in the task order. The shared
+    representation of the Z-level methods is then Z = (the last feature map, the decoder's
+    skips): the inputs of the heads and of the decoder. The skips enter the decoder through
+    their own graph node, so that ∇_Z L of every task goes through the heads and the
+    decoder only, as without auxiliary tasks (the pose tasks' gradient on a skip is 0: it
+    reaches the skip's stage through the later stages, which are not Z).
 
     Args:
         model: the network, in train mode.
@@ -115,19 +127,30 @@ def mtl_step(model: RelPoseNet, method, opt: torch.optim.Optimizer, x_a: torch.T
         amp: bf16 autocast (CUDA).
         grad_clip: clip the global gradient norm to this (0: off).
         reducers: the distributed gradient reducers (see ``distributed_reducers``).
+        aux: ``(decoder, aux_tasks, aux_target)`` (:class:`reloc_train.auxiliary.AuxDecoder`,
+            e.g. ``("seg", "depth")``, :meth:`~reloc_train.auxiliary.AuxTargets.batch` of the
+            2B + E inputs) or None.
 
     Returns the engine's statistics (task weights, backward pass counts).
     """
     dev = x_a.device
+    decoder = aux[0] if aux else None
+    levels = decoder.levels if decoder is not None else ()
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-        pred, z = model.forward_pair(x_a, x_b, start, extra=extra)
-    losses = task_losses(pred, target, model.cfg.tasks)
+        pred, z, feats = model.forward_pair_levels(x_a, x_b, start, extra=extra, levels=levels)
+        losses = task_losses(pred, target, model.cfg.tasks)
+        z_rep, task_params = z, model.task_parameters()
+        if decoder is not None:
+            skips = {lv: f.view_as(f) for lv, f in feats.items()}  # the decoder's own graph node
+            losses = torch.cat([losses, torch.stack(aux_losses(decoder, aux[1], z, skips, aux[2]))])
+            z_rep, task_params = [z, *skips.values()], task_params + list(decoder.parameters())
     opt.zero_grad(set_to_none=True)
     stats = mtl_backward(method, losses, shared_params=model.shared_parameters(),
-                         task_params=model.task_parameters(), z=z,
+                         task_params=task_params, z=z_rep,
                          layer_params=model.encoder.last_shared_layer(), **(reducers or {}))
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        params = list(model.parameters()) + (list(decoder.parameters()) if decoder is not None else [])
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
     opt.step()
     method.after_step()
     return stats
@@ -181,10 +204,15 @@ class Trainer:
                                                  r.positive_m, r.positive_deg)
             log.info("view overlap of %d training frames (%d pairs) in %.1f s", len(self.train_fs),
                      self.overlap.pairs_computed, time.time() - t0)
+        self.aux_tasks = tuple(cfg.aux.tasks)
+        self.decoder = self.aux_train = self.aux_val = None
+        if self.aux_tasks:
+            self._build_aux()
+            self.tasks = self.tasks + self.aux_tasks
         self.method = build_method(cfg.mtl.method, len(self.tasks), **cfg.mtl.options)
         self.method.to(self.device)
         self.reducers = distributed_reducers(self.method)
-        self.opt = build_optimizer(self.model, self.method, o.lr, o.weight_decay, o.method_lr)
+        self.opt = build_optimizer(self.model, self.method, o.lr, o.weight_decay, o.method_lr, self.decoder)
         self.steps_per_epoch = self._steps_per_epoch()
         total = max(1, self.steps_per_epoch * o.epochs)
         cosine = o.schedule == "cosine"
@@ -202,6 +230,39 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.global_step or None)
+
+    def _build_aux(self) -> None:
+        """The auxiliary decoder (same initial weights on every rank) and its targets."""
+        a, k = self.cfg.aux, self.cfg.model.freeze_stages
+        n = self.model.encoder.num_stages
+        levels = tuple(a.levels) or default_levels(self.model, k)
+        try:
+            check_levels(levels, k, n)
+        except ValueError as e:
+            raise ConfigError(f"aux.levels: {e} (model.freeze_stages is {k})") from None
+        model_cpu = RelPoseNet(self.model_cfg)  # the dry run for the channel counts, on the CPU
+        size = self.model_cfg.input_size
+        probe = AuxDecoder.for_model(model_cpu, levels, 1, True, a.width, size)
+        self.aux_train = AuxTargets(self.train_fs, probe.output_size, "seg" in self.aux_tasks,
+                                    "depth" in self.aux_tasks)
+        if "seg" in self.aux_tasks and not bool(self.aux_train.has_label.any()):
+            raise ConfigError(f"aux.tasks has 'seg' but no training frame under {self.cfg.data.root} has a label "
+                              "image (frame-XXXXXX.label.png and classes.yaml; real 7-Scenes has none)")
+        if "depth" in self.aux_tasks and not bool(self.aux_train.has_depth.any()):
+            raise ConfigError(f"aux.tasks has 'depth' but no training frame under {self.cfg.data.root} has depth")
+        torch.manual_seed(self.cfg.run.seed + 1)
+        self.decoder = AuxDecoder.for_model(model_cpu, levels, self.aux_train.num_classes, "depth" in self.aux_tasks,
+                                            a.width, size).to(self.device)
+        if self.world > 1:
+            for p in self.decoder.state_dict().values():
+                dist.broadcast(p, 0)
+        if self.main:
+            self.aux_val = AuxTargets(self.val_fs, probe.output_size, "seg" in self.aux_tasks,
+                                      "depth" in self.aux_tasks)
+            log.info("auxiliary tasks %s: decoder on stages %s + Z, output %dx%d, %d classes; %d of %d training "
+                     "frames have labels, %d depth", "+".join(self.aux_tasks), list(levels), *probe.output_size,
+                     self.aux_train.num_classes, int(self.aux_train.has_label.sum()), len(self.train_fs),
+                     int(self.aux_train.has_depth.sum()))
 
     def _store(self, images: ImageStore):
         """The training inputs: the images, or with frozen stages their cached output."""
@@ -239,6 +300,7 @@ class Trainer:
         atomic_save({
             "config": self.cfg.as_dict(), "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step, "model": self.model.state_dict(),
+            "aux_decoder": self.decoder.state_dict() if self.decoder is not None else None,
             "method": self.method.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "rng": rng_state(),
             "history": self.history, "metrics": self.metrics,
@@ -256,6 +318,8 @@ class Trainer:
             raise SystemExit(f"{path}: the checkpoint was made with another config; differs in: "
                              + "; ".join(bad))
         self.model.load_state_dict(ck["model"])
+        if self.decoder is not None:
+            self.decoder.load_state_dict(ck["aux_decoder"])
         self.method.load_state_dict(ck["method"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
@@ -288,8 +352,14 @@ class Trainer:
             labels[:, rows < 0] = 0  # no hard negative for that anchor: its slot is ignored
             labels[rows < 0, :] = 0
             target["r"] = labels
+        aux = None
+        if self.decoder is not None:
+            idx = batch["idx"]
+            rows = torch.cat([idx[:, 0], idx[:, 1]] + ([torch.where(idx[:, 2] >= 0, idx[:, 2], idx[:, 0])]
+                                                       if xh is not None else [])).numpy()
+            aux = (self.decoder, self.aux_tasks, self.aux_train.batch(rows, self.device))
         stats = mtl_step(self.model, self.method, self.opt, xa, xb, target, self.start, xh, self.amp,
-                         self.cfg.optim.grad_clip, self.reducers)
+                         self.cfg.optim.grad_clip, self.reducers, aux)
         self.sched.step()
         return stats
 
@@ -317,8 +387,11 @@ class Trainer:
             bar = tqdm(loader, total=self.steps_per_epoch, initial=start, disable=not self.main,
                        desc=f"epoch {self.epoch + 1}/{epochs}", dynamic_ncols=True, leave=False)
             t0 = time.time()
+            steps0, t_steps = self.step_in_epoch, 0.0
             for batch in bar:
+                ts = time.perf_counter()
                 stats = self.train_step(batch)
+                t_steps += time.perf_counter() - ts
                 self.step_in_epoch += 1
                 self.global_step += 1
                 if self.main:
@@ -328,7 +401,8 @@ class Trainer:
             bar.close()
             val = self.validate()
             if self.main:
-                row = {"epoch": self.epoch + 1, "step": self.global_step, "seconds": round(time.time() - t0, 2), **val}
+                row = {"epoch": self.epoch + 1, "step": self.global_step, "seconds": round(time.time() - t0, 2),
+                       "step_seconds": round(t_steps / max(1, self.step_in_epoch - steps0), 4), **val}
                 self.metrics.append(row)
                 log.info("epoch %d/%d: %s", self.epoch + 1, epochs,
                          ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
@@ -368,6 +442,13 @@ class Trainer:
                "val_retrieval_median_r_deg": m["retrieval_median_r_deg"],
                "val_recall_at_1": m["recall_at_1"], "val_recall_at_5": m["recall_at_5"],
                "val_oracle_recall": m["oracle_recall"]}
+        if self.decoder is not None:
+            from reloc_train.validate import subsample
+
+            rows = subsample(len(self.val_fs), self.cfg.eval.max_frames)
+            aux = evaluate_aux(self.model, self.decoder, self.val_store, self.aux_val, rows, self.device)
+            val.update({f"val_{k}": v for k, v in aux.items()})
+            self.last_aux = aux
         for k, v in val.items():
             self.tb.add_scalar("val/" + k[4:], v, self.global_step)
         for scene, s in res["scenes"].items():
@@ -390,6 +471,10 @@ class Trainer:
             "encoder_init": self.init_source,
             "epochs": self.epoch, "steps": self.global_step, "world_size": self.world,
             "validation": getattr(self, "last_eval", None),
+            # the decoder stays in checkpoint.pt: the node never runs it
+            "aux_tasks": list(self.aux_tasks),
+            "aux_levels": list(self.decoder.levels) if self.decoder is not None else [],
+            "aux_validation": getattr(self, "last_aux", None),
         })
         log.info("model written to %s (fingerprint %s)", self.out / "model.pt", fp[:12])
         return {"model": str(self.out / "model.pt"), "fingerprint": fp,

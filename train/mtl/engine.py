@@ -186,7 +186,7 @@ class _Step:
     shared: list[nn.Parameter]
     task: list[nn.Parameter]
     own: list[nn.Parameter]
-    z: Tensor | None
+    z: Tensor | Sequence[Tensor] | None
     layer: list[nn.Parameter]
     reduce_grads: Reducer | None
     reduce_gram: Reducer | None
@@ -252,11 +252,12 @@ def _level_theta(step: _Step) -> _Outcome:
 def _level_z(step: _Step) -> _Outcome:
     """T gradients w.r.t. Z through the heads only; weights from their Gram; one backward."""
     z = step.z
-    if z is None or not isinstance(z, Tensor):
+    parts = [z] if isinstance(z, Tensor) else list(z) if isinstance(z, (list, tuple)) else []
+    if not parts or not all(isinstance(p, Tensor) for p in parts):
         raise ValueError(f"mtl_backward: method {step.method.name!r} needs the shared representation z")
-    if not z.requires_grad:
+    if not all(p.requires_grad for p in parts):
         raise ValueError("mtl_backward: z does not require grad")
-    zg, _ = _per_task_grads(step.losses, [z], retain_last=True)
+    zg, _ = _per_task_grads(step.losses, parts, retain_last=True)
     gram = gram64(zg)
     del zg
     if step.reduce_gram is not None:
@@ -291,7 +292,7 @@ LEVEL_STEPS: dict[str, Callable[[_Step], _Outcome]] = {
 
 
 def mtl_backward(method: Weighting, losses: Tensor, *, shared_params: Iterable[nn.Parameter],
-                 task_params: Iterable[nn.Parameter], z: Tensor | None = None,
+                 task_params: Iterable[nn.Parameter], z: Tensor | Sequence[Tensor] | None = None,
                  layer_params: Iterable[nn.Parameter] | None = None,
                  reduce_grads: Reducer | None = None,
                  reduce_gram: Reducer | None = None) -> dict[str, Any]:
@@ -302,7 +303,9 @@ def mtl_backward(method: Weighting, losses: Tensor, *, shared_params: Iterable[n
         losses: ``(T,)`` per-task losses of this step's single forward pass (with graph).
         shared_params: the encoder's parameters θ.
         task_params: the heads' parameters.
-        z: the shared representation (``"z"`` level), a tensor of the graph, e.g. ``(B, 2d)``.
+        z: the shared representation (``"z"`` level), a tensor of the graph, e.g. ``(B, 2d)``,
+            or a list of them (Z is then their concatenation, flattened: its Gram is the sum
+            of the parts' Grams; e.g. the heads' and an auxiliary decoder's inputs).
         layer_params: the last shared layer's parameters (``"layer"`` level).
         reduce_grads: data-parallel all-reduce **mean** of a tensor (returns the result; may
             work in place on its argument, which the engine owns).

@@ -58,6 +58,20 @@ class Encoder(nn.Module):
                 x = m(x)
         return x
 
+    def feature_maps(self, x: torch.Tensor, start: int, levels: tuple[int, ...]
+                     ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """One pass of stages ``start`` to the last (``x`` as in :meth:`feature_map`): the
+        last feature map and the outputs of the stages ``levels`` (those >= ``start``)."""
+        want, out = set(levels), {}
+        for i, mods in enumerate(self.stages()):
+            if i < start:
+                continue
+            for m in mods:
+                x = m(x)
+            if i in want:
+                out[i] = x
+        return x, out
+
     def forward(self, image_B3HW: torch.Tensor) -> torch.Tensor:
         """The last feature map (B, C, h, w)."""
         return self.feature_map(image_B3HW)

@@ -201,13 +201,7 @@ class RelPoseNet(nn.Module):
         """One encoder pass over normalised images (B, 3, H, W) that also returns the output
         of the encoder stages ``levels`` (the dense features of feature-metric refinement):
         ``(f (B, C), descriptors (B, D), {stage: fmap (B, C_s, h_s, w_s)})``."""
-        want = set(levels)
-        out = {}
-        for i, mods in enumerate(self.encoder.stages()):
-            for m in mods:
-                x = m(x)
-            if i in want:
-                out[i] = x
+        x, out = self.encoder.feature_maps(x, 0, levels)
         return self.pose_feature(x), self.descriptor(x), out
 
     def predict(self, f_a: torch.Tensor, f_b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -225,6 +219,13 @@ class RelPoseNet(nn.Module):
 
     def forward_pair(self, x_a: torch.Tensor, x_b: torch.Tensor, start: int = 0,
                      extra: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
+        """:meth:`forward_pair_levels` without intermediate stages: (predictions, Z)."""
+        out, z, _ = self.forward_pair_levels(x_a, x_b, start, extra)
+        return out, z
+
+    def forward_pair_levels(self, x_a: torch.Tensor, x_b: torch.Tensor, start: int = 0,
+                            extra: torch.Tensor | None = None, levels: tuple[int, ...] = ()
+                            ) -> tuple[dict, torch.Tensor, dict[int, torch.Tensor]]:
         """Training forward: one encoder pass over all inputs (BatchNorm sees the batch once),
         from encoder stage ``start`` (0: normalised images).
 
@@ -232,19 +233,21 @@ class RelPoseNet(nn.Module):
             x_a, x_b: the B pairs.
             start: encoder stage the inputs enter at.
             extra: more images (E) for the retrieval task only (e.g. hard negatives).
+            levels: encoder stages whose output is also returned.
 
-        Returns (predictions, Z): ``{'t', 'q'}`` of the pairs and, with task "r", ``'r'``:
+        Returns (predictions, Z, stage outputs): ``{'t', 'q'}`` of the pairs and, with task "r", ``'r'``:
         the (2B + E, D) descriptors of a, b, then extra; Z is the (2B + E, C, h, w) feature
         map of the same inputs, the shared representation that every task reads (the
-        Z-level MTL methods differentiate against it)."""
+        Z-level MTL methods differentiate against it); then ``{stage: fmap}`` of the same
+        inputs at the encoder stages ``levels`` (>= ``start``; an auxiliary decoder's skips)."""
         B = x_a.shape[0]
         parts = [x_a, x_b] + ([extra] if extra is not None and len(extra) else [])
-        z = self.encoder.feature_map(torch.cat(parts, dim=0), start)
+        z, feats = self.encoder.feature_maps(torch.cat(parts, dim=0), start, levels)
         f = self.pose_feature(z[: 2 * B])
         out = self.heads_from_z(torch.cat([f[:B], f[B:]], dim=1))
         if "r" in self.cfg.tasks:
             out["r"] = self.descriptor(z)
-        return out, z
+        return out, z, feats
 
     def forward(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.forward_pair(x_a, x_b)[0]
