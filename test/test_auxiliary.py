@@ -203,7 +203,8 @@ def test_z_holds_the_decoder_inputs_through_their_own_node(tiny_scene, tmp_path)
     skips = {lv: f.view_as(f) for lv, f in feats.items()}
     rows = torch.cat([batch["idx"][:, 0], batch["idx"][:, 1]]).numpy()
     losses = torch.cat([task_losses(pred, {"t": batch["t"], "q": batch["q"]}, ("t", "q")),
-                        torch.stack(aux_losses(tr.decoder, ("seg", "depth"), z, skips, tr.aux_train.batch(rows, "cpu")))])
+                        torch.stack(aux_losses(("seg", "depth"), *tr.decoder(z, skips),
+                                                   tr.aux_train.batch(rows, "cpu")))])
     parts = [z, *skips.values()]
     g = [torch.autograd.grad(losses[t], parts, retain_graph=True, allow_unused=True) for t in range(4)]
     for t in (0, 1):  # t, q
@@ -296,3 +297,31 @@ def test_step_cost_benchmark_runs_the_decoder():
     assert with_aux["encoder_backwards"] == 5 and all(t > 0 for t in with_aux["step_times"])
     plain = run_method("mgda", load_config([], base), 4, 2, 1, "cpu")
     assert plain["encoder_backwards"] == 3
+
+
+def test_aux_table_means_stds_and_the_one_sd_verdict(tmp_path, monkeypatch):
+    """The experiment's report from per-run numbers: mean ± sd per cell, and the verdict
+    "better in t and r by more than one sd" against pose only with the same method."""
+    from reloc_train import aux_experiment as ax
+
+    base = {"mean_t_m": 0.4, "mean_r_deg": 11.0, "retrieval_median_t_m": 0.5, "retrieval_median_r_deg": 12.0,
+            "miou": 0.4, "abs_rel": 0.2, "median_abs_m": 0.3, "step_s": 1.0, "steps": 10, "aux_tasks": []}
+    numbers = {"pose": ([0.30, 0.32, 0.34], [9.0, 9.2, 9.4]),  # sd 0.02 m, 0.2°
+               "seg": ([0.25, 0.26, 0.27], [8.0, 8.1, 8.2]),  # better in both by > 1 sd
+               "depth": ([0.31, 0.32, 0.33], [8.0, 8.1, 8.2])}  # t within 1 sd
+
+    def fake(path):
+        row, seed = path.parts[-3], int(path.name[4:])
+        if row not in numbers:
+            return None
+        t, r = numbers[row]
+        return base | {"median_t_m": t[seed], "median_r_deg": r[seed]}
+
+    monkeypatch.setattr(ax, "read_run", fake)
+    text = ax.report(tmp_path / "runs", [0, 1, 2], ["uniform"], tmp_path / "rep", wall_s=600)
+    assert "| Uniform | pose only | 0.320 ± 0.020 |" in text
+    assert "| Uniform | + segmentation | 0.260 ± 0.010 |" in text and "0.400 ± 0.000" in text
+    v = [line for line in text.splitlines() if line.startswith("- Uniform")]
+    assert "+ segmentation: t -0.060 m (1 sd 0.020) ✓, r -1.100 ° (1 sd 0.200) ✓: **better in both" in v[0]
+    assert "+ depth: t +0.000 m (1 sd 0.020), r -1.100 ° (1 sd 0.200) ✓: not better" in v[1]
+    assert "10 min" in text and (tmp_path / "rep" / "per_run.csv").read_text().count("\n") == 1 + 9

@@ -2,11 +2,14 @@
 + depth, + both, each trained with several MTL methods and seeds, in the reference's style.
 
     python -m reloc_train.aux_experiment --data /work/exp/bench --out /work/exp/aux \\
-        --config config/train_cpu.yaml --config config/train_aux.yaml --jobs 2 --report docs/results/aux_benchmark
+        --config config/train_cpu.yaml --config config/train_aux.yaml --jobs 2 --report docs/results/aux_benchmark \
+        --step-cost --node-cost
 
 Runs are ``OUT/<row>/<method>/seed<k>`` (``reloc_train.experiments.train_run``: a finished
 run is skipped, an interrupted one resumed), so the command can be re-run after a stop; with
-``--report-only`` it only rewrites the report from the runs on disk.
+``--report-only`` it only rewrites the report from the runs on disk. ``--step-cost`` adds the
+uncontended cost of a training step per row and method (``reloc_train.benchmark``),
+``--node-cost`` the node's cost per frame with each row's model file.
 
 Every number comes from the run's own ``model.pt`` and ``metrics.json``: the final
 validation of the trainer (top-1 retrieval from the training frames, then the regressed
@@ -71,11 +74,37 @@ def _ms(values: list[float], fmt: str) -> str:
     return f"{fmt.format(v.mean())} ± {fmt.format(v.std(ddof=1) if len(v) > 1 else 0.0)}"
 
 
+def step_cost(dest: Path, configs: list, sets: list, methods: list[str], steps: int = 10) -> None:
+    """The uncontended cost of one training step per row and method (``reloc_train.benchmark``,
+    one child process per method, alternating order), into ``dest/step_cost_<row>.{md,json}``."""
+    from reloc_train.benchmark import main as bench
+
+    for r, (tasks, _) in ROWS.items():
+        argv = [a for c in configs for a in ("--config", str(c))] + [a for s in sets for a in ("--set", s)]
+        argv += ["--set", f"aux.tasks=[{','.join(tasks)}]", "--methods", ",".join(methods), "--steps", str(steps),
+                 "--out", str(dest / f"step_cost_{r}.md")]
+        bench(argv)
+
+
+def _bench_steps(dest: Path | None) -> dict[tuple[str, str], float]:
+    """(row, method) -> median step seconds from the step_cost files in ``dest`` (if any)."""
+    out = {}
+    for r in ROWS:
+        p = dest / f"step_cost_{r}.json" if dest is not None else None
+        if p is not None and p.is_file():
+            for res in json.loads(p.read_text())["results"]:
+                out[(r, res["method"])] = res["step_s"]
+    return out
+
+
 def report(out: Path, seeds: list[int], methods: list[str], dest: Path | None, wall_s: float | None = None,
            notes: str = "") -> str:
-    """The table (markdown) from the runs under ``out``; written with a CSV and JSON to ``dest``."""
+    """The table (markdown) from the runs under ``out``; written with a CSV and JSON to ``dest``.
+    The step column is the uncontended benchmark's (``--step-cost``) where ``dest`` has it,
+    else the mean step time during training (marked *)."""
     recs = {(r, m): [x for s in seeds if (x := read_run(run_dir(out, r, m, s))) is not None]
             for r in ROWS for m in methods}
+    bench = _bench_steps(dest)
     head = ["Method", "Tasks", "median t (m)", "mean t (m)", "median r (°)", "mean r (°)", "mIoU", "AbsRel",
             "median |Δd| (m)", "step (ms)", "runs"]
     table, csv_rows, verdicts = [], [], []
@@ -89,8 +118,10 @@ def report(out: Path, seeds: list[int], methods: list[str], dest: Path | None, w
             aux = [_ms([x["miou"] for x in xs], "{:.3f}") if "seg" in ROWS[r][0] else "",
                    _ms([x["abs_rel"] for x in xs], "{:.3f}") if "depth" in ROWS[r][0] else "",
                    _ms([x["median_abs_m"] for x in xs], "{:.3f}") if "depth" in ROWS[r][0] else ""]
-            table.append([LABELS.get(m, m), label, *cells, *aux, _ms([1000 * x["step_s"] for x in xs], "{:.0f}"),
-                          str(len(xs))])
+            step = (f"{1000 * bench[(r, m)]:.0f} ({bench[(r, m)] / bench[('pose', m)]:.2f}x)"
+                    if (r, m) in bench and ("pose", m) in bench
+                    else _ms([1000 * x["step_s"] for x in xs], "{:.0f}") + " *")
+            table.append([LABELS.get(m, m), label, *cells, *aux, step, str(len(xs))])
             for x, s in zip(xs, seeds):
                 csv_rows.append({"row": r, "method": m, "seed": s, **{k: x[k] for k in x if k != "aux_tasks"}})
             if r != "pose" and len(xs) > 1 and len(base) > 1:
@@ -107,7 +138,9 @@ def report(out: Path, seeds: list[int], methods: list[str], dest: Path | None, w
         ret, "",
         "Pose: top-1 retrieval then the regressed relative pose, per-scene median and mean over the test frames,",
         "averaged over the scenes. mIoU over the classes present; AbsRel and median absolute depth error over the",
-        "valid pixels; both at the decoder's output resolution. step: mean wall time of one training step.", "",
+        "valid pixels; both at the decoder's output resolution. step: the median wall time of one training step",
+        "(forward, MTL backward, optimiser step) measured uncontended by reloc_train.benchmark, and its ratio to",
+        "pose only with the same method (* instead: the mean step time during the experiment's training).", "",
         "**Does an auxiliary task help?** (better in both t and r by more than one standard deviation, the larger",
         "of the two cells', on the median errors)", "",
         *[f"- {v}" for v in verdicts],
@@ -193,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", type=Path, help="write aux_table.md, per_run.csv, summary.json here")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the runs on disk")
     ap.add_argument("--notes", default="", help="a paragraph appended to the report")
+    ap.add_argument("--step-cost", action="store_true",
+                    help="also benchmark the training step of every row and method, uncontended (into --report)")
     ap.add_argument("--node-cost", action="store_true",
                     help="also time the node's localizer with the seed-0 Uniform model of every row")
     args = ap.parse_args(argv)
@@ -229,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if wall is None and (args.out / "wall.json").is_file():
         wall = json.loads((args.out / "wall.json").read_text())["wall_s"]
+    if args.step_cost:
+        if args.report is None:
+            ap.error("--step-cost writes into --report")
+        step_cost(args.report, args.config, args.set, methods)
     print(report(args.out, args.seeds, methods, args.report, wall, args.notes))
     if args.node_cost:
         models = {r: run_dir(args.out, r, methods[0], args.seeds[0]) / "model.pt" for r in ROWS}

@@ -280,11 +280,11 @@ class AuxTargets:
                 "depth": self.depth[r].to(device, torch.float32)}
 
 
-def aux_losses(decoder: AuxDecoder, tasks: tuple[str, ...], z: torch.Tensor, feats: dict[int, torch.Tensor],
+def aux_losses(tasks: tuple[str, ...], seg: torch.Tensor | None, inv: torch.Tensor | None,
                target: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     """The auxiliary losses, in ``tasks`` order ("seg", "depth"), of the decoder's outputs
-    on (Z, skips); ``target``: :meth:`AuxTargets.batch` of the same M inputs."""
-    seg, inv = decoder(z, feats)
+    (segmentation logits, inverse depth); ``target``: :meth:`AuxTargets.batch` of the same
+    M inputs."""
     out = []
     for t in tasks:
         if t == "seg":

@@ -6,7 +6,7 @@
     python -m reloc_train.train --out runs/mgda --resume      # continue an interrupted run
 
 Writes to ``run.out``: ``checkpoint.pt`` (atomic, every epoch and optionally every N
-steps), ``model.pt`` (the self-describing model file the node loads), ``config.yaml``,
+steps; with auxiliary tasks it also holds the decoder), ``model.pt`` (the self-describing model file the node loads), ``config.yaml``,
 ``history.csv`` (per-step losses and task weights), ``metrics.json`` (validation per
 epoch) and TensorBoard scalars under ``tb/``.
 
@@ -138,12 +138,14 @@ def mtl_step(model: RelPoseNet, method, opt: torch.optim.Optimizer, x_a: torch.T
     levels = decoder.levels if decoder is not None else ()
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
         pred, z, feats = model.forward_pair_levels(x_a, x_b, start, extra=extra, levels=levels)
-        losses = task_losses(pred, target, model.cfg.tasks)
-        z_rep, task_params = z, model.task_parameters()
         if decoder is not None:
             skips = {lv: f.view_as(f) for lv, f in feats.items()}  # the decoder's own graph node
-            losses = torch.cat([losses, torch.stack(aux_losses(decoder, aux[1], z, skips, aux[2]))])
-            z_rep, task_params = [z, *skips.values()], task_params + list(decoder.parameters())
+            seg, inv = decoder(z, skips)
+    losses = task_losses(pred, target, model.cfg.tasks)
+    z_rep, task_params = z, model.task_parameters()
+    if decoder is not None:
+        losses = torch.cat([losses, torch.stack(aux_losses(aux[1], seg, inv, aux[2]))])
+        z_rep, task_params = [z, *skips.values()], task_params + list(decoder.parameters())
     opt.zero_grad(set_to_none=True)
     stats = mtl_backward(method, losses, shared_params=model.shared_parameters(),
                          task_params=task_params, z=z_rep,
