@@ -6,7 +6,8 @@
     python -m reloc_train.train --out runs/mgda --resume      # continue an interrupted run
 
 Writes to ``run.out``: ``checkpoint.pt`` (atomic, every epoch and optionally every N
-steps; with auxiliary tasks it also holds the decoder), ``model.pt`` (the self-describing model file the node loads), ``config.yaml``,
+steps; with auxiliary tasks it also holds the decoder), ``model.pt`` (the self-describing
+model file the node loads), ``config.yaml``,
 ``history.csv`` (per-step losses and task weights), ``metrics.json`` (validation per
 epoch) and TensorBoard scalars under ``tb/``.
 
@@ -236,13 +237,13 @@ class Trainer:
     def _build_aux(self) -> None:
         """The auxiliary decoder (same initial weights on every rank) and its targets."""
         a, k = self.cfg.aux, self.cfg.model.freeze_stages
-        n = self.model.encoder.num_stages
-        levels = tuple(a.levels) or default_levels(self.model, k)
+        model_cpu = RelPoseNet(self.model_cfg)  # the dry runs for the stages' shapes, on the CPU
+        n = model_cpu.encoder.num_stages
+        levels = tuple(a.levels) or default_levels(model_cpu, k)
         try:
             check_levels(levels, k, n)
         except ValueError as e:
             raise ConfigError(f"aux.levels: {e} (model.freeze_stages is {k})") from None
-        model_cpu = RelPoseNet(self.model_cfg)  # the dry run for the channel counts, on the CPU
         size = self.model_cfg.input_size
         probe = AuxDecoder.for_model(model_cpu, levels, 1, True, a.width, size)
         self.aux_train = AuxTargets(self.train_fs, probe.output_size, "seg" in self.aux_tasks,
