@@ -57,13 +57,11 @@ TARGETS = {"|t|": _t_norm, "rotation angle": _rot_angle}
 def layer_stages(model: RelPoseNet, strides: tuple[int, ...] = (4, 8, 16, 32)) -> list[int]:
     """The encoder's "layers 1–4": for each stride, the last stage whose output has it."""
     h, w = model.cfg.input_size
-    n = model.encoder.num_stages
-    with torch.no_grad():
-        _, feats = model.encoder.feature_maps(torch.zeros(1, 3, h, w), 0, tuple(range(n)))
+    shapes = model.encoder.stage_shapes((h, w))
     out = []
     for s in strides:
         size = (-(-h // s), -(-w // s))
-        at = [i for i, f in feats.items() if tuple(f.shape[-2:]) == size]
+        at = [i for i, sh in enumerate(shapes) if sh[1:] == size]
         if not at:
             raise ValueError(f"{model.cfg.arch}: no encoder stage at stride {s} for input {h}x{w}")
         out.append(max(at))

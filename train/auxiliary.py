@@ -75,19 +75,12 @@ def default_levels(model, start: int, input_size: tuple[int, int] | None = None)
     trainable stages ``start`` .. last-1, the last stage at that resolution (U-Net style:
     one skip per scale, the deepest feature of it). Empty when every trainable stage is at
     the last stage's resolution."""
-    h, w = input_size or model.cfg.input_size
-    n = model.encoder.num_stages
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        z, feats = model.encoder.feature_maps(torch.zeros(1, 3, h, w), 0, tuple(range(n)))
-    model.train(was)
-    last_size = tuple(z.shape[-2:])
+    shapes = model.encoder.stage_shapes(input_size or model.cfg.input_size)
+    last_size = shapes[-1][1:]
     by_size: dict[tuple, int] = {}
-    for lv in range(start, n - 1):
-        size = tuple(feats[lv].shape[-2:])
-        if size != last_size:
-            by_size[size] = lv
+    for lv in range(start, len(shapes) - 1):
+        if shapes[lv][1:] != last_size:
+            by_size[shapes[lv][1:]] = lv
     return tuple(sorted(by_size.values()))
 
 
@@ -124,16 +117,11 @@ class AuxDecoder(nn.Module):
     @classmethod
     def for_model(cls, model, levels: tuple[int, ...], num_classes: int, depth: bool = True, width: int = 32,
                   input_size: tuple[int, int] | None = None) -> "AuxDecoder":
-        """A decoder for ``model``'s encoder, its channel counts from a dry run."""
-        h, w = input_size or model.cfg.input_size
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            z, feats = stage_features(model, torch.zeros(1, 3, h, w), 0, tuple(levels))
-        model.train(was)
-        dec = cls(z.shape[1], {lv: f.shape[1] for lv, f in feats.items()}, num_classes, depth, width)
-        finest = feats[min(feats)] if feats else z
-        dec.output_size = tuple(int(v) for v in finest.shape[-2:])
+        """A decoder for ``model``'s encoder, its channel counts and output size from a dry run."""
+        shapes = model.encoder.stage_shapes(input_size or model.cfg.input_size)
+        check_levels(tuple(levels), 0, len(shapes))
+        dec = cls(shapes[-1][0], {lv: shapes[lv][0] for lv in levels}, num_classes, depth, width)
+        dec.output_size = shapes[min(levels)][1:] if levels else shapes[-1][1:]
         return dec
 
     def forward(self, z: torch.Tensor, feats: dict[int, torch.Tensor]

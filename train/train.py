@@ -237,15 +237,14 @@ class Trainer:
     def _build_aux(self) -> None:
         """The auxiliary decoder (same initial weights on every rank) and its targets."""
         a, k = self.cfg.aux, self.cfg.model.freeze_stages
-        model_cpu = RelPoseNet(self.model_cfg)  # the dry runs for the stages' shapes, on the CPU
-        n = model_cpu.encoder.num_stages
-        levels = tuple(a.levels) or default_levels(model_cpu, k)
+        n = self.model.encoder.num_stages
+        levels = tuple(a.levels) or default_levels(self.model, k)
         try:
             check_levels(levels, k, n)
         except ValueError as e:
             raise ConfigError(f"aux.levels: {e} (model.freeze_stages is {k})") from None
         size = self.model_cfg.input_size
-        probe = AuxDecoder.for_model(model_cpu, levels, 1, True, a.width, size)
+        probe = AuxDecoder.for_model(self.model, levels, 1, True, a.width, size)
         self.aux_train = AuxTargets(self.train_fs, probe.output_size, "seg" in self.aux_tasks,
                                     "depth" in self.aux_tasks)
         if "seg" in self.aux_tasks and not bool(self.aux_train.has_label.any()):
@@ -254,7 +253,7 @@ class Trainer:
         if "depth" in self.aux_tasks and not bool(self.aux_train.has_depth.any()):
             raise ConfigError(f"aux.tasks has 'depth' but no training frame under {self.cfg.data.root} has depth")
         torch.manual_seed(self.cfg.run.seed + 1)
-        self.decoder = AuxDecoder.for_model(model_cpu, levels, self.aux_train.num_classes, "depth" in self.aux_tasks,
+        self.decoder = AuxDecoder.for_model(self.model, levels, self.aux_train.num_classes, "depth" in self.aux_tasks,
                                             a.width, size).to(self.device)
         if self.world > 1:
             for p in self.decoder.state_dict().values():

@@ -72,6 +72,22 @@ class Encoder(nn.Module):
                 out[i] = x
         return x, out
 
+    def stage_shapes(self, size_hw: tuple[int, int]) -> list[tuple[int, int, int]]:
+        """(channels, height, width) of every stage's output for images of ``size_hw``, from
+        a dry run of one blank image in eval mode, on the encoder's device."""
+        was = self.training
+        dev = next(self.parameters()).device
+        self.eval()
+        with torch.no_grad():
+            x = torch.zeros(1, 3, *size_hw, device=dev)
+            shapes = []
+            for mods in self.stages():
+                for m in mods:
+                    x = m(x)
+                shapes.append(tuple(int(v) for v in x.shape[1:]))
+        self.train(was)
+        return shapes
+
     def forward(self, image_B3HW: torch.Tensor) -> torch.Tensor:
         """The last feature map (B, C, h, w)."""
         return self.feature_map(image_B3HW)
