@@ -88,7 +88,7 @@ def tiny_model(tiny_scene, tmp_path_factory) -> Path:
 def tiny_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
     """A database of the tiny scene's training frames, built with tiny_model."""
     from reloc_ros.data.sevenscenes import Scene
-    from reloc_train.database import build_database
+    from reloc_ros.mapping.database import build_database
     from reloc_ros.core.model import load_model
 
     model, info = load_model(tiny_model)
@@ -115,7 +115,7 @@ def tiny_kp_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
     from reloc_ros.core.model import load_model
     from reloc_ros.core.pnp import PnPConfig
     from reloc_ros.data.sevenscenes import Scene
-    from reloc_train.database import build_database
+    from reloc_ros.mapping.database import build_database
 
     model, info = load_model(tiny_model)
     db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False,
@@ -132,7 +132,7 @@ def tiny_dense_db(tiny_model, tiny_scene, tmp_path_factory) -> Path:
     from reloc_ros.core.featuremetric import DenseConfig
     from reloc_ros.core.model import load_model
     from reloc_ros.data.sevenscenes import Scene
-    from reloc_train.database import build_database
+    from reloc_ros.mapping.database import build_database
 
     model, info = load_model(tiny_model)
     db = build_database(model, info, [Scene(tiny_scene)], "train", progress=False,

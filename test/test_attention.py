@@ -1,4 +1,4 @@
-"""Grad-CAM++ attention maps (reloc_train.attention): the layers picked, the maps against a
+"""Grad-CAM++ attention maps (reloc_train.experiments.attention): the layers picked, the maps against a
 hand computation of the paper's equation 19, the query-only gradient, and the PNG command."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from reloc_ros.core.model import ModelConfig, RelPoseNet, resize_rgb
 from reloc_ros.data.sevenscenes import Scene, read_color
-from reloc_train.attention import TARGETS, QueryBranch, attention_maps, layer_stages
+from reloc_train.experiments.attention import TARGETS, QueryBranch, attention_maps, layer_stages
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_command_writes_the_grid(tiny_scene, tmp_path):
     from PIL import Image
 
     from reloc_ros.core.model import save_model
-    from reloc_train.attention import main
+    from reloc_train.experiments.attention import main
 
     torch.manual_seed(1)
     paths = []

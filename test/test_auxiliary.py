@@ -286,9 +286,9 @@ def test_aux_config_errors_name_the_problem(tiny_scene, copy_sample, tmp_path):
 
 
 def test_step_cost_benchmark_runs_the_decoder():
-    """reloc_train.benchmark with aux.tasks: the step includes the decoder's two tasks (MGDA
+    """reloc_train.experiments.table3 with aux.tasks: the step includes the decoder's two tasks (MGDA
     takes 5 encoder backward passes, against 3 without)."""
-    from reloc_train.benchmark import run_method
+    from reloc_train.experiments.table3 import run_method
     from reloc_train.config import load_config
 
     base = [s for s in AUX_TINY if not s.startswith(("eval.", "data."))] + ["model.tasks=[t,q,r]",

@@ -121,7 +121,7 @@ def test_pose_sources_and_compressed_images(rbag, tiny_scene, tmp_path, source):
 def test_sqlite3_bag_and_databases_from_each_side_localize_the_same(tiny_scene, tiny_model, tmp_path):
     from reloc_ros.core.localizer import Localizer
     from reloc_ros.core.model import load_model
-    from reloc_train.database import build_database
+    from reloc_ros.mapping.database import build_database
 
     robot.write_robot_bag(tiny_scene, tmp_path / "bag", robot.RobotBagOptions(sequences=SEQS, storage="sqlite3"))
     main(MapConfig(keyframes=False, test_every=0), tmp_path / "bag", tmp_path / "map", progress=False, log=None)
@@ -339,7 +339,7 @@ def test_readme_own_robot_commands(tiny_scene, tmp_path, monkeypatch):
     from reloc_ros.tools.bag import to_map
 
     cmds = _readme_commands()
-    assert [c[0] for c in cmds] == ["reloc_ros.tools.bag.to_map", "reloc_train.train", "reloc_train.database"]
+    assert [c[0] for c in cmds] == ["reloc_ros.tools.bag.to_map", "reloc_train.train", "reloc_ros.mapping.database"]
     robot.write_robot_bag(tiny_scene, tmp_path / "my_run", robot.RobotBagOptions(
         sequences=SEQS, depth=True, depth_frame="separate"))
     (tmp_path / "config").symlink_to(Path(__file__).resolve().parents[1] / "config")
@@ -348,10 +348,10 @@ def test_readme_own_robot_commands(tiny_scene, tmp_path, monkeypatch):
         "reloc_ros.tools.bag.to_map": ["--test-block-s", "0.3", "--test-every", "3", "--guard-s", "0.05", "--quiet"],
         "reloc_train.train": [a for kv in TINY_TRAIN + ["model.freeze_stages=0", "optim.epochs=1",
                                                         "run.max_steps_per_epoch=4"] for a in ("--set", kv)],
-        "reloc_train.database": [],
+        "reloc_ros.mapping.database": [],
     }
     runners = {"reloc_ros.tools.bag.to_map": to_map.cli, "reloc_train.train": train_cli.main,
-               "reloc_train.database": database_cli.main}
+               "reloc_ros.mapping.database": database_cli.main}
     for module, *args in cmds:
         assert runners[module](args + sizes[module]) == 0, module
     conv = json.loads((tmp_path / "maps" / "my_run" / "conversion.json").read_text())

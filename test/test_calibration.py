@@ -167,13 +167,13 @@ def test_localizer_refuses_a_calibration_of_another_fusion_method(tmp_path, tiny
 
 
 def test_calibrate_command_writes_a_file_the_localizer_applies(tmp_path, tiny_model, tiny_db, tiny_scene, capsys):
-    """python -m reloc_train.calibrate end to end on the tiny scene (its 'train' frames, the
+    """python -m reloc_ros.eval.calibrate end to end on the tiny scene (its 'train' frames, the
     only split with 20 of them; the command warns that they are in the map)."""
     from reloc_ros.core.database import FrameDatabase
     from reloc_ros.core.fusion import FusionConfig
     from reloc_ros.core.localizer import Localizer, LocalizerConfig
     from reloc_ros.data.sevenscenes import Scene, read_color
-    from reloc_train.calibrate import main
+    from reloc_ros.eval.calibrate import main
 
     out = tmp_path / "cal" / "calibration.json"
     base = ["--model", str(tiny_model), "--db", str(tiny_db), "--data", str(tiny_scene), "--device", "cpu"]

@@ -161,7 +161,7 @@ def check_report(out: Path, timeline: bool) -> dict:
     assert s["mean_t_m"] == pytest.approx(OFFSET_M, abs=1e-6)
     assert s["median_r_deg"] == pytest.approx(OFFSET_DEG, abs=1e-6)
     assert s["rejection_rate"] == pytest.approx(1 - n_ok / N_FRAMES)
-    # thresholds of reloc_ros.tools.evaluate: (5 cm, 5°) (25 cm, 2°) missed; (50 cm, 5°) (5 m, 10°) met
+    # thresholds of reloc_ros.eval.evaluate: (5 cm, 5°) (25 cm, 2°) missed; (50 cm, 5°) (5 m, 10°) met
     assert s["acc_5cm_5deg"] == 0 and s["acc_25cm_2deg"] == 0
     assert s["acc_50cm_5deg"] == pytest.approx(n_ok / N_FRAMES) == s["acc_500cm_10deg"]
     assert s["cov_trace_median"] == pytest.approx(sum(COV_DIAG))

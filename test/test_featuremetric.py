@@ -77,7 +77,7 @@ def test_dense_set_packs_and_round_trips_through_the_database(tiny_model, tiny_s
     from reloc_ros.core.featuremetric import DenseConfig, DenseSet
     from reloc_ros.core.model import load_model
     from reloc_ros.data.sevenscenes import Scene
-    from reloc_train.database import build_database
+    from reloc_ros.mapping.database import build_database
 
     cfg = DenseConfig(levels=(2, 1), steps=(1, 2))
     xyz = np.ones((2, 3, 3))
@@ -115,7 +115,7 @@ def test_localizer_lm_refiner_pulls_a_perturbed_pose_back(tiny_model, tiny_scene
     from reloc_ros.core.localizer import Localizer, LocalizerConfig
     from reloc_ros.core.model import load_model
     from reloc_ros.data.sevenscenes import Scene, read_color
-    from reloc_train.database import build_database
+    from reloc_ros.mapping.database import build_database
 
     model, info = load_model(tiny_model)
     sc = Scene(tiny_scene)

@@ -9,7 +9,7 @@ import torch
 
 from reloc_ros.data.sevenscenes import Scene, read_color
 from reloc_ros.core.database import DatabaseError, FrameDatabase
-from reloc_train.database import main as db_main
+from reloc_ros.mapping.database import main as db_main
 from reloc_ros.core.fusion import FusionConfig
 from reloc_ros.core.geometry import make_pose, pose_errors
 from reloc_ros.core.localizer import Localizer, LocalizerConfig

@@ -11,7 +11,7 @@ import pytest
 from rosutil import ros_env
 
 #: Modules (and packages, with their submodules) that the running node must not import.
-OFFLINE = ["skimage", "reloc_sim", "reloc_train", "reloc_ros.data", "reloc_ros.tools", "rosbags", "matplotlib",
+OFFLINE = ["skimage", "reloc_sim", "reloc_train", "reloc_ros.data", "reloc_ros.tools", "reloc_ros.eval", "reloc_ros.mapping", "rosbags", "matplotlib",
            "tensorboard", "torchjd", "cvxpy"]
 
 DRIVER = textwrap.dedent("""

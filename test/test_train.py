@@ -279,7 +279,7 @@ def test_torchrun_two_cpu_processes(method, tiny_scene, tmp_path):
 
 def _table3(tmp_path, *args):
     out = tmp_path / "table3.md"
-    r = subprocess.run([sys.executable, "-m", "reloc_train.benchmark", *args, "--batch", "2", "--steps", "2",
+    r = subprocess.run([sys.executable, "-m", "reloc_train.experiments.table3", *args, "--batch", "2", "--steps", "2",
                         "--warmup", "1", "--repeats", "1", "--device", "cpu", "--out", str(out)],
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]

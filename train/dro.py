@@ -255,7 +255,7 @@ def train(args) -> dict:
     db = FrameDatabase.load(args.db)
     db.check_model(info, args.db)
     if db.dense is None:
-        raise DatabaseError(args.db, "has no dense grids; build it with python -m reloc_train.database build --dense")
+        raise DatabaseError(args.db, "has no dense grids; build it with python -m reloc_ros.mapping.database build --dense")
     dcfg = db.dense.config
     chans = tuple(int(f.shape[-1]) for f in db.dense.feat)
     cfg = DROConfig(levels=dcfg.levels, in_channels=chans, dim=args.dim, hidden=args.hidden, motion=args.motion,

@@ -29,7 +29,7 @@ from reloc_ros.data.sevenscenes import open_scenes
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.model import load_model
 from reloc_train.dataset import FrameSet, ImageStore
-from reloc_ros.tools.report import markdown_table, pct, write_csv, write_summary
+from reloc_ros.eval.report import markdown_table, pct, write_csv, write_summary
 from reloc_train.validate import validate
 
 log = logging.getLogger("reloc_train.evaluate")

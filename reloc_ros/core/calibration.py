@@ -11,7 +11,7 @@ and are all wrong. This module maps signals that *do* see a wrong retrieval to
 
 Both are fitted on a *held-out split of the training sequences* (``calib``, see
 :meth:`reloc_ros.data.sevenscenes.Scene.sequences`), never on test frames, by
-``python -m reloc_train.calibrate``, and stored in a small JSON file that records the
+``python -m reloc_ros.eval.calibrate``, and stored in a small JSON file that records the
 checksum of the database it belongs to.
 
 Signals (:data:`SIGNALS`, one vector ``x`` per query, from :func:`signals`):
@@ -350,10 +350,10 @@ class Calibration:
             raise CalibrationError(path, f"not a {CALIBRATION_FORMAT} file")
         if payload.get("format_version") != CALIBRATION_FORMAT_VERSION:
             raise CalibrationError(path, f"format version {payload.get('format_version')} is not "
-                                         f"{CALIBRATION_FORMAT_VERSION}; refit it (python -m reloc_train.calibrate)")
+                                         f"{CALIBRATION_FORMAT_VERSION}; refit it (python -m reloc_ros.eval.calibrate)")
         if db is not None and payload.get("database_checksum") != db.checksum:
             raise CalibrationError(path, "was fitted for another database (checksum differs); refit it "
-                                         "with python -m reloc_train.calibrate")
+                                         "with python -m reloc_ros.eval.calibrate")
         try:
             cal = cls(**{k: payload[k] for k in cls.__dataclass_fields__ if k in payload})
             n = len(cal.signal_names)

@@ -16,7 +16,7 @@ refuses a model that is not the one the features came from. Each error names the
 what does not match.
 
 This module only holds and checks databases. They are built offline from mapped frames by
-``reloc_train.database`` (``python -m reloc_train.database build ...``).
+``reloc_ros.mapping.database`` (``python -m reloc_ros.mapping.database build ...``).
 """
 
 from __future__ import annotations

@@ -188,19 +188,19 @@ class Localizer:
         if cfg.refiner == "pnp":
             if db.keypoints is None:
                 raise ValueError("refiner 'pnp' needs a database with keypoints "
-                                 "(python -m reloc_train.database build --keypoints)")
+                                 "(python -m reloc_ros.mapping.database build --keypoints)")
             self.refiner = PnPRefiner(db.keypoints, self.poses, cfg.pnp)
         elif cfg.refiner == "lm":
             if db.dense is None:
                 raise ValueError("refiner 'lm' needs a database with dense points "
-                                 "(python -m reloc_train.database build --dense)")
+                                 "(python -m reloc_ros.mapping.database build --dense)")
             d = db.dense.config
             it = d.iterations if cfg.refine_iterations is None else cfg.refine_iterations
             self.refiner = FeatureMetricLM(LMConfig(iterations=it, huber=d.huber))
         elif cfg.refiner == "dro":
             if db.dense is None or dro is None:
                 raise ValueError("refiner 'dro' needs a database with dense grids (python -m "
-                                 "reloc_train.database build --dense) and a DRO (python -m reloc_train.dro)")
+                                 "reloc_ros.mapping.database build --dense) and a DRO (python -m reloc_train.dro)")
             if _dro_misfit(dro, db.dense):
                 raise ValueError(_dro_misfit(dro, db.dense))
             self.refiner = dro.to(self.device).eval()
@@ -219,10 +219,10 @@ class Localizer:
             raise DatabaseError(db_path, "database holds no frame")
         if cfg.refiner == "pnp" and db.keypoints is None:
             raise DatabaseError(db_path, "has no keypoints, which refiner 'pnp' needs; rebuild it with "
-                                         "python -m reloc_train.database build --keypoints")
+                                         "python -m reloc_ros.mapping.database build --keypoints")
         if cfg.refiner in ("lm", "dro") and db.dense is None:
             raise DatabaseError(db_path, f"has no dense grids, which refiner {cfg.refiner!r} needs; rebuild it "
-                                         "with python -m reloc_train.database build --dense")
+                                         "with python -m reloc_ros.mapping.database build --dense")
         dro = None
         if cfg.refiner == "dro":
             if not dro_path:
@@ -236,11 +236,11 @@ class Localizer:
             if fitted is not None and fitted != cfg.fusion.method:
                 raise CalibrationError(calibration_path, f"was fitted for fusion method {fitted!r}, but the "
                                                          f"localizer fuses with {cfg.fusion.method!r}; refit it "
-                                                         "(python -m reloc_train.calibrate) or set that method")
+                                                         "(python -m reloc_ros.eval.calibrate) or set that method")
             if cal.info.get("refiner", "none") != cfg.refiner:
                 raise CalibrationError(calibration_path, f"was fitted for refiner {cal.info.get('refiner', 'none')!r}, "
                                                          f"but the localizer refines with {cfg.refiner!r}; refit "
-                                                         "it (python -m reloc_train.calibrate --refiner)")
+                                                         "it (python -m reloc_ros.eval.calibrate --refiner)")
             cfg = replace(cfg, calibration=cal)
         loc = cls(model, db, cfg, dev, dro=dro)
         loc.model_info = info

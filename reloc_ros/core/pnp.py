@@ -2,7 +2,7 @@ r"""SIFT + PnP-RANSAC against the database depth: the classical refinement basel
 
 The database stores, per frame, up to ``max_keypoints`` SIFT keypoints whose depth is
 valid, as 3-D points in that frame's camera (optical axes, metres) with their 128-byte
-descriptors (:class:`KeypointSet`, built by ``python -m reloc_train.database build
+descriptors (:class:`KeypointSet`, built by ``python -m reloc_ros.mapping.database build
 --keypoints``). A query is resized to the same ``image_size``, its SIFT keypoints are
 matched to those of the top-m retrieved frames (Lowe's ratio test), the matched points are
 moved into the world with each frame's pose, and the pose is solved by PnP-RANSAC, then

@@ -29,7 +29,7 @@ The published covariance and confidence come from ``calibration_path``
 (:mod:`reloc_ros.core.calibration`, fitted on held-out training sequences); without one
 they are the hypotheses' spread and inlier score, which a consistently wrong retrieval
 does not move, and the node says so at startup. The publish decision (the confidence
-threshold) is the localizer's, so the node and ``reloc_ros.tools.evaluate`` agree.
+threshold) is the localizer's, so the node and ``reloc_ros.eval.evaluate`` agree.
 
 Inference runs on a worker thread, never on the executor. Only the newest frame is kept:
 older ones are dropped (and counted), so latency stays bounded when images come faster
@@ -121,7 +121,7 @@ PARAMETERS = {
     "fusion.ray_inlier_deg": (10.0, "triangulate: ray inlier threshold (deg)"),
     "min_inliers": (2, "fewer agreeing hypotheses: no pose is published"),
     "calibration_path": ("", "covariance and confidence calibration fitted for this database "
-                              "(python -m reloc_train.calibrate); empty: NOT calibrated (hypothesis spread)"),
+                              "(python -m reloc_ros.eval.calibrate); empty: NOT calibrated (hypothesis spread)"),
     "min_confidence": (-1.0, "publish only poses with at least this confidence; -1: the calibration's "
                              "threshold (0 without a calibration)"),
     "refiner": ("none", "refinement after fusion: none | pnp (SIFT + PnP-RANSAC against the database depth; "
@@ -409,7 +409,7 @@ class _Relocalization:
         if cal is None:
             self.get_logger().warning(
                 "no calibration_path: the covariance is the hypotheses' spread and the confidence their inlier "
-                "score; neither sees a consistently wrong retrieval (fit one with python -m reloc_train.calibrate)")
+                "score; neither sees a consistently wrong retrieval (fit one with python -m reloc_ros.eval.calibrate)")
         else:
             self.get_logger().info(
                 f"calibration {p['calibration_path']}: publish threshold {self.localizer.cfg.threshold:.3f} "

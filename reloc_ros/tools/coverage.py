@@ -21,7 +21,7 @@ import numpy as np
 
 from reloc_ros.data.coverage import REAL_7SCENES, Coverage, coverage, read_pose_list
 from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes
-from reloc_ros.tools.report import fmt, json_text, markdown_table, pct
+from reloc_ros.eval.report import fmt, json_text, markdown_table, pct
 
 __all__ = ["path_coverage", "mean_coverage", "coverage_table", "main"]
 

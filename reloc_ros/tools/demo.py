@@ -7,7 +7,7 @@
 3. database: encode the same frames with that model, and (``--refiner pnp``, the default)
    store their SIFT keypoints with depth for the PnP refiner;
 4. calibration: fit the covariance and the publish threshold on the held-out sequence
-   (:mod:`reloc_train.calibrate`; skipped, with a message, when it has fewer than 20 frames);
+   (:mod:`reloc_ros.eval.calibrate`; skipped, with a message, when it has fewer than 20 frames);
 5. bag: convert the test sequences to a rosbag2 (mcap), with a drifting odometry TF
    ``odom -> camera_link`` (2 % of the path) for the node's ``/initialpose`` gate;
 6. online: start the relocalization node (refiner, calibrated, intrinsics from the bag's
@@ -138,7 +138,7 @@ def stage_database(args, model: Path, scene_dir: Path) -> Path:
     from reloc_ros.core.device import resolve_device
     from reloc_ros.core.model import load_model
     from reloc_ros.data.sevenscenes import Scene
-    from reloc_train.database import build_database
+    from reloc_ros.mapping.database import build_database
 
     device = resolve_device(args.device)
     net, info = load_model(model, device)
@@ -169,7 +169,7 @@ def stage_calibration(args, model: Path, db: Path, scene_dir: Path) -> Path | No
     from reloc_ros.core.fusion import FusionConfig
     from reloc_ros.core.localizer import Localizer, LocalizerConfig
     from reloc_ros.data.sevenscenes import Scene
-    from reloc_train.calibrate import calibrate, report
+    from reloc_ros.eval.calibrate import calibrate, report
 
     scene = Scene(scene_dir)
     n = len(scene.frames("calib")) if scene.sequences("calib") else 0

@@ -24,7 +24,7 @@ from reloc_ros.core.geometry import estimate_up, gravity_alignment, matrix_to_qu
 from reloc_ros.data.coverage import read_pose_list
 from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes
 from reloc_ros.tools.coverage import _pose_lists
-from reloc_ros.tools.report import json_text, markdown_table
+from reloc_ros.eval.report import json_text, markdown_table
 
 __all__ = ["scene_poses", "alignments", "main"]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from reloc_ros.tools.node_benchmark import IMAGE_TOPIC, POSE_TOPIC, Probe, add_model_options, make_assets
-from reloc_ros.tools.report import emit, markdown_table
+from reloc_ros.eval.report import emit, markdown_table
 
 __all__ = ["LifecycleClient", "rss_mb", "main"]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reloc_ros.tools.report import emit, markdown_table
+from reloc_ros.eval.report import emit, markdown_table
 
 POSE_TOPIC = "/relocalization_node/pose"
 IMAGE_TOPIC = "/bench/image"
@@ -37,7 +37,7 @@ IMAGE_TOPIC = "/bench/image"
 
 def make_assets(arch: str, size: tuple[int, int], frames: int, out: Path) -> tuple[Path, Path]:
     """A random-weight model file and a synthetic database, for timing only."""
-    from reloc_ros.tools.benchmark import synthetic_database
+    from reloc_ros.eval.latency import synthetic_database
     from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
 
     model = RelPoseNet(ModelConfig(arch=arch, input_size=size)).eval()

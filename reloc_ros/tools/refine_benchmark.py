@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from reloc_ros.core.geometry import pose_errors
-from reloc_ros.tools.report import markdown_table, pct, write_csv, write_text
+from reloc_ros.eval.report import markdown_table, pct, write_csv, write_text
 
 __all__ = ["perturb", "run", "main"]
 

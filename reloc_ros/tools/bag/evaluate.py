@@ -29,8 +29,8 @@ frame of the bag. A frame with no estimate is a rejection. (While running, the p
 line counts frames whose image went out at least 1 s before, or, without a timeline,
 those up to the newest estimated stamp.)
 
-Metrics: those of the offline evaluation, :func:`reloc_ros.tools.evaluate.summarize` with its
-thresholds :data:`reloc_ros.tools.evaluate.THRESHOLDS` (median / mean translation and rotation
+Metrics: those of the offline evaluation, :func:`reloc_ros.eval.evaluate.summarize` with its
+thresholds :data:`reloc_ros.eval.evaluate.THRESHOLDS` (median / mean translation and rotation
 errors over the estimated frames, the share of *all* frames within each threshold, the
 rejection rate); the share of poses whose 6-vector error
 (:func:`reloc_ros.core.geometry.pose_error_vector`) lies inside the 95 % χ² region of the
@@ -54,11 +54,11 @@ options may be given (the first reached wins). Then it writes the report folder:
 * ``summary.md`` (the statistics table), ``summary.json`` (the same and the counts; what
   was not measured, such as the latency without a timeline, is null);
 * ``trajectory.png`` (top view: the plane of the two main axes of the ground-truth
-  trajectory, as in :mod:`reloc_ros.tools.evaluate`), ``errors_over_time.png``, ``cdf.png``.
+  trajectory, as in :mod:`reloc_ros.eval.evaluate`), ``errors_over_time.png``, ``cdf.png``.
 
 Exit status: 0 when a report was written, 2 on a bad bag or option.
 
-The metric definitions come from :mod:`reloc_ros.tools.evaluate`, which imports no torch at module
+The metric definitions come from :mod:`reloc_ros.eval.evaluate`, which imports no torch at module
 level; they are loaded before the subscription is created, so no pose is lost to the import.
 """
 
@@ -86,7 +86,7 @@ from reloc_ros.ros.shutdown import TEARDOWN_TIMEOUT_S, leave_if_hung, run_bounde
 from reloc_ros.tools.bag import topics as tp
 from reloc_ros.tools.bag.topics import BagFolderError, BagTopics, bag_folder
 from reloc_ros.tools.cli import add_output_options, console_log
-from reloc_ros.tools.report import fmt, json_text, markdown_table, pct, write_csv, write_json, write_summary
+from reloc_ros.eval.report import fmt, json_text, markdown_table, pct, write_csv, write_json, write_summary
 
 __all__ = [
     "DEFAULT_POSE_TOPIC",
@@ -116,13 +116,13 @@ class EvaluatorError(RuntimeError):
 
 def _metrics():
     """(THRESHOLDS, summarize) of the offline evaluation."""
-    from reloc_ros.tools.evaluate import THRESHOLDS, summarize
+    from reloc_ros.eval.evaluate import THRESHOLDS, summarize
 
     return THRESHOLDS, summarize
 
 
 def _acc_key(t: float, r: float) -> str:
-    from reloc_ros.tools.evaluate import acc_key
+    from reloc_ros.eval.evaluate import acc_key
 
     return acc_key(t, r)
 
@@ -446,7 +446,7 @@ def progress_line(s: dict) -> str:
 
 # --------------------------------------------------------------------------- report
 def table_markdown(s: dict, title: str = "") -> str:
-    """The statistics table (same columns as :func:`reloc_ros.tools.evaluate.table_markdown`,
+    """The statistics table (same columns as :func:`reloc_ros.eval.evaluate.table_markdown`,
     plus latency)."""
     thr = [tuple(x) for x in s["thresholds"]]
     head = ["pose topic", "median t (m)", "median r (°)", "mean t (m)", "mean r (°)"] + \
@@ -482,7 +482,7 @@ def table_markdown(s: dict, title: str = "") -> str:
 
 def _main_plane(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, 3x2 projection) onto the plane of the two main axes of ``xyz`` (as
-    :func:`reloc_ros.tools.evaluate.plot` projects its top view)."""
+    :func:`reloc_ros.eval.evaluate.plot` projects its top view)."""
     mu = xyz.mean(0)
     _, _, Vt = np.linalg.svd(xyz - mu, full_matrices=False)
     P = Vt[:2].T if Vt.shape[0] >= 2 else np.eye(3)[:, :2]

@@ -45,7 +45,7 @@ Command line::
    ``conversion.json`` + ``frames.csv`` (what was read, kept and skipped). Images with lens
    distortion are undistorted (OpenCV; ``distortion: refuse`` stops instead). The folder is
    written under a temporary name and renamed when complete: it is complete or absent.
-6. With ``--database``: :func:`reloc_train.database.build_database` on the written scene.
+6. With ``--database``: :func:`reloc_ros.mapping.database.build_database` on the written scene.
 
 Every problem with the bag raises :class:`BagMapError`, whose message names the bag, the
 topic and the problem.
@@ -875,7 +875,7 @@ def _build_database(scene_dir: Path, a) -> None:
     from reloc_ros.core.model import load_model
     from reloc_ros.core.pnp import PnPConfig
     from reloc_ros.data.sevenscenes import Scene
-    from reloc_train.database import build_database
+    from reloc_ros.mapping.database import build_database
 
     dev = resolve_device(a.device)
     model, info = load_model(a.model, dev)

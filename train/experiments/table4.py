@@ -1,6 +1,6 @@
 """Train every MTL method with several seeds, then evaluate them all (the Table-4 experiment).
 
-    python -m reloc_train.experiments --data data/synth_demo --out runs/mtl \\
+    python -m reloc_train.experiments.table4 --data data/synth_demo --out runs/mtl \\
         --config config/train_cpu.yaml --methods paper --seeds 0 1 2 --jobs 2 --report docs/results
 
 Runs are ``OUT/<method>/seed<k>``; a run whose ``model.pt`` exists is skipped, an

@@ -1,0 +1,413 @@
+"""Evaluate the localizer on a test split: retrieval-only, top1, consensus and triangulate side by side.
+
+    python -m reloc_ros.eval.evaluate --model model.pt --db db.pt --scene data/chess --out eval/chess
+
+Every query is encoded and regressed once; its k hypotheses are then fused by each method,
+so the columns differ only in fusion. When the database has keypoints (``database build
+--keypoints``), a ``sift+pnp`` row adds the classical refinement baseline
+(:mod:`reloc_ros.core.pnp`: SIFT matches to the top-3 retrieved frames, lifted with their
+depth, PnP-RANSAC), with its time per query. ``retrieval-only`` is the pose of the top-1
+retrieved database frame, with no regression: if the learned pipeline does not beat it,
+the regression adds nothing.
+
+Metrics (per method): median and mean translation (m) and rotation (°) errors over the
+poses it returned; the share of *all* queries within (5 cm, 5°), (25 cm, 2°), (50 cm, 5°)
+and (5 m, 10°) (a rejected query counts as a miss); the rejection rate. Retrieval
+recall@k: the share of queries with at least one of the k retrieved frames within 0.5 m
+and 30° of the query. Per-stage latency means are reported too.
+
+With a calibration (``--calibration``, fitted by ``python -m reloc_ros.eval.calibrate`` on the
+held-out training sequences), the configured method's column holds what the node publishes:
+poses whose calibrated confidence is below the threshold count as rejected. The report adds
+the share of published poses whose squared Mahalanobis distance under the published
+covariance lies inside the 95 % χ² region (6 dof; translation and rotation alone, 3 dof),
+and precision (share of published poses within 0.25 m and 10°) and recall (share of
+frames published) over the confidence threshold (``pr.png``, ``pr.csv``).
+
+Outputs in ``--out``: ``summary.md``, ``summary.csv``, ``per_frame.csv``, ``cdf.png``,
+``trajectory.png`` (and ``pr.png``, ``pr.csv`` with a calibration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes
+from reloc_ros.core.fusion import FusionConfig
+from reloc_ros.core.calibration import chi2_shares, mahalanobis2, precision_recall
+from reloc_ros.core.geometry import pose_error_vector, pose_errors
+from reloc_ros.eval.report import fmt, markdown_table, pct, write_csv, write_summary
+
+# The localizer (and torch) are imported inside evaluate()/main(): the metric definitions
+# here (THRESHOLDS, summarize) are shared with the online evaluator, which needs no torch.
+
+THRESHOLDS = [(0.05, 5.0), (0.25, 2.0), (0.50, 5.0), (5.0, 10.0)]
+METHODS = ["retrieval-only", "top1", "consensus", "triangulate"]
+#: The classical refinement row, added when the database has keypoints (reloc_ros.core.pnp).
+PNP = "sift+pnp"
+#: The row of each configured refiner.
+REFINED_ROWS = {"pnp": PNP, "lm": "fused+lm", "dro": "fused+dro"}
+
+
+RECALL_KS = (1, 5, 10)
+
+
+def recall_at_k(T_db: np.ndarray, T_gt: np.ndarray, max_t: float = 0.5, max_r: float = 30.0) -> bool:
+    """Whether any of the poses ``T_db`` is within ``max_t`` m and ``max_r``° of ``T_gt``."""
+    te, re = pose_errors(T_db, T_gt[None])
+    return bool(np.any((te <= max_t) & (re <= max_r)))
+
+
+def acc_key(t_m: float, r_deg: float) -> str:
+    """Name of the accuracy column for a (metres, degrees) threshold: ``acc_25cm_2deg``."""
+    return f"acc_{int(t_m * 100)}cm_{int(r_deg)}deg"
+
+
+def summarize(per_method: dict[str, dict], n: int) -> dict:
+    """Statistics per method from arrays t, r (NaN = rejected)."""
+    out = {}
+    for m, d in per_method.items():
+        t, r = np.asarray(d["t"]), np.asarray(d["r"])
+        ok = np.isfinite(t)
+        row = {"accepted": int(ok.sum()), "rejection_rate": float(1 - ok.mean()) if n else float("nan"),
+               "median_t_m": float(np.median(t[ok])) if ok.any() else float("nan"),
+               "median_r_deg": float(np.median(r[ok])) if ok.any() else float("nan"),
+               "mean_t_m": float(np.mean(t[ok])) if ok.any() else float("nan"),
+               "mean_r_deg": float(np.mean(r[ok])) if ok.any() else float("nan")}
+        for tt, rr in THRESHOLDS:
+            row[acc_key(tt, rr)] = float(np.mean(ok & (t <= tt) & (r <= rr))) if n else float("nan")
+        out[m] = row
+    return out
+
+
+def decision_fields(r, T_gt: np.ndarray, right_scene: bool = True) -> dict:
+    """What a per-frame row records of the configured method's decision.
+
+    ``fused``: fusion (and the refiner, when one is configured) gave a pose in the query's scene; ``confidence``: its confidence
+    (-inf without one); ``published``: the localizer would publish it; ``fused_t_m``,
+    ``fused_r_deg``: its error whether published or not; ``d2_6``, ``d2_t``, ``d2_r``: squared
+    Mahalanobis distances of its 6-vector error under its covariance. Keys ending in
+    ``_vec`` (signals, error, rotation) feed calibration and are not written to CSV.
+    """
+    fused = r.pose is not None and right_scene and (r.refinement is None or bool(r.refinement.get("ok")))
+    out = {"fused": fused, "published": bool(r.ok and right_scene), "calibrated": r.calibrated,
+           "confidence": float(r.confidence) if fused else float("-inf"),
+           "fused_t_m": float("nan"), "fused_r_deg": float("nan"), "d2_6": float("nan"), "d2_t": float("nan"),
+           "d2_r": float("nan"), "signals_vec": None, "e6_vec": None, "R_vec": None}
+    if fused:
+        e6 = pose_error_vector(r.pose, T_gt)
+        te, re = pose_errors(r.pose, T_gt)
+        out.update(fused_t_m=float(te), fused_r_deg=float(re), e6_vec=e6.tolist(), R_vec=r.pose[:3, :3].tolist(),
+                   signals_vec=None if r.signals is None else np.asarray(r.signals).tolist())
+        if r.covariance is not None and np.all(np.isfinite(r.covariance)):
+            out["d2_6"], out["d2_t"], out["d2_r"] = (float(v) for v in mahalanobis2(e6, r.covariance)[0])
+    return out
+
+
+def confidence_report(rows: list[dict], threshold: float, target_t_m: float = 0.25, target_r_deg: float = 10.0,
+                      level: float = 0.95) -> dict:
+    """χ² shares over the published rows, and the precision/recall curve over all rows."""
+    pub = [r for r in rows if r.get("published")]
+    d2 = np.array([[r["d2_6"], r["d2_t"], r["d2_r"]] for r in pub], dtype=float).reshape(-1, 3)
+    conf = np.array([r.get("confidence", float("-inf")) for r in rows], dtype=float)
+    good = np.array([r.get("fused_t_m", np.nan) <= target_t_m and r.get("fused_r_deg", np.nan) <= target_r_deg
+                     for r in rows])
+    curve = precision_recall(conf, good)
+    published = np.array([bool(r.get("published")) for r in rows])
+    return {"chi2": chi2_shares(d2[np.all(np.isfinite(d2), 1)], level), "threshold": threshold,
+            "precision": float(good[published].mean()) if published.any() else float("nan"),
+            "recall": float(published.mean()) if len(rows) else float("nan"),
+            "curve": {k: v.tolist() for k, v in curve.items()}, "target_t_m": target_t_m, "target_r_deg": target_r_deg}
+
+
+def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = None,
+             fusion_base: FusionConfig | None = None, progress: bool = True, also: dict | None = None) -> dict:
+    """Run every test frame through the localizer; returns per-frame rows and the summary.
+
+    ``also``: {refiner name: a localizer that shares ``loc``'s model and database but refines
+    with that refiner}; each adds a row, refined from the same fused pose of the same query."""
+    from reloc_ros.data.sevenscenes import read_color
+
+    base = fusion_base or loc.cfg.fusion
+    fusions = {m: replace(base, method=m) for m in ("top1", "consensus", "triangulate")}
+    from reloc_ros.data.coverage import coverage
+
+    rows, timings, recall, pnp_ms = [], [], [], []
+    recalls = {k: [] for k in RECALL_KS}
+    refiner = loc.refiner  # the configured refiner, else a PnP row when the database allows one
+    row_name = REFINED_ROWS.get(loc.cfg.refiner, PNP)
+    if refiner is None and loc.db.keypoints is not None:
+        from reloc_ros.core.pnp import PnPRefiner
+
+        refiner = PnPRefiner(loc.db.keypoints, loc.poses)
+    also = {REFINED_ROWS[k]: v for k, v in (also or {}).items() if REFINED_ROWS[k] != row_name}
+    methods = METHODS + ([row_name] if refiner is not None else []) + list(also)
+    extra_ms = {m: [] for m in also}
+    per = {m: {"t": [], "r": []} for m in methods}
+    covs = []
+    for sc in scenes:
+        frames = sc.frames(split)
+        if max_frames is not None and len(frames) > max_frames:
+            frames = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, max_frames).round().astype(int))]
+        if sc.name in loc.db.scene_names:
+            map_rows = loc.scene_rows[loc.db.scene_names.index(sc.name)].numpy()
+            covs.append(coverage(loc.poses[map_rows], sc.poses(frames), sc.name))
+        for fr in tqdm(frames, desc=f"evaluating {sc.name}", disable=not progress, dynamic_ncols=True, leave=False):
+            T_gt = sc.pose(fr)
+            img = read_color(fr.color_path)
+            f, d, encode_ms, maps = loc.encode_image_levels(img)
+            k_scene, _, top = loc.retrieve(d, max(RECALL_KS))
+            for k in RECALL_KS:
+                hit = loc.db.scene_names[k_scene] == sc.name and recall_at_k(loc.poses[top[:k].cpu().numpy()], T_gt)
+                recalls[k].append(hit)
+            h = loc.hypothesize_encoded(f, d)
+            h.timings_ms = {"encode": encode_ms, **h.timings_ms}
+            h.levels = maps or None
+            recall.append(recall_at_k(h.T_db, T_gt))
+            row = {"scene": sc.name, "frame": fr.id, "retrieved_scene": h.scene, "recall_at_k": recall[-1]}
+            est = {"retrieval-only": h.T_db[0]}
+            decision = None
+            for m, fc in fusions.items():
+                r = loc.fuse(h, fc)
+                est[m] = r.pose if r.ok and h.scene == sc.name else None
+                row[f"{m}_inliers"] = r.n_inliers
+                if m == loc.cfg.fusion.method:
+                    decision = fused = r
+            if refiner is not None:  # refinement against the retrieved frames' depth
+                if loc.refiner is not None:  # the node's pipeline: its decision is the refined one
+                    K = sc.color_intrinsics.scaled(*loc.refine_image_size).K
+                    decision = loc.refine(decision, img, K)
+                    pr_ok, pr_pose = bool(decision.refinement and decision.refinement["ok"]), decision.pose
+                    ms = decision.timings_ms.get("refine", float("nan"))
+                else:
+                    pr = refiner.refine(img, sc.color_intrinsics.scaled(*refiner.cfg.image_size).K, h.db_index)
+                    pr_ok, pr_pose, ms = pr.ok, pr.pose, pr.ms
+                est[row_name] = pr_pose if pr_ok and h.scene == sc.name else None
+                row[f"{row_name}_ms"] = ms
+                pnp_ms.append(ms)
+            for m, other in also.items():  # the other refiners, from the same fused pose
+                rr = other.refine(fused, img, sc.color_intrinsics.scaled(*other.refine_image_size).K)
+                ok = bool(rr.refinement and rr.refinement["ok"]) and h.scene == sc.name
+                est[m] = rr.pose if ok else None
+                row[f"{m}_ms"] = rr.timings_ms.get("refine", float("nan"))
+                extra_ms[m].append(row[f"{m}_ms"])
+            timings.append(decision.timings_ms)
+            row.update(decision_fields(decision, T_gt, h.scene == sc.name))
+            if h.scene != sc.name:  # retrieved the wrong scene: every method fails
+                est["retrieval-only"] = None
+            for m in methods:
+                if est[m] is None:
+                    te = re = float("nan")
+                else:
+                    te, re = (float(v) for v in pose_errors(est[m], T_gt))
+                per[m]["t"].append(te)
+                per[m]["r"].append(re)
+                row[f"{m}_t_m"], row[f"{m}_r_deg"] = te, re
+                row[f"{m}_xyz"] = None if est[m] is None else est[m][:3, 3].tolist()
+            row["gt_xyz"] = T_gt[:3, 3].tolist()
+            rows.append(row)
+    n = len(rows)
+    summ = summarize(per, n)
+    tm = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]} if timings else {}
+    if pnp_ms:
+        tm[row_name] = float(np.mean(pnp_ms))
+    tm.update({m: float(np.mean(v)) for m, v in extra_ms.items() if v})
+    oracle = float(np.average([c.within_50cm_30deg for c in covs], weights=[c.queries for c in covs])) \
+        if covs else float("nan")
+    conf_rep = confidence_report(rows, loc.cfg.threshold) if loc.cfg.calibration is not None else None
+    return {"rows": rows, "summary": summ, "confidence": conf_rep,
+            "recall_at_k": float(np.mean(recall)) if recall else float("nan"),
+            "recall": {k: float(np.mean(v)) if v else float("nan") for k, v in recalls.items()},
+            "oracle_recall": oracle, "coverage": [c.as_dict() for c in covs],
+            "top_k": loc.cfg.top_k, "queries": n, "timings_ms": tm,
+            "method": loc.cfg.fusion.method + (f" + {loc.cfg.refiner}" if loc.refiner is not None else ""),
+            "methods": methods}
+
+
+def table_markdown(res: dict, title: str = "") -> str:
+    s = res["summary"]
+    head = ["method", "median t (m)", "median r (°)", "mean t (m)", "mean r (°)"] + \
+           [f"≤{int(t * 100)}cm,{int(r)}°" for t, r in THRESHOLDS] + ["rejected"]
+    rows = [[m, fmt(s[m]["median_t_m"]), fmt(s[m]["median_r_deg"], ".2f"), fmt(s[m]["mean_t_m"]),
+             fmt(s[m]["mean_r_deg"], ".2f")] + [pct(s[m][acc_key(t, r)]) for t, r in THRESHOLDS]
+            + [pct(s[m]["rejection_rate"])] for m in res.get("methods", METHODS)]
+    rec = res.get("recall", {})
+    notes = [f"{res['queries']} queries. Retrieval recall (a retrieved frame within 0.5 m and 30°): "
+             + ", ".join(f"@{k} {pct(v)}" for k, v in rec.items())
+             + f"; oracle recall (the map has such a frame) {pct(res.get('oracle_recall', float('nan')))}."]
+    for c in res.get("coverage", []):
+        notes.append(f"Coverage of {c['name']}: oracle neighbour median {c['median_d_m']:.3f} m / "
+                     f"{c['median_r_deg']:.1f}°, {pct(c['within_50cm_30deg'])} within 0.5 m and 30°, "
+                     f"{pct(c['within_25cm_15deg'])} within 0.25 m and 15° (real 7-Scenes: 0.265 m / 9.9°, 95%, 46%).")
+    cr = res.get("confidence")
+    if cr:
+        c = cr["chi2"]
+        notes.append(f"Calibrated {res.get('method', 'consensus')}: threshold {cr['threshold']:.3f}, publishes "
+                     f"{pct(cr['recall'])} of the frames, {pct(cr['precision'])} of them within "
+                     f"{cr['target_t_m']:.2f} m and {cr['target_r_deg']:.0f}°. Of the {c['n']} published poses, "
+                     f"{pct(c['within_chi2_6'])} lie inside the 95% χ²₆ region of their covariance "
+                     f"(translation alone {pct(c['within_chi2_t3'])}, rotation alone {pct(c['within_chi2_r3'])}, χ²₃).")
+    if res["timings_ms"]:
+        notes.append("Mean latency (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in res["timings_ms"].items()) + ".")
+    return markdown_table(head, rows, title or None, notes)
+
+
+def plot(res: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = res["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, unit, lim in ((axes[0], "t_m", "m", None), (axes[1], "r_deg", "deg", None)):
+        for m in res.get("methods", METHODS):
+            v = np.array([r[f"{m}_{key}"] for r in rows], dtype=float)
+            v = np.sort(np.where(np.isfinite(v), v, np.inf))
+            y = np.arange(1, len(v) + 1) / max(1, len(v))
+            ax.step(v[np.isfinite(v)], y[np.isfinite(v)], where="post", label=m)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{'translation' if key == 't_m' else 'rotation'} error ({unit})")
+        ax.set_ylabel("share of queries")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend()
+    fig.suptitle("Error CDF (rejected queries never reach 1)")
+    fig.tight_layout()
+    fig.savefig(out / "cdf.png", dpi=120)
+    plt.close(fig)
+
+    gt = np.array([r["gt_xyz"] for r in rows])
+    if len(gt) < 2:
+        return
+    # Top view: the plane of the two main axes of the ground-truth trajectory.
+    mu = gt.mean(0)
+    _, _, Vt = np.linalg.svd(gt - mu, full_matrices=False)
+    P = Vt[:2].T
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5), sharex=True, sharey=True)
+    for ax, m in zip(axes, ["retrieval-only", "consensus", "triangulate"]):
+        g2 = (gt - mu) @ P
+        ax.plot(g2[:, 0], g2[:, 1], "k-", lw=1, label="ground truth")
+        est = [(i, r[f"{m}_xyz"]) for i, r in enumerate(rows) if r[f"{m}_xyz"] is not None]
+        if est:
+            e2 = (np.array([e for _, e in est]) - mu) @ P
+            for (i, _), p in zip(est, e2):
+                ax.plot([g2[i, 0], p[0]], [g2[i, 1], p[1]], "r-", lw=0.4, alpha=0.5)
+            ax.plot(e2[:, 0], e2[:, 1], ".", ms=3, label=f"{m} ({len(est)})")
+        ax.set_title(m)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Top view (main plane of the ground-truth trajectory, m); red: error")
+    fig.tight_layout()
+    fig.savefig(out / "trajectory.png", dpi=110)
+    plt.close(fig)
+
+
+def plot_precision_recall(cr: dict, path: Path, title: str = "") -> None:
+    """Precision and recall over the confidence threshold, the chosen threshold marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = cr["curve"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(c["threshold"], c["precision"], label=f"precision (within {cr['target_t_m']:.2f} m, "
+                                                 f"{cr['target_r_deg']:.0f}°)")
+    ax.plot(c["threshold"], c["recall"], label="recall (share of frames published)")
+    ax.axvline(cr["threshold"], color="k", ls="--", lw=1, label=f"threshold {cr['threshold']:.3f}")
+    ax.axhline(0.95, color="grey", ls=":", lw=1)
+    ax.set_xlabel("confidence threshold")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title or "Publish decision")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def csv_row(r: dict) -> dict:
+    """A per-frame row without its vectors."""
+    return {k: v for k, v in r.items() if not (k.endswith("_xyz") or k.endswith("_vec"))}
+
+
+def write(res: dict, out: Path, title: str) -> str:
+    md = table_markdown(res, title)
+    summary_rows = [{"method": m, **row} for m, row in res["summary"].items()]
+    write_summary(out, md, {k: v for k, v in res.items() if k != "rows"}, rows=[csv_row(r) for r in res["rows"]])
+    write_csv(out / "summary.csv", summary_rows)
+    plot(res, out)
+    if res.get("confidence"):
+        c = res["confidence"]["curve"]
+        write_csv(out / "pr.csv", [dict(zip(("threshold", "precision", "recall"), v))
+                                   for v in zip(c["threshold"], c["precision"], c["recall"])])
+        plot_precision_recall(res["confidence"], out / "pr.png", title)
+    return md
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Evaluate the relocalizer on a test split")
+    ap.add_argument("--model", required=True, type=Path)
+    ap.add_argument("--db", required=True, type=Path)
+    ap.add_argument("--scene", required=True, type=Path, help="scene folder or dataset root")
+    ap.add_argument("--scenes", nargs="*")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--fusion", default="consensus", choices=METHODS[1:],
+                    help="the node's fusion method: its column is the one the calibration applies to")
+    ap.add_argument("--refiner", default="none", choices=["none", "pnp", "lm", "dro"],
+                    help="refine after fusion (pnp: a database built with --keypoints; lm, dro: with --dense)")
+    ap.add_argument("--also", nargs="*", default=[], choices=["pnp", "lm", "dro"],
+                    help="more refiners to report, each refined from the same fused pose (one row each)")
+    ap.add_argument("--dro", type=Path, help="the DRO file (python -m reloc_train.dro), for refiner dro")
+    ap.add_argument("--refine-iterations", type=int, help="lm: per level; dro: per stage (default: the file's)")
+    ap.add_argument("--inlier-t", type=float, default=FusionConfig.inlier_t_m)
+    ap.add_argument("--inlier-r", type=float, default=FusionConfig.inlier_r_deg)
+    ap.add_argument("--min-inliers", type=int, default=FusionConfig.min_inliers)
+    ap.add_argument("--max-frames", type=int, help="queries per scene (evenly spaced)")
+    ap.add_argument("--calibration", type=Path, help="calibration file (python -m reloc_ros.eval.calibrate)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    from reloc_ros.core.calibration import CalibrationError
+    from reloc_ros.core.database import DatabaseError
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+    from reloc_ros.core.model import ModelFileError
+
+    try:
+        fcfg = FusionConfig(method=args.fusion, inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,
+                            min_inliers=args.min_inliers)
+        lcfg = LocalizerConfig(top_k=args.top_k, fusion=fcfg, refiner=args.refiner,
+                               refine_iterations=args.refine_iterations)
+        loc = Localizer.from_files(args.model, args.db, lcfg, args.device, args.calibration, dro_path=args.dro)
+        also = {}
+        for name in args.also:
+            if name != args.refiner:
+                also[name] = Localizer.from_files(args.model, args.db, replace(lcfg, refiner=name), args.device,
+                                                  dro_path=args.dro)
+        scenes = open_scenes(args.scene, args.scenes)
+    except (ModelFileError, DatabaseError, CalibrationError, SevenScenesError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    loc.warmup()
+    t0 = time.time()
+    res = evaluate(loc, scenes, args.split, args.max_frames, also=also)
+    md = write(res, args.out, f"Localizer on {', '.join(s.name for s in scenes)} ({args.split}), "
+                              f"top-{args.top_k}, device {loc.device}")
+    print(md)
+    print(f"{res['queries']} queries in {time.time() - t0:.1f} s; written to {args.out}/ "
+          "(summary.md, summary.csv, per_frame.csv, cdf.png, trajectory.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

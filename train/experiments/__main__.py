@@ -1,0 +1,5 @@
+"""Moved to :mod:`reloc_train.experiments.table4` (``python -m reloc_train.experiments.table4``); this alias warns once (CHANGELOG.md)."""
+
+from reloc_ros.core.compat import alias
+
+alias(__name__, old="reloc_train.experiments", new="reloc_train.experiments.table4")
