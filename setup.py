@@ -14,13 +14,14 @@ package_name = "reloc_ros"
 here = Path(__file__).parent
 
 
-def requirement_names(path: str) -> list[str]:
-    """Unpinned names from a requirements file (pins belong to the project's venv)."""
+def requirements(path: str) -> list[str]:
+    """The requirement lines of a requirements file, pins included: ``pip install .`` gets
+    exactly the versions the project is tested with (test/test_package.py checks it)."""
     out = []
     for line in (here / path).read_text().splitlines():
         line = line.split("#")[0].strip()
         if line and not line.startswith("-"):
-            out.append(line.split("==")[0].split(">=")[0].split("<")[0].split("[")[0])
+            out.append(line)
     return out
 
 
@@ -45,9 +46,8 @@ setup(
     ],
     # torch and torchvision are left to the user's environment (a CUDA build, the system's,
     # or scripts/setup_env.sh): pip must never replace a working torch.
-    install_requires=["setuptools"] + requirement_names("requirements/runtime.txt")
-    + requirement_names("requirements/tools.txt"),
-    extras_require={extra: requirement_names(f"requirements/{extra}.txt") for extra in ("train", "sim", "test")},
+    install_requires=["setuptools"] + requirements("requirements/runtime.txt") + requirements("requirements/tools.txt"),
+    extras_require={extra: requirements(f"requirements/{extra}.txt") for extra in ("train", "sim", "test")},
     zip_safe=False,
     entry_points={
         "console_scripts": [

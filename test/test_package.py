@@ -71,3 +71,32 @@ def test_colcon_build_installs_package_and_data_files(tmp_path):
         assert (site / module).is_file(), module
     for exe in ("reloc_demo", "reloc_synth"):
         assert (inst / "lib" / "reloc_ros" / exe).is_file(), exe
+
+
+def _requirement_lines(path: Path) -> list[str]:
+    return [ln.split("#")[0].strip() for ln in path.read_text().splitlines()
+            if ln.split("#")[0].strip() and not ln.strip().startswith("-")]
+
+
+@pytest.mark.timeout(120)
+def test_installed_requirements_are_the_pinned_ones(tmp_path):
+    """``pip install .`` gets exactly the pins of requirements/*.txt: the metadata that
+    setup.py builds is compared with the files."""
+    r = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=110)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sections, current = {"": []}, ""
+    for line in next(tmp_path.glob("*.egg-info")).joinpath("requires.txt").read_text().splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+            sections[current] = []
+        elif line.strip():
+            sections[current].append(line.strip())
+    req = ROOT / "requirements"
+    assert sections[""] == ["setuptools"] + _requirement_lines(req / "runtime.txt") + _requirement_lines(
+        req / "tools.txt")
+    for extra in ("train", "sim", "test"):
+        assert sections[extra] == _requirement_lines(req / f"{extra}.txt"), extra
+    pins = [ln for s in sections.values() for ln in s if ln != "setuptools"]
+    assert pins and all("==" in ln or ">=" in ln for ln in pins), [ln for ln in pins if "==" not in ln]
+    assert "torchjd==0.18.0" in sections["train"]
