@@ -93,8 +93,7 @@ from reloc_ros.core.fusion import FUSION_METHODS, FusionConfig
 from reloc_ros.core.geometry import invert, skew
 from reloc_ros.core.initialpose import GateConfig, InitialPoseGate
 from reloc_ros.core.camera import Intrinsics
-from reloc_ros.core.localizer import Localizer, LocalizerConfig
-from reloc_ros.core.refiners import refiner_names
+from reloc_ros.core.localizer import REFINERS, Localizer, LocalizerConfig
 from reloc_ros.core.model import ModelFileError
 from reloc_ros.core.model._torchvision import import_torchvision
 from reloc_ros.ros.messages import BACKEND as IMAGE_BACKEND
@@ -368,8 +367,8 @@ class _Relocalization:
             bad.append(f"min_confidence must be -1 (the calibration's threshold) or in [0, 1] (got {p['min_confidence']})")
         if p["diagnostics_period_s"] <= 0:
             bad.append("diagnostics_period_s must be > 0")
-        if p["refiner"] not in refiner_names():
-            bad.append(f"refiner must be one of {', '.join(refiner_names())} (got {p['refiner']!r})")
+        if p["refiner"] not in REFINERS:
+            bad.append(f"refiner must be one of {', '.join(REFINERS)} (got {p['refiner']!r})")
         if p["refiner"] == "dro" and not p["dro_path"]:
             bad.append("refiner dro needs dro_path (a DRO file: python -m reloc_train.dro)")
         if p["refine_iterations"] < -1:
