@@ -160,7 +160,7 @@ def test_training_learns_resumes_exactly_and_feeds_the_localizer(tiny_model, tin
         Localizer.from_files(tiny_model, tiny_dense_db, LocalizerConfig(refiner="dro"), device="cpu")
     wrong = DRO(DROConfig(levels=a.cfg.levels, in_channels=(3, 3), hidden=8))
     with pytest.raises(ValueError, match="do not fit a DRO"):
-        Localizer(loc.model, loc.db, LocalizerConfig(refiner="dro"), "cpu", dro=wrong)
+        Localizer(loc.model, loc.db, LocalizerConfig(refiner="dro"), "cpu", refiner_files={"dro": wrong})
 
 
 def test_flow_head_solve_recovers_a_known_increment():

@@ -108,7 +108,7 @@ def test_dense_set_packs_and_round_trips_through_the_database(tiny_model, tiny_s
 def test_localizer_lm_refiner_pulls_a_perturbed_pose_back(tiny_model, tiny_scene, tmp_path):
     from dataclasses import replace
 
-    from reloc_ros.core.calibration import LM_SIGNALS
+    from reloc_ros.core.refiners.lm import SIGNALS as LM_SIGNALS
     from reloc_ros.core.database import DatabaseError
     from reloc_ros.core.featuremetric import DenseConfig
     from reloc_ros.core.fusion import FusionConfig
@@ -164,8 +164,8 @@ def test_refine_benchmark_tables(tiny_model, tiny_scene, tiny_dense_db, tiny_dro
     for r in res["iterations"]:
         if r["iterations_per_block"] == 0:
             assert r["median_t_m"] == pytest.approx(res["fused_median_t_m"], abs=1e-6), r["refiner"]
-    assert [r["total_iterations"] for r in res["iterations"]] == [0, 6, 0, len(dro.refiner.cfg.stages)]
-    assert res["queries"] == 4 and loc.refiner.cfg.iterations == 5 and dro.cfg.refine_iterations is None
+    assert [r["total_iterations"] for r in res["iterations"]] == [0, 6, 0, dro.refiner.iteration_blocks()]
+    assert res["queries"] == 4 and loc.refiner.lm.cfg.iterations == 5 and dro.cfg.refine_iterations is None
     assert set(res["basin_80"]) == {"lm", "dro"}
     out = tmp_path / "bench"
     assert main(["--model", str(tiny_model), "--db", str(tiny_dense_db), "--scene", str(tiny_scene),

@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 
 from reloc_ros.core import fusion as fu
 from reloc_ros.core import geometry as g
+from reloc_ros.core.hypotheses import compose
 
 SETTINGS = settings(max_examples=30, deadline=None)
 FLOOR_T = 0.02
@@ -137,7 +138,7 @@ def test_hypotheses_compose_database_pose_and_prediction():
     T_db = database_around(rng, np.zeros(3), 4)
     t = rng.normal(size=(4, 3))
     q = rng.normal(size=(4, 4)) * 3.0  # any norm, any sign
-    H = fu.hypotheses(T_db, t, q)
+    H = compose(T_db, t, q)
     for i in range(4):
         assert np.allclose(H[i], T_db[i] @ g.make_pose(t[i], q[i]), atol=1e-12)
         assert g.is_rigid(H[i], 1e-9)
@@ -147,13 +148,13 @@ def test_hypotheses_bad_rows_are_nan_and_shapes_are_checked():
     T_db = np.stack([np.eye(4)] * 3)
     t = np.zeros((3, 3))
     q = np.array([[1.0, 0, 0, 0], [0.0, 0, 0, 0], [np.nan, 0, 0, 0]])
-    H = fu.hypotheses(T_db, t, q)
+    H = compose(T_db, t, q)
     assert np.allclose(H[0], np.eye(4))
     assert np.isnan(H[1]).all() and np.isnan(H[2]).all()
     with pytest.raises(ValueError):
-        fu.hypotheses(T_db, t[:2], q)
+        compose(T_db, t[:2], q)
     with pytest.raises(ValueError):
-        fu.hypotheses(T_db[:, :3], t, q)
+        compose(T_db[:, :3], t, q)
 
 
 # --------------------------------------------------------------------------- consensus vs top1

@@ -130,7 +130,8 @@ def test_reprojection_covariance_matches_the_spread_of_noisy_solutions():
 
 def test_localizer_refiner_needs_keypoints_intrinsics_and_its_own_calibration(tmp_path, tiny_model, tiny_db,
                                                                               tiny_kp_db, tiny_scene):
-    from reloc_ros.core.calibration import PNP_SIGNALS, CalibrationError, fit_calibration
+    from reloc_ros.core.calibration import CalibrationError, fit_calibration
+    from reloc_ros.core.refiners.pnp import SIGNALS as PNP_SIGNALS
     from reloc_ros.core.database import DatabaseError, FrameDatabase
     from reloc_ros.core.fusion import FusionConfig
     from reloc_ros.core.localizer import Localizer, LocalizerConfig

@@ -31,10 +31,10 @@ Signals (:data:`SIGNALS`, one vector ``x`` per query, from :func:`signals`):
 ``inlier_share``
     the share of the k hypotheses that support the fused pose.
 
-A pose refined by SIFT + PnP (:mod:`reloc_ros.core.pnp`) has signals of its own,
-:data:`PNP_SIGNALS` from :func:`pnp_signals`: the inlier count and share, the RMS
-reprojection error, the Gauss-Newton σ of position and rotation, and the top-1 score. A
-calibration records its refiner (``info['refiner']``), and is used only with it.
+A refined pose has the signals of its refiner (:attr:`reloc_ros.core.refiners.Refiner.signal_names`;
+for SIFT + PnP: the inlier count and share, the RMS reprojection error, the Gauss-Newton σ
+of position and rotation, and the top-1 score). A calibration records its refiner
+(``info['refiner']``, :attr:`Calibration.refiner`), and is used only with it.
 
 On the benchmark preset the two feature signals separate right from wrong poses best
 (rank AUC 0.77 and 0.70 on test frames, against 0.75 for the top-1 score and about 0.5
@@ -83,9 +83,9 @@ from scipy.optimize import minimize
 from scipy.stats import chi2
 
 from reloc_ros.core.files import FileProblem, atomic_write_text
+from reloc_ros.core.refiners import NO_REFINER, REFINERS
 
-__all__ = ["SIGNALS", "PNP_SIGNALS", "LM_SIGNALS", "DRO_SIGNALS", "SIGNAL_SETS", "pnp_signals", "lm_signals",
-           "dro_signals",
+__all__ = ["SIGNALS", "signal_names",
            "CALIBRATION_FORMAT", "CalibrationError",
            "Calibration", "signals", "fit_calibration",
            "mahalanobis2", "chi2_shares", "precision_recall"]
@@ -93,15 +93,6 @@ __all__ = ["SIGNALS", "PNP_SIGNALS", "LM_SIGNALS", "DRO_SIGNALS", "SIGNAL_SETS",
 CALIBRATION_FORMAT = "reloc_ros.calibration"
 CALIBRATION_FORMAT_VERSION = 2
 SIGNALS = ("top1_score", "score_margin", "log_feature_distance", "log_baseline", "log_spread_t", "inlier_share")
-#: Signals of a pose refined by SIFT + PnP (:mod:`reloc_ros.core.pnp`), from :func:`pnp_signals`.
-PNP_SIGNALS = ("log_inliers", "inlier_share", "log_reproj_rms", "log_gn_sigma_t", "log_gn_sigma_r", "top1_score")
-#: Signals of a pose refined by feature-metric LM (:mod:`reloc_ros.core.featuremetric`).
-LM_SIGNALS = ("log_final_cost", "cost_ratio", "log_points", "log_moved_m", "log_gn_sigma_t", "top1_score")
-#: The signal set of each refiner (``info['refiner']`` of a calibration; 'none': fused poses).
-#: Signals of a pose refined by DRO (:mod:`reloc_ros.core.dro`): its final cost, the share of
-#: pixels with a low residual, the valid pixels, the move, the Gauss-Newton σ, the top-1 score.
-DRO_SIGNALS = ("log_final_cost", "low_share", "log_points", "log_moved_m", "log_gn_sigma_t", "top1_score")
-SIGNAL_SETS = {"none": SIGNALS, "pnp": PNP_SIGNALS, "lm": LM_SIGNALS, "dro": DRO_SIGNALS}
 _RIDGE = 1e-2  # L2 penalty on the non-bias weights (standardised signals)
 #: Standardised signals are clipped to ±Z_CLIP: a query unlike every calibration frame gets
 #: the scale and confidence of the most extreme ones, never an extrapolated one.
@@ -109,6 +100,12 @@ Z_CLIP = 4.0
 #: Bounds of σ_t (m) and σ_r (rad), so that no signal value gives a zero or infinite covariance.
 SIGMA_T_RANGE = (1e-3, 1e3)
 SIGMA_R_RANGE = (1e-4, math.pi)
+
+
+def signal_names(refiner: str) -> tuple[str, ...]:
+    """The signals a calibration for ``refiner`` is fitted on: :data:`SIGNALS` for fused poses
+    (``"none"``), else the registered unit's own (a ValueError for an unknown refiner)."""
+    return SIGNALS if refiner == NO_REFINER else tuple(REFINERS.get(refiner).signal_names)
 
 
 class CalibrationError(FileProblem):
@@ -143,42 +140,6 @@ def signals(H_k44: np.ndarray, scores_k: np.ndarray, pose_44: np.ndarray, n_inli
         math.log(0.01 + float(np.sqrt(np.mean(d_t ** 2)))),
         n_inliers / max(1, k),
     ])
-
-
-def pnp_signals(inliers: int, matches: int, reproj_rms_px: float, gn_cov_66: np.ndarray,
-                top1_score: float) -> np.ndarray:
-    """The signal vector (:data:`PNP_SIGNALS`) of a pose refined by PnP: its inlier count and
-    share of the matches, the inliers' RMS reprojection error (px), the Gauss-Newton σ of
-    position (m) and rotation (rad) (RMS over the axes), and the top-1 retrieval score."""
-    c = np.asarray(gn_cov_66, dtype=np.float64)
-    st = math.sqrt(max(float(np.trace(c[:3, :3])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
-    sr = math.sqrt(max(float(np.trace(c[3:, 3:])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
-    return np.array([math.log(max(1, inliers)), inliers / max(1, matches), math.log(1e-3 + reproj_rms_px),
-                     math.log(1e-6 + st), math.log(1e-7 + sr), float(top1_score)])
-
-
-def lm_signals(costs: list[float], points: int, moved_m: float, gn_cov_66: np.ndarray,
-               top1_score: float) -> np.ndarray:
-    """The signal vector (:data:`LM_SIGNALS`) of a pose refined by feature-metric LM: the
-    final cost, its ratio to the first, the visible points, how far the pose moved (m), the
-    Gauss-Newton position σ (m) and the top-1 retrieval score."""
-    c = np.asarray(gn_cov_66, dtype=np.float64)
-    st = math.sqrt(max(float(np.trace(c[:3, :3])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
-    first, last = (float(costs[0]), float(costs[-1])) if costs else (float("nan"), float("nan"))
-    return np.array([math.log(1e-9 + last), last / max(first, 1e-12), math.log(max(1, points)),
-                     math.log(1e-3 + moved_m), math.log(1e-6 + st), float(top1_score)])
-
-
-def dro_signals(final_cost: float, low_share: float, points: int, moved_m: float, gn_cov_66: np.ndarray,
-                top1_score: float) -> np.ndarray:
-    """The signal vector (:data:`DRO_SIGNALS`) of a pose refined by DRO: the final cost (mean
-    squared residual norm of the adapted features), the share of valid pixels with a low
-    residual, the valid pixels, how far the pose moved (m), the Gauss-Newton position σ (m)
-    and the top-1 retrieval score."""
-    c = np.asarray(gn_cov_66, dtype=np.float64)
-    st = math.sqrt(max(float(np.trace(c[:3, :3])) / 3, 0.0)) if np.all(np.isfinite(c)) else float("nan")
-    return np.array([math.log(1e-9 + final_cost), float(low_share), math.log(max(1, points)),
-                     math.log(1e-3 + moved_m), math.log(1e-6 + st), float(top1_score)])
 
 
 def mahalanobis2(e_N6: np.ndarray, cov_N66: np.ndarray) -> np.ndarray:
@@ -269,8 +230,7 @@ def _fit_logistic(A_NP: np.ndarray, y_N: np.ndarray) -> np.ndarray:
 class Calibration:
     """A fitted calibration (see the module docstring for the models). Attributes:
 
-    signal_names: the signals it was fitted on (:data:`SIGNALS`, or :data:`PNP_SIGNALS` for
-        refined poses).
+    signal_names: the signals it was fitted on (:func:`signal_names` of its refiner).
     mean, std: standardisation of the signals.
     a_t, a_r: log-variance weights (bias first) of translation (m²) and rotation (rad²).
     shape: 6x6 scatter of the whitened errors in the estimate's camera axes (block-isotropic
@@ -329,6 +289,11 @@ class Calibration:
         cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
         return cov[0] if single else cov
 
+    @property
+    def refiner(self) -> str:
+        """The refiner whose poses it was fitted on (``"none"``: fused poses)."""
+        return self.info.get("refiner", NO_REFINER)
+
     # -- files -----------------------------------------------------------------------------
     def save(self, path: Path | str, db=None) -> None:
         """Write atomically as JSON; ``db`` (a FrameDatabase) records its checksum."""
@@ -370,12 +335,14 @@ class Calibration:
         if not np.all(np.isfinite(vals)) or cal.inflation <= 0 or np.min(cal.std) <= 0 \
                 or np.min(np.linalg.eigvalsh(np.asarray(cal.shape))) <= 0:
             raise CalibrationError(path, "holds non-finite or non-positive values")
-        refiner = cal.info.get("refiner", "none")
-        if refiner not in SIGNAL_SETS:
-            raise CalibrationError(path, f"unknown refiner {refiner!r} (this version knows {list(SIGNAL_SETS)})")
-        if list(cal.signal_names) != list(SIGNAL_SETS[refiner]):
+        try:
+            names = signal_names(cal.refiner)
+        except ValueError as e:
+            raise CalibrationError(path, f"was fitted for refiner {cal.refiner!r}, which is not registered ({e})") \
+                from None
+        if list(cal.signal_names) != list(names):
             raise CalibrationError(path, f"signals {cal.signal_names} are not this version's "
-                                         f"{list(SIGNAL_SETS[refiner])} for refiner {refiner!r}")
+                                         f"{list(names)} for refiner {cal.refiner!r}")
         return cal
 
 
@@ -395,7 +362,7 @@ def fit_calibration(X_NF: np.ndarray, E_N6: np.ndarray, ok_N: np.ndarray,
         level: the χ² region the inflation is fitted to (0.95: 95 % of published poses inside).
         min_published: a threshold must leave at least this many calibration poses
             published (so that no threshold rests on a handful of poses).
-        info: provenance to record (``refiner``: whose poses these are, see :data:`SIGNAL_SETS`).
+        info: provenance to record (``refiner``: whose poses these are, see :func:`signal_names`).
         signal_names: the names of the columns of ``X_NF``.
     """
     ok = np.asarray(ok_N, dtype=bool)

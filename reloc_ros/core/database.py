@@ -33,10 +33,15 @@ from reloc_ros.core.pnp import KeypointSet, PnPConfig
 from reloc_ros.core.files import FileProblem, atomic_save, load_container, tensor_fingerprint
 from reloc_ros.core.model import ModelInfo, RelPoseNet, load_model
 
-__all__ = ["DB_FORMAT", "DB_FORMAT_VERSION", "DatabaseError", "FrameDatabase", "model_record", "load_pair"]
+__all__ = ["PARTS", "DB_FORMAT", "DB_FORMAT_VERSION", "DatabaseError", "FrameDatabase", "model_record", "load_pair"]
 
 DB_FORMAT = "reloc_ros.database"  # the format id of every database file (unchanged by the re-layout)
 DB_FORMAT_VERSION = 1
+
+
+#: The optional parts of a database (what refiners read): part -> (what it is, the build option
+#: that adds it: ``python -m reloc_ros.mapping.database build OPTION``).
+PARTS = {"keypoints": ("keypoints", "--keypoints"), "dense": ("dense grids", "--dense")}
 
 
 class DatabaseError(FileProblem):
@@ -97,6 +102,10 @@ class FrameDatabase:
 
     def __len__(self) -> int:
         return len(self.frame_ids)
+
+    def missing(self, parts) -> list[str]:
+        """The parts of :data:`PARTS` among ``parts`` that this database does not hold."""
+        return [p for p in sorted(parts) if getattr(self, p) is None]
 
     @property
     def scene_names(self) -> list[str]:

@@ -49,12 +49,13 @@ References
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from reloc_ros.core.hypotheses import Hypotheses
+from reloc_ros.core.registry import Registry
 from reloc_ros.core.geometry import (
     normalize_quat,
     quat_to_matrix,
@@ -65,8 +66,7 @@ from reloc_ros.core.geometry import (
 __all__ = [
     "FusionConfig",
     "FusionResult",
-    "HypothesisSet",
-    "hypotheses",
+    "fuse_hypotheses",
     "fuse",
     "average_rotations",
     "pose_covariance",
@@ -116,8 +116,7 @@ class FusionConfig:
     :math:`4/θ^2`, so 1e4 rejects pairs closer than about 1.1°."""
 
     def __post_init__(self) -> None:
-        if self.method not in FUSION_METHODS:
-            raise ValueError(_unknown_method(self.method))
+        FUSION_METHODS.get(self.method)  # a ValueError that lists the known methods
         checks = {
             "inlier_t_m": self.inlier_t_m > 0,
             "inlier_r_deg": 0 < self.inlier_r_deg <= 180,
@@ -172,62 +171,7 @@ class FusionResult:
         return cls(False, None, None, idx, 0.0, reason, method)
 
 
-@dataclass(frozen=True)
-class HypothesisSet:
-    """The finite hypotheses of one query, as the fusion methods see them (m >= 1 of k).
-
-    Attributes:
-        index: (m,) positions of these hypotheses in the caller's k, ascending (= rank).
-        H: (m, 4, 4) absolute pose hypotheses :math:`H_i = T_i\\,\\mathrm{make\\_pose}(t_i, q_i)`.
-        T_db: (m, 4, 4) poses of the database frames.
-        t: (m, 3) predicted translations of the query in the database camera frames.
-        w: (m,) non-negative weights (retrieval similarity, or 1).
-        k: number of hypotheses given to :func:`fuse`, finite or not.
-    """
-
-    index: np.ndarray
-    H: np.ndarray
-    T_db: np.ndarray
-    t: np.ndarray
-    w: np.ndarray
-    k: int
-
-
 # --------------------------------------------------------------------------- building blocks
-def hypotheses(T_db: np.ndarray, t: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Absolute pose hypotheses :math:`H_i = T_i \\, \\mathrm{make\\_pose}(t_i, q_i)`.
-
-    Args:
-        T_db: (k, 4, 4) camera-to-world poses of the retrieved database frames.
-        t: (k, 3) predicted translation of the query in each database camera frame.
-        q: (k, 4) predicted w-first rotation of the query in each database camera frame
-            (normalised here, so either sign and any positive norm).
-
-    Returns:
-        (k, 4, 4) camera-to-world hypotheses of the query pose. A row whose input is not
-        finite or whose quaternion is zero is all NaN (it does not raise).
-    """
-    T_db, t, q = _check_inputs(T_db, t, q)
-    k = T_db.shape[0]
-    out = np.full((k, 4, 4), np.nan)
-    with np.errstate(over="ignore", invalid="ignore"):
-        qn = np.linalg.norm(q, axis=1)
-    ok = (
-        np.all(np.isfinite(T_db), axis=(1, 2))
-        & np.all(np.isfinite(t), axis=1)
-        & np.all(np.isfinite(q), axis=1)
-        & np.isfinite(qn)
-        & (qn > 1e-12)
-    )
-    rows = np.flatnonzero(ok)
-    if len(rows):
-        rel = np.tile(np.eye(4), (len(rows), 1, 1))
-        rel[:, :3, :3] = Rotation.from_quat(q[rows][:, [1, 2, 3, 0]]).as_matrix()  # scipy: x, y, z, w
-        rel[:, :3, 3] = t[rows]
-        out[rows] = T_db[rows] @ rel
-    return out
-
-
 def average_rotations(R: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Weighted chordal L2 mean of rotations, by the quaternion eigenvector method.
 
@@ -328,36 +272,33 @@ def fuse(
         A :class:`FusionResult`. Non-finite hypotheses are dropped first. When none is
         left, ``ok`` is False with reason ``"no finite hypothesis"``.
     """
+    h = Hypotheses(T_db=T_db, t=t, q=q, scores=None if scores is None else np.asarray(scores, np.float64).reshape(-1))
+    if scores is not None and np.shape(h.scores) != (len(h.T_db),):
+        raise ValueError(f"scores must have shape ({len(h.T_db)},), got {np.shape(scores)}")
+    return fuse_hypotheses(h, cfg)
+
+
+def fuse_hypotheses(h: Hypotheses, cfg: FusionConfig | None = None) -> FusionResult:
+    """Fuse a query's :class:`~reloc_ros.core.hypotheses.Hypotheses` into one pose (see :func:`fuse`).
+
+    The fusion weights are the retrieval similarities (clipped at 0; non-finite ones 0) with
+    ``cfg.weighted``, else 1. Non-finite hypotheses are dropped before the method runs.
+    """
     cfg = FusionConfig() if cfg is None else cfg
-    if cfg.method not in FUSION_METHODS:
-        raise ValueError(_unknown_method(cfg.method))
-    H = hypotheses(T_db, t, q)
-    k = H.shape[0]
-    w = np.ones(k)
-    if scores is not None:
-        s = np.asarray(scores, dtype=np.float64).reshape(-1)
-        if s.shape != (k,):
-            raise ValueError(f"scores must have shape ({k},), got {np.shape(scores)}")
-        if cfg.weighted:
-            with np.errstate(invalid="ignore"):
-                w = np.where(np.isfinite(s), np.maximum(s, 0.0), 0.0)
-    finite = np.all(np.isfinite(H), axis=(1, 2))
-    if not finite.any():
+    method = FUSION_METHODS.get(cfg.method)
+    w = np.ones(len(h.T_db))
+    if cfg.weighted:
+        with np.errstate(invalid="ignore"):
+            s = np.asarray(h.scores, dtype=np.float64)
+            w = np.where(np.isfinite(s), np.maximum(s, 0.0), 0.0)
+    finite = replace(h, weights=w).finite()
+    if len(finite.T_db) == 0:
         return FusionResult.failure(cfg.method, "no finite hypothesis")
-    idx = np.flatnonzero(finite)
-    hs = HypothesisSet(
-        index=idx,
-        H=H[idx],
-        T_db=np.asarray(T_db, dtype=np.float64)[idx],
-        t=np.asarray(t, dtype=np.float64)[idx],
-        w=w[idx],
-        k=k,
-    )
-    return FUSION_METHODS[cfg.method](hs, cfg)
+    return method(finite, cfg)
 
 
 # --------------------------------------------------------------------------- methods
-def fuse_top1(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
+def fuse_top1(hs: Hypotheses, cfg: FusionConfig) -> FusionResult:
     """The best-ranked finite hypothesis :math:`H_0`, as it is (the seed paper's way).
 
     Inliers are the hypotheses within ``inlier_t_m`` and ``inlier_r_deg`` of :math:`H_0`,
@@ -365,13 +306,13 @@ def fuse_top1(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
     spread about :math:`H_0` (:func:`pose_covariance`). The confidence is the inlier
     fraction. ``top1`` never rejects a finite hypothesis.
     """
-    ref = hs.H[0]
-    inl = _within(hs.H, ref, cfg)
-    cov = pose_covariance(hs.H[inl], ref, _safe_weights(hs.w[inl]), *_floors(cfg))
-    return FusionResult(True, ref.copy(), cov, hs.index[inl], len(inl) / hs.k, "", "top1")
+    ref = hs.poses[0]
+    inl = _within(hs.poses, ref, cfg)
+    cov = pose_covariance(hs.poses[inl], ref, _safe_weights(hs.weights[inl]), *_floors(cfg))
+    return FusionResult(True, ref.copy(), cov, hs.rank[inl], len(inl) / hs.k, "", "top1")
 
 
-def fuse_consensus(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
+def fuse_consensus(hs: Hypotheses, cfg: FusionConfig) -> FusionResult:
     """RANSAC-style voting among the hypotheses, then refinement on the inliers.
 
     1. Every hypothesis is a candidate (the minimal sample is one pose, so all m are
@@ -388,38 +329,38 @@ def fuse_consensus(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
     With fewer than ``min_inliers`` inliers the result is ``ok=False`` with reason
     ``"weak consensus: n of k hypotheses agree"``.
     """
-    H, m = hs.H, len(hs.H)
+    H, m = hs.poses, len(hs.poses)
     dt = translation_error(H[:, None], H[None, :])
     dr = rotation_error_deg(H[:, None], H[None, :])
     agree = (dt <= cfg.inlier_t_m) & (dr <= cfg.inlier_r_deg)
     count = agree.sum(axis=1)
-    support = agree.astype(np.float64) @ hs.w
+    support = agree.astype(np.float64) @ hs.weights
     best = np.lexsort((np.arange(m), -support, -count))[0]
     inl = np.flatnonzero(agree[best])
-    pose = _mean_pose(H[inl], hs.w[inl])
+    pose = _mean_pose(H[inl], hs.weights[inl])
 
     rescored = _within(H, pose, cfg)
     if len(rescored) >= len(inl) and not np.array_equal(rescored, inl):
         inl = rescored
-        pose = _mean_pose(H[inl], hs.w[inl])
+        pose = _mean_pose(H[inl], hs.weights[inl])
 
     if len(inl) < cfg.min_inliers:
         return FusionResult.failure(
             "consensus",
             f"weak consensus: {len(inl)} of {hs.k} hypotheses agree "
             f"(min_inliers={cfg.min_inliers})",
-            hs.index[inl],
+            hs.rank[inl],
         )
-    w = _safe_weights(hs.w[inl])
+    w = _safe_weights(hs.weights[inl])
     cov = pose_covariance(H[inl], pose, w, *_floors(cfg))
     e = _residuals(H[inl], pose)
     rms_t = math.sqrt(float(w @ np.sum(e[:, :3] ** 2, axis=1)))
     rms_r = math.degrees(math.sqrt(float(w @ np.sum(e[:, 3:] ** 2, axis=1))))
     conf = len(inl) / hs.k * _spread_term(rms_t, cfg.inlier_t_m, rms_r, cfg.inlier_r_deg)
-    return FusionResult(True, pose, cov, hs.index[inl], conf, "", "consensus")
+    return FusionResult(True, pose, cov, hs.rank[inl], conf, "", "consensus")
 
 
-def fuse_triangulate(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
+def fuse_triangulate(hs: Hypotheses, cfg: FusionConfig) -> FusionResult:
     """Query centre from the translation *directions* only (NN-Net, Laskar et al. 2017).
 
     Hypothesis i gives the world-frame ray from the database centre :math:`c_i` along
@@ -466,7 +407,7 @@ def fuse_triangulate(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
     c = hs.T_db[ray, :3, 3]
     d = np.einsum("nij,nj->ni", hs.T_db[ray, :3, :3], hs.t[ray])
     d /= np.linalg.norm(d, axis=1, keepdims=True)
-    w_ray = hs.w[ray]
+    w_ray = hs.weights[ray]
     P = np.eye(3) - d[:, :, None] * d[:, None, :]
     n = len(ray)
 
@@ -495,7 +436,7 @@ def fuse_triangulate(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
         return FusionResult.failure(
             "triangulate",
             f"weak consensus: {len(inl)} of {hs.k} rays agree (min_inliers={need})",
-            hs.index[ray[inl]],
+            hs.rank[ray[inl]],
         )
     x_ref, cond = _intersect(P[inl], c[inl], w_ray[inl])
     if cond > cfg.max_ray_condition:
@@ -503,7 +444,7 @@ def fuse_triangulate(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
             "triangulate",
             f"degenerate: the {len(inl)} inlier rays are near-parallel "
             f"(condition number {cond:.3g} > {cfg.max_ray_condition:g})",
-            hs.index[ray[inl]],
+            hs.rank[ray[inl]],
         )
     rescored = np.flatnonzero(_ray_support(x_ref[None], c, d, cfg.ray_inlier_deg)[0][0])
     if len(rescored) >= len(inl) and not np.array_equal(rescored, inl):
@@ -511,7 +452,7 @@ def fuse_triangulate(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
         if cond2 <= cfg.max_ray_condition:
             inl, x_ref = rescored, x2
 
-    Hin = hs.H[ray[inl]]
+    Hin = hs.poses[ray[inl]]
     w = _safe_weights(w_ray[inl])
     pose = np.eye(4)
     pose[:3, :3] = average_rotations(Hin[:, :3, :3], w)
@@ -533,36 +474,18 @@ def fuse_triangulate(hs: HypothesisSet, cfg: FusionConfig) -> FusionResult:
     e_r = _residuals(Hin, pose)[:, 3:]
     rms_r = math.degrees(math.sqrt(float(w @ np.sum(e_r**2, axis=1))))
     conf = len(inl) / hs.k * _spread_term(rms_a, cfg.ray_inlier_deg, rms_r, cfg.inlier_r_deg)
-    return FusionResult(True, pose, cov, hs.index[ray[inl]], conf, "", "triangulate")
+    return FusionResult(True, pose, cov, hs.rank[ray[inl]], conf, "", "triangulate")
 
 
-#: Registry of fusion methods: ``name -> f(HypothesisSet, FusionConfig) -> FusionResult``.
-FUSION_METHODS: dict[str, Callable[[HypothesisSet, FusionConfig], FusionResult]] = {
-    "top1": fuse_top1,
-    "consensus": fuse_consensus,
-    "triangulate": fuse_triangulate,
-}
+#: The fusion methods by name: ``f(Hypotheses, FusionConfig) -> FusionResult``, each reading
+#: the finite hypotheses of one query. A plugin adds one with ``@FUSION_METHODS.register(name)``.
+FUSION_METHODS: Registry = Registry("fusion method")
+FUSION_METHODS.register("top1")(fuse_top1)
+FUSION_METHODS.register("consensus")(fuse_consensus)
+FUSION_METHODS.register("triangulate")(fuse_triangulate)
 
 
 # --------------------------------------------------------------------------- helpers
-def _unknown_method(name: str) -> str:
-    return f"unknown fusion method {name!r}; expected one of {sorted(FUSION_METHODS)}"
-
-
-def _check_inputs(T_db, t, q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    T_db = np.asarray(T_db, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if T_db.ndim != 3 or T_db.shape[1:] != (4, 4):
-        raise ValueError(f"T_db must have shape (k, 4, 4), got {T_db.shape}")
-    k = T_db.shape[0]
-    if t.shape != (k, 3):
-        raise ValueError(f"t must have shape ({k}, 3), got {t.shape}")
-    if q.shape != (k, 4):
-        raise ValueError(f"q must have shape ({k}, 4), got {q.shape}")
-    return T_db, t, q
-
-
 def _check_weights(weights, n: int) -> np.ndarray:
     """Public-API weights: None -> uniform; otherwise non-negative, finite, positive sum."""
     if weights is None:

@@ -22,9 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from reloc_ros.core.calibration import SIGNAL_SETS, Calibration, fit_calibration, precision_recall
+from dataclasses import replace
+
+from reloc_ros.core.calibration import Calibration, fit_calibration, precision_recall, signal_names
+from reloc_ros.core.database import DatabaseError
+from reloc_ros.core.fusion import FusionConfig
+from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.model import ModelFileError
+from reloc_ros.core.refiners import NO_REFINER
+from reloc_ros.core.registry import PluginError, load_plugins
 from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes
-from reloc_ros.eval.evaluate import evaluate, plot_precision_recall
+from reloc_ros.eval.evaluate import add_refiner_options, evaluate, plot_precision_recall
 from reloc_ros.eval.report import pct, write_text
 
 __all__ = ["calibrate", "main"]
@@ -46,8 +54,6 @@ def calibrate(loc, scenes, split: str = "calib", precision: float = 0.95, target
         The calibration, and the precision/recall curve on the held-out queries under it
         (the curve the threshold was chosen from; a :func:`confidence_report`-like dict).
     """
-    from dataclasses import replace
-
     if any(not sc.sequences(split) for sc in scenes):
         empty = [sc.name for sc in scenes if not sc.sequences(split)]
         if len(empty) == len(scenes):
@@ -61,7 +67,7 @@ def calibrate(loc, scenes, split: str = "calib", precision: float = 0.95, target
         loc.cfg = cfg0
     rows = res["rows"]
     ok = np.array([r["fused"] for r in rows])
-    names = SIGNAL_SETS[loc.cfg.refiner]
+    names = signal_names(loc.cfg.refiner)
     X = np.array([r["signals_vec"] if r["fused"] else [np.nan] * len(names) for r in rows], dtype=float)
     E = np.array([r["e6_vec"] if r["fused"] else [np.nan] * 6 for r in rows], dtype=float)
     info = {"split": split, "scenes": [sc.name for sc in scenes], "fusion_method": loc.cfg.fusion.method,
@@ -84,7 +90,7 @@ def report(cal: Calibration) -> str:
         "# Calibration", "",
         f"Fitted on the {i['split']!r} split of {', '.join(i['scenes'])} ({i['queries']} queries, "
         f"{i['fused']} fused by {i['fusion_method']}"
-        + (f" and refined by {i['refiner']}" if i.get("refiner", "none") != "none" else "")
+        + (f" and refined by {cal.refiner}" if cal.refiner != NO_REFINER else "")
         + f", top-{i['top_k']}; {i['good']} within "
         f"{cal.target_t_m:.2f} m and {cal.target_r_deg:.0f}°).", "",
         f"- threshold {cal.threshold:.3f}: publishes {pct(i['recall_at_threshold'])} of the queries, "
@@ -107,21 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", choices=["top1", "consensus", "triangulate"],
                     help="the node's fusion method (the calibration is only used with it)")
-    ap.add_argument("--refiner", default="none", choices=["none", "pnp", "lm", "dro"],
-                    help="the node's refiner (pnp: a database built with --keypoints; lm, dro: with --dense)")
-    ap.add_argument("--dro", type=Path, help="the DRO file, for refiner dro (python -m reloc_train.dro)")
-    ap.add_argument("--refine-iterations", type=int, help="lm: per level; dro: per stage (default: the file's)")
+    add_refiner_options(ap)
+    ap.add_argument("--refine-iterations", type=int, help="the refiner's iterations (default: its own)")
     ap.add_argument("--precision", type=float, default=0.95, help="precision the threshold must reach")
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", required=True, type=Path, help="calibration JSON to write")
     args = ap.parse_args(argv)
-    from reloc_ros.core.database import DatabaseError
-    from reloc_ros.core.fusion import FusionConfig
-    from reloc_ros.core.localizer import Localizer, LocalizerConfig
-    from reloc_ros.core.model import ModelFileError
-
     try:
+        load_plugins(args.plugin)
         lcfg = LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion), refiner=args.refiner,
                                refine_iterations=args.refine_iterations)
         loc = Localizer.from_files(args.model, args.db, lcfg, args.device, dro_path=args.dro)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: the database was built from split {split!r}, not 'fit': the held-out frames "
                   "may be in the map, and the calibration would be optimistic", file=sys.stderr)
         cal, pr = calibrate(loc, scenes, args.split, args.precision, max_frames=args.max_frames)
-    except (ModelFileError, DatabaseError, SevenScenesError, ValueError, RuntimeError) as e:
+    except (ModelFileError, DatabaseError, SevenScenesError, PluginError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cal.save(args.out, loc.db)

@@ -39,21 +39,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes
+from reloc_ros.core.calibration import CalibrationError, chi2_shares, mahalanobis2, precision_recall
+from reloc_ros.core.database import DatabaseError
 from reloc_ros.core.fusion import FusionConfig
-from reloc_ros.core.calibration import chi2_shares, mahalanobis2, precision_recall
 from reloc_ros.core.geometry import pose_error_vector, pose_errors
+from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.model import ModelFileError
+from reloc_ros.core.refiners import REFINERS, refiner_names
+from reloc_ros.core.registry import PluginError, load_plugins
+from reloc_ros.data.coverage import coverage
+from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes, read_color
 from reloc_ros.eval.report import fmt, markdown_table, pct, write_csv, write_summary
-
-# The localizer (and torch) are imported inside evaluate()/main(): the metric definitions
-# here (THRESHOLDS, summarize) are shared with the online evaluator, which needs no torch.
 
 THRESHOLDS = [(0.05, 5.0), (0.25, 2.0), (0.50, 5.0), (5.0, 10.0)]
 METHODS = ["retrieval-only", "top1", "consensus", "triangulate"]
-#: The classical refinement row, added when the database has keypoints (reloc_ros.core.pnp).
-PNP = "sift+pnp"
-#: The row of each configured refiner.
-REFINED_ROWS = {"pnp": PNP, "lm": "fused+lm", "dro": "fused+dro"}
+#: Refiners whose rows are added by default when the database holds what they need: SIFT +
+#: PnP, the classical baseline (its row: ``sift+pnp``).
+BASELINES = ("pnp",)
 
 
 RECALL_KS = (1, 5, 10)
@@ -129,27 +131,32 @@ def confidence_report(rows: list[dict], threshold: float, target_t_m: float = 0.
 
 def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = None,
              fusion_base: FusionConfig | None = None, progress: bool = True, also: dict | None = None) -> dict:
-    """Run every test frame through the localizer; returns per-frame rows and the summary.
+    """Run every frame of ``split`` through the localizer's own stages; per-frame rows and the summary.
 
-    ``also``: {refiner name: a localizer that shares ``loc``'s model and database but refines
-    with that refiner}; each adds a row, refined from the same fused pose of the same query."""
-    from reloc_ros.data.sevenscenes import read_color
+    Each query goes once through :meth:`~reloc_ros.core.localizer.Localizer.hypothesize`
+    (encoder, retrieval, heads); its hypotheses are fused by every fusion method
+    (:meth:`~reloc_ros.core.localizer.Localizer.fuse`), and the configured method's result is
+    refined and decided as the node does (:meth:`~reloc_ros.core.localizer.Localizer.refine`).
 
+    Args:
+        loc: the localizer (its calibration, if any, decides what is published).
+        scenes: the scenes whose ``split`` frames are the queries.
+        split: their split.
+        max_frames: queries per scene (evenly spaced); None: all.
+        fusion_base: the fusion settings the methods share (default: the localizer's).
+        progress: show a progress bar.
+        also: {refiner name: a localizer that shares ``loc``'s model and database but refines
+            with that refiner}; each adds a row (the unit's :attr:`Refiner.row`), refined
+            from the same fused pose of the same query.
+    """
     base = fusion_base or loc.cfg.fusion
     fusions = {m: replace(base, method=m) for m in ("top1", "consensus", "triangulate")}
-    from reloc_ros.data.coverage import coverage
-
-    rows, timings, recall, pnp_ms = [], [], [], []
+    own_row = loc.refiner.row if loc.refiner is not None else None
+    extra = {other.refiner.row: other for other in (also or {}).values() if other.refiner.row != own_row}
+    methods = METHODS + ([own_row] if own_row else []) + list(extra)
+    rows, timings, recall = [], [], []
     recalls = {k: [] for k in RECALL_KS}
-    refiner = loc.refiner  # the configured refiner, else a PnP row when the database allows one
-    row_name = REFINED_ROWS.get(loc.cfg.refiner, PNP)
-    if refiner is None and loc.db.keypoints is not None:
-        from reloc_ros.core.pnp import PnPRefiner
-
-        refiner = PnPRefiner(loc.db.keypoints, loc.poses)
-    also = {REFINED_ROWS[k]: v for k, v in (also or {}).items() if REFINED_ROWS[k] != row_name}
-    methods = METHODS + ([row_name] if refiner is not None else []) + list(also)
-    extra_ms = {m: [] for m in also}
+    ms = {m: [] for m in methods[len(METHODS):]}
     per = {m: {"t": [], "r": []} for m in methods}
     covs = []
     for sc in scenes:
@@ -162,51 +169,33 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
         for fr in tqdm(frames, desc=f"evaluating {sc.name}", disable=not progress, dynamic_ncols=True, leave=False):
             T_gt = sc.pose(fr)
             img = read_color(fr.color_path)
-            f, d, encode_ms, maps = loc.encode_image_levels(img)
-            k_scene, _, top = loc.retrieve(d, max(RECALL_KS))
+            h = loc.hypothesize(img)
+            k_scene, _, top = loc.retrieve(h.descriptor, max(RECALL_KS))
             for k in RECALL_KS:
                 hit = loc.db.scene_names[k_scene] == sc.name and recall_at_k(loc.poses[top[:k].cpu().numpy()], T_gt)
                 recalls[k].append(hit)
-            h = loc.hypothesize_encoded(f, d)
-            h.timings_ms = {"encode": encode_ms, **h.timings_ms}
-            h.levels = maps or None
             recall.append(recall_at_k(h.T_db, T_gt))
             row = {"scene": sc.name, "frame": fr.id, "retrieved_scene": h.scene, "recall_at_k": recall[-1]}
-            est = {"retrieval-only": h.T_db[0]}
-            decision = None
+            right_scene = h.scene == sc.name
+            est = {"retrieval-only": h.T_db[0] if right_scene else None}
             for m, fc in fusions.items():
                 r = loc.fuse(h, fc)
-                est[m] = r.pose if r.ok and h.scene == sc.name else None
+                est[m] = r.pose if r.ok and right_scene else None
                 row[f"{m}_inliers"] = r.n_inliers
                 if m == loc.cfg.fusion.method:
-                    decision = fused = r
-            if refiner is not None:  # refinement against the retrieved frames' depth
-                if loc.refiner is not None:  # the node's pipeline: its decision is the refined one
-                    K = sc.color_intrinsics.scaled(*loc.refine_image_size).K
-                    decision = loc.refine(decision, img, K)
-                    pr_ok, pr_pose = bool(decision.refinement and decision.refinement["ok"]), decision.pose
-                    ms = decision.timings_ms.get("refine", float("nan"))
-                else:
-                    pr = refiner.refine(img, sc.color_intrinsics.scaled(*refiner.cfg.image_size).K, h.db_index)
-                    pr_ok, pr_pose, ms = pr.ok, pr.pose, pr.ms
-                est[row_name] = pr_pose if pr_ok and h.scene == sc.name else None
-                row[f"{row_name}_ms"] = ms
-                pnp_ms.append(ms)
-            for m, other in also.items():  # the other refiners, from the same fused pose
+                    fused = r
+            decision = fused
+            for name, other in ([(own_row, loc)] if own_row else []) + list(extra.items()):
                 rr = other.refine(fused, img, sc.color_intrinsics.scaled(*other.refine_image_size).K)
-                ok = bool(rr.refinement and rr.refinement["ok"]) and h.scene == sc.name
-                est[m] = rr.pose if ok else None
-                row[f"{m}_ms"] = rr.timings_ms.get("refine", float("nan"))
-                extra_ms[m].append(row[f"{m}_ms"])
+                est[name] = rr.pose if rr.refinement and rr.refinement["ok"] and right_scene else None
+                row[f"{name}_ms"] = rr.timings_ms.get("refine", float("nan"))
+                ms[name].append(row[f"{name}_ms"])
+                if other is loc:  # the node's pipeline: its decision is the refined one
+                    decision = rr
             timings.append(decision.timings_ms)
-            row.update(decision_fields(decision, T_gt, h.scene == sc.name))
-            if h.scene != sc.name:  # retrieved the wrong scene: every method fails
-                est["retrieval-only"] = None
+            row.update(decision_fields(decision, T_gt, right_scene))
             for m in methods:
-                if est[m] is None:
-                    te = re = float("nan")
-                else:
-                    te, re = (float(v) for v in pose_errors(est[m], T_gt))
+                te, re = (float("nan"),) * 2 if est[m] is None else (float(v) for v in pose_errors(est[m], T_gt))
                 per[m]["t"].append(te)
                 per[m]["r"].append(re)
                 row[f"{m}_t_m"], row[f"{m}_r_deg"] = te, re
@@ -214,21 +203,31 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
             row["gt_xyz"] = T_gt[:3, 3].tolist()
             rows.append(row)
     n = len(rows)
-    summ = summarize(per, n)
     tm = {k: float(np.mean([t[k] for t in timings])) for k in timings[0]} if timings else {}
-    if pnp_ms:
-        tm[row_name] = float(np.mean(pnp_ms))
-    tm.update({m: float(np.mean(v)) for m, v in extra_ms.items() if v})
+    tm.update({m: float(np.mean(v)) for m, v in ms.items() if v})
     oracle = float(np.average([c.within_50cm_30deg for c in covs], weights=[c.queries for c in covs])) \
         if covs else float("nan")
     conf_rep = confidence_report(rows, loc.cfg.threshold) if loc.cfg.calibration is not None else None
-    return {"rows": rows, "summary": summ, "confidence": conf_rep,
+    return {"rows": rows, "summary": summarize(per, n), "confidence": conf_rep,
             "recall_at_k": float(np.mean(recall)) if recall else float("nan"),
             "recall": {k: float(np.mean(v)) if v else float("nan") for k, v in recalls.items()},
             "oracle_recall": oracle, "coverage": [c.as_dict() for c in covs],
             "top_k": loc.cfg.top_k, "queries": n, "timings_ms": tm,
             "method": loc.cfg.fusion.method + (f" + {loc.cfg.refiner}" if loc.refiner is not None else ""),
             "methods": methods}
+
+
+def baseline_localizers(loc, names=BASELINES, **files) -> dict:
+    """{name: a localizer sharing ``loc``'s model and database that refines with that refiner}
+    for each of ``names`` whose database needs are met and that ``loc`` does not already run."""
+    out = {}
+    for name in names:
+        if name == loc.cfg.refiner or loc.db.missing(REFINERS.get(name).needs):
+            continue
+        out[name] = Localizer(loc.model, loc.db, replace(loc.cfg, refiner=name, calibration=None,
+                                                         min_confidence=None),
+                              loc.device, refiner_files=files, model_info=loc.model_info)
+    return out
 
 
 def table_markdown(res: dict, title: str = "") -> str:
@@ -354,6 +353,16 @@ def write(res: dict, out: Path, title: str) -> str:
     return md
 
 
+def add_refiner_options(ap: argparse.ArgumentParser) -> None:
+    """``--refiner``, ``--dro`` and ``--plugin``: the refiner options the evaluation commands share."""
+    ap.add_argument("--refiner", default="none", metavar="NAME",
+                    help=f"refine after fusion: {', '.join(refiner_names())}, or a plugin's (pnp: a database "
+                         "built with --keypoints; lm, dro: with --dense)")
+    ap.add_argument("--dro", type=Path, help="the DRO file (python -m reloc_train.dro), for refiner dro")
+    ap.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="import this module first (it may register refiners; repeatable; docs/extending.md)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Evaluate the relocalizer on a test split")
     ap.add_argument("--model", required=True, type=Path)
@@ -364,11 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", choices=METHODS[1:],
                     help="the node's fusion method: its column is the one the calibration applies to")
-    ap.add_argument("--refiner", default="none", choices=["none", "pnp", "lm", "dro"],
-                    help="refine after fusion (pnp: a database built with --keypoints; lm, dro: with --dense)")
-    ap.add_argument("--also", nargs="*", default=[], choices=["pnp", "lm", "dro"],
-                    help="more refiners to report, each refined from the same fused pose (one row each)")
-    ap.add_argument("--dro", type=Path, help="the DRO file (python -m reloc_train.dro), for refiner dro")
+    add_refiner_options(ap)
+    ap.add_argument("--also", nargs="*", default=None, metavar="REFINER",
+                    help="refiners to report beside the configured one, each refined from the same fused pose "
+                         f"(one row each; default: {', '.join(BASELINES)} where the database allows it)")
     ap.add_argument("--refine-iterations", type=int, help="lm: per level; dro: per stage (default: the file's)")
     ap.add_argument("--inlier-t", type=float, default=FusionConfig.inlier_t_m)
     ap.add_argument("--inlier-r", type=float, default=FusionConfig.inlier_r_deg)
@@ -378,24 +386,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    from reloc_ros.core.calibration import CalibrationError
-    from reloc_ros.core.database import DatabaseError
-    from reloc_ros.core.localizer import Localizer, LocalizerConfig
-    from reloc_ros.core.model import ModelFileError
-
     try:
+        load_plugins(args.plugin)
         fcfg = FusionConfig(method=args.fusion, inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,
                             min_inliers=args.min_inliers)
         lcfg = LocalizerConfig(top_k=args.top_k, fusion=fcfg, refiner=args.refiner,
                                refine_iterations=args.refine_iterations)
         loc = Localizer.from_files(args.model, args.db, lcfg, args.device, args.calibration, dro_path=args.dro)
-        also = {}
-        for name in args.also:
-            if name != args.refiner:
-                also[name] = Localizer.from_files(args.model, args.db, replace(lcfg, refiner=name), args.device,
-                                                  dro_path=args.dro)
+        also = baseline_localizers(loc, BASELINES if args.also is None else args.also, dro_path=args.dro)
         scenes = open_scenes(args.scene, args.scenes)
-    except (ModelFileError, DatabaseError, CalibrationError, SevenScenesError, ValueError, RuntimeError) as e:
+    except (ModelFileError, DatabaseError, CalibrationError, SevenScenesError, PluginError, ValueError,
+            RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     loc.warmup()

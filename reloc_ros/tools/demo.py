@@ -137,6 +137,8 @@ def _scene_key(scene_dir: Path) -> str:
 def stage_database(args, model: Path, scene_dir: Path) -> Path:
     from reloc_ros.core.device import resolve_device
     from reloc_ros.core.model import load_model
+    from reloc_ros.core.pnp import PnPConfig
+    from reloc_ros.core.refiners import NO_REFINER, REFINERS
     from reloc_ros.data.sevenscenes import Scene
     from reloc_ros.mapping.database import build_database
 
@@ -144,9 +146,8 @@ def stage_database(args, model: Path, scene_dir: Path) -> Path:
     net, info = load_model(model, device)
     split = map_split(scene_dir)
     kp = None
-    if args.refiner == "pnp":  # keypoints at the scene's own resolution
-        from reloc_ros.core.pnp import PnPConfig
-
+    needs = REFINERS.get(args.refiner).needs if args.refiner != NO_REFINER else frozenset()
+    if "keypoints" in needs:  # keypoints at the scene's own resolution
         intr = Scene(scene_dir).color_intrinsics
         kp = PnPConfig(image_size=(intr.width, intr.height))
     key = key_of({"model": info.fingerprint, "scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir),

@@ -24,6 +24,7 @@ Outputs in ``--out``: ``iterations.csv``, ``basin.csv``, ``summary.md`` (both ta
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from dataclasses import replace
@@ -53,17 +54,14 @@ def perturb(T_wc: np.ndarray, magnitude_m: float, rng: np.random.Generator) -> n
 
 
 def _set_iterations(loc, k: int) -> None:
-    """Set a localizer's LM iterations per level, or DRO iterations per stage, to ``k``."""
-    from reloc_ros.core.featuremetric import FeatureMetricLM
-
-    if loc.cfg.refiner == "lm":
-        loc.refiner = FeatureMetricLM(replace(loc.refiner.cfg, iterations=int(k)))
+    """Set a localizer's refiner to ``k`` iterations per block (LM: per level; DRO: per stage)."""
+    loc.refiner.set_iterations(k)
     loc.cfg = replace(loc.cfg, refine_iterations=int(k))
 
 
 def _stages(loc) -> int:
     """Iteration blocks of a refiner: pyramid levels (LM) or stages (DRO)."""
-    return len(loc.refiner.cfg.stages) if loc.cfg.refiner == "dro" else len(loc.db.dense.config.levels)
+    return loc.refiner.iteration_blocks()
 
 
 def run(locs: dict, scenes, queries: int, iterations: dict, basin: list[float], seed: int = 0) -> dict:
@@ -85,6 +83,7 @@ def run(locs: dict, scenes, queries: int, iterations: dict, basin: list[float], 
     it_rows, basin_rows, basin_80 = [], [], {}
     for name, loc in locs.items():
         cfg0, ref0 = loc.cfg, loc.refiner
+        loc.refiner = copy.copy(ref0)  # the sweep changes the copy's iterations only
         for k in iterations[name]:
             _set_iterations(loc, k)
             te, re, ms = [], [], []
