@@ -11,7 +11,7 @@ Architecture (the encoder stages ``levels``, fine to coarse, all trainable)::
 
 The outputs are at the resolution of the finest level read. The decoder reads only stages
 that the pose tasks also train (``levels`` >= the first trainable stage): otherwise the
-auxiliary gradients could not change the pose features (the issue's condition).
+auxiliary gradients could not change the pose features.
 
 Losses (per task, one scalar, batch means over the frames that have the target):
 

@@ -16,7 +16,7 @@ training. A query with too few matches or inliers gets no pose (``ok`` False and
 reason), never a guess.
 
 Storage per frame at the defaults: 300 keypoints x (12 bytes of float32 xyz + 128 bytes of
-uint8 descriptor) = 42 KB at most, inside the issue's 64 KB budget.
+uint8 descriptor) = 42 KB at most, inside a 64 KB per-frame budget.
 
 Example::
 

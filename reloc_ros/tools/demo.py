@@ -49,9 +49,8 @@ CAMERA_INFO_TOPIC = "/camera/color/camera_info"
 
 #: The demo's training run: config/train_cpu.yaml (EfficientNet-Lite0 from ImageNet at
 #: 120x160, t + q + retrieval) with Aligned-MTL on Z, but with 7 of the 9 encoder stages
-#: frozen and cached (the config has 6): 8 epochs then take about 80 s on 2 cores instead of
-#: 260 s, so a cold demo fits in 3 minutes; measured online 0.265 m / 9.2° against 0.261 m /
-#: 8.4° with 6 frozen stages (README, Quick start).
+#: frozen and cached (the config has 6), so that 8 epochs of a cold demo fit in minutes on 2
+#: cores; the demo's results (docs/results/localizer_demo/) are measured with these settings.
 #: Drift of the bag's simulated odometry (a fraction of the path; see DriftingOdometry).
 ODOMETRY_DRIFT = 0.02
 TRAIN_SETTINGS = ["optim.epochs=8", "eval.max_frames=50", "model.freeze_stages=7"]

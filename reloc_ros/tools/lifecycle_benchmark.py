@@ -11,7 +11,7 @@ process's resident memory (``VmRSS`` of ``/proc/PID/status``) is read before the
 configure, while active, and after each cleanup; the latency (pose receive time minus image
 stamp, as :mod:`reloc_ros.tools.node_benchmark` measures it) is taken before the first
 deactivation and after each re-activation. The table gives the two targets of the
-lifecycle issue:
+managed node:
 
 * RSS after cleanup <= RSS before configure + 50 MB, and no growth over the cycles;
 * latency p95 after re-activation <= 1.5 x the p95 before deactivation.
