@@ -33,7 +33,7 @@ from reloc_ros.core.refiners import NO_REFINER
 from reloc_ros.core.registry import PluginError, load_plugins
 from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes
 from reloc_ros.eval.evaluate import add_refiner_options, evaluate, plot_precision_recall
-from reloc_ros.eval.report import pct, write_text
+from reloc_ros.eval.report import pct, record_command, write_text
 
 __all__ = ["calibrate", "main"]
 
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     cal.save(args.out, loc.db)
     md = report(cal)
     write_text(args.out.with_suffix(".md"), md)
+    record_command(args.out)
     plot_precision_recall(pr, args.out.with_name(args.out.stem + "_pr.png"),
                           f"held-out {args.split!r} split: the threshold is chosen here")
     print(md)
