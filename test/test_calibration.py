@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from scipy.stats import chi2
 
 from reloc_ros.core.calibration import (SIGNALS, Calibration, CalibrationError, chi2_shares, fit_calibration,
                                         mahalanobis2, precision_recall, signals)
@@ -13,7 +12,6 @@ from reloc_ros.core.geometry import make_pose, pose_error_vector
 
 
 def test_error_vector_is_the_world_axes_rotation_and_the_translation_difference():
-    rng = np.random.default_rng(0)
     R_gt = Rotation.random(random_state=2).as_matrix()
     T_gt = np.eye(4)
     T_gt[:3, :3], T_gt[:3, 3] = R_gt, [1.0, 2.0, 3.0]
@@ -23,12 +21,11 @@ def test_error_vector_is_the_world_axes_rotation_and_the_translation_difference(
     T_est[:3, 3] += [0.1, -0.2, 0.05]
     e = pose_error_vector(T_est, T_gt)
     assert np.allclose(e, [0.1, -0.2, 0.05, *delta], atol=1e-12)
-    # the rotation vector of R_gtᵀ R_est, rotated into map axes (the definition)
+    # the rotation vector of R_gtᵀ R_est, rotated into map axes (the documented convention)
     body = Rotation.from_matrix(R_gt.T @ T_est[:3, :3]).as_rotvec()
     assert np.allclose(R_gt @ body, e[3:], atol=1e-12)
     batch = pose_error_vector(np.stack([T_est, T_gt]), np.stack([T_gt, T_gt]))
     assert batch.shape == (2, 6) and np.allclose(batch[1], 0)
-    assert rng is not None
 
 
 def _synthetic(n, rng):
@@ -140,7 +137,6 @@ def test_too_few_poses_is_an_error():
     ok[:15] = False
     with pytest.raises(ValueError, match="at least 20"):
         fit_calibration(X, E, ok)
-    assert chi2.ppf(0.95, 6) > chi2.ppf(0.95, 3)
 
 
 def test_threshold_rests_on_enough_poses_and_says_when_the_precision_is_missed():
