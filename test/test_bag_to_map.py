@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -314,6 +315,46 @@ def test_cli_writes_a_scene_and_a_database(rbag, tiny_model, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("case", ["corrupt model", "corrupt model, no --out", "missing model", "database is a folder"])
+def test_bad_inputs_stop_the_command_before_converting(rbag, tmp_path, case):
+    """A model file that does not load (or a database file that would be clobbered) stops
+    the command before it reads the bag: one line on stderr naming the file, no traceback,
+    no scene, database or temporary folder left behind."""
+    import subprocess
+    import sys
+
+    bag = rbag[0]
+    work, tmp = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    tmp.mkdir()
+    model, db, out = work / "model.pt", work / "map.db.pt", work / "map"
+    if case != "missing model":
+        model.write_bytes(np.random.default_rng(0).bytes(16))  # a few random bytes
+    if case == "database is a folder":
+        db.mkdir()
+    args = [str(bag), "--database", str(db), "--model", str(model), "--quiet"]
+    if case != "corrupt model, no --out":
+        args += ["--out", str(out)]
+    r = subprocess.run([sys.executable, "-m", "reloc_ros.tools.bag.to_map", *args], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "TMPDIR": str(tmp)})
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    bad = db if case == "database is a folder" else model
+    assert lines[0].startswith("error: ") and str(bad) in lines[0], lines[0]
+    if case == "database is a folder":
+        assert "is a folder" in lines[0] and db.is_dir() and not any(db.iterdir())
+    else:
+        assert ("does not exist" if case == "missing model" else "not a model file") in lines[0], lines[0]
+        assert not db.exists()
+    # it failed fast: nothing was converted, no scene or temporary folder was made
+    assert not out.exists()
+    assert sorted(p.name for p in work.iterdir()) == sorted(p.name for p in (model, db) if p.exists())
+    assert list(tmp.iterdir()) == []
+    assert "read " not in r.stdout and "images" not in r.stdout
+
+
 def test_config_file_is_the_defaults():
     import yaml
 
@@ -326,6 +367,7 @@ def _readme_commands() -> list[list[str]]:
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = text.split("<!-- own-robot-commands -->")[1].split("<!-- /own-robot-commands -->")[0]
+    block = block.replace("\\\n", " ")  # a command continued over several lines is one line
     return [shlex.split(line)[2:] for line in block.splitlines() if line.startswith("python -m ")]
 
 
@@ -334,7 +376,7 @@ def test_readme_own_robot_commands(tiny_scene, tmp_path, monkeypatch):
     from conftest import TINY_TRAIN
 
     from reloc_ros.core.localizer import Localizer
-    from reloc_train import database as database_cli
+    from reloc_ros.mapping import database as database_cli
     from reloc_train import train as train_cli
     from reloc_ros.tools.bag import to_map
 

@@ -333,7 +333,7 @@ def test_cli_errors(tiny_1s_bag, tmp_path):
 
 
 def test_helpers(tiny_1s_bag):
-    from reloc_ros.tools.bag.replay import default_image_topic, header_stamp_ns, message_class, open_bag_topics
+    from reloc_ros.tools.bag.reading import default_image_topic, header_stamp_ns, message_class, open_bag_topics
 
     topics = open_bag_topics(tiny_1s_bag)
     assert topics["/tf_static"].latched and not topics["/tf"].latched

@@ -56,6 +56,7 @@ from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
 
 from reloc_ros.core.camera import Intrinsics
 from reloc_ros.core.geometry import invert, matrix_to_quat, quat_to_ros
@@ -83,11 +84,13 @@ FRAMES = {"map": "map", "odom": "odom", "base": "base_link", "camera": "camera_l
 
 
 def _rot_y(a: float) -> np.ndarray:
+    """Rotation by ``a`` rad about y."""
     c, s = math.cos(a), math.sin(a)
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
 def _rot_z(a: float) -> np.ndarray:
+    """Rotation by ``a`` rad about z."""
     c, s = math.cos(a), math.sin(a)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
@@ -210,6 +213,7 @@ def _samples(image_ns: list[int], T_odom_base: list[np.ndarray], first_ns: int, 
 
 
 def _odometry_msg(T, stamp, parent, child, types):
+    """``nav_msgs/Odometry``: pose ``T`` of ``child`` in ``parent`` at ``stamp`` (ns), zero twist."""
     t = types
     cov = np.zeros(36)
     return t("nav_msgs/msg/Odometry")(
@@ -222,19 +226,162 @@ def _odometry_msg(T, stamp, parent, child, types):
 
 
 def _camera_info(intr: Intrinsics, stamp, frame: str, D, types):
+    """CameraInfo of ``intr`` in ``frame`` at ``stamp``, with distortion ``D`` (None: zero)."""
     m = msgs.camera_info_msg(intr, stamp, frame, types)
     if D is not None:
         m.d = np.asarray(D, np.float64)
     return m
 
 
+class _RobotRun:
+    """The run a robot bag records: every stamp and pose, and the message streams in time order.
+
+    Args:
+        scene: the source scene.
+        frames: its frames, in play order.
+        o: the options.
+        start_ns: the stamp of the first image.
+        types: the rosbags message types.
+    """
+
+    def __init__(self, scene: Scene, frames: list, o: RobotBagOptions, start_ns: int, types):
+        self.scene, self.frames, self.o, self.types = scene, frames, o, types
+        self.cintr = scene.color_intrinsics
+        self.dsize = o.depth_size or (self.cintr.width, self.cintr.height)
+        self.dintr = self.cintr.scaled(*self.dsize) if o.depth_size else self.cintr
+        self.depth_frame = FRAMES["depth"] if o.depth_frame == "separate" else FRAMES["color"]
+        self.T_link_depth = _T_LINK_OPTICAL.copy()
+        if o.depth_frame == "separate":
+            self.T_link_depth[:3, 3] = (0.0, o.depth_offset_m, 0.0)
+        self.T_color_depth = invert(_T_LINK_OPTICAL) @ self.T_link_depth
+        self.T_base_color = T_BASE_CAMERA @ _T_LINK_OPTICAL
+        period = int(round(_NS / o.rate_hz))
+        self.start_ns = start_ns
+        self.image_ns = [start_ns + i * period for i in range(len(frames))]
+        self.T_map_color = [read_pose(f.pose_path) for f in frames]
+        T_map_base = [T @ invert(self.T_base_color) for T in self.T_map_color]
+        T_odom_base = [invert(map_to_odom((t - start_ns) / _NS)) @ T for t, T in zip(self.image_ns, T_map_base)]
+        self.first, last = start_ns - 500 * _MS, self.image_ns[-1] + 500 * _MS
+        self.fast_ns, self.fast_T = _samples(self.image_ns, T_odom_base, self.first, last, 10 * _MS, 3 * _MS)
+        # /slam/pose: map -> base_link at the same 100 Hz stamps, holding the exact poses around images
+        _, self.slam_T = _samples(self.image_ns, T_map_base, self.first, last, 10 * _MS, 3 * _MS)
+        self.slow_ns = [s for s in range(self.first - self.first % (200 * _MS) + 7 * _MS, last + 1, 200 * _MS)
+                        if s >= self.first]
+
+    def connections(self) -> list[tuple[str, str, object]]:
+        """(topic, type, offered QoS) of every connection of the bag."""
+        specs = [(TOPICS["tf_static"], tp.TF_MESSAGE, tp.QOS_TF_STATIC), (TOPICS["tf"], tp.TF_MESSAGE, tp.QOS_TF),
+                 (TOPICS["odom"], "nav_msgs/msg/Odometry", tp.QOS_SENSOR),
+                 (TOPICS["slam_pose"], tp.POSE_STAMPED, tp.QOS_SENSOR),
+                 (TOPICS["color_info"], tp.CAMERA_INFO, tp.QOS_SENSOR),
+                 (TOPICS["color_image"], tp.IMAGE, tp.QOS_SENSOR),
+                 (TOPICS["color_compressed"], tp.COMPRESSED_IMAGE, tp.QOS_SENSOR)]
+        if self.o.depth:
+            specs += [(TOPICS["depth_info"], tp.CAMERA_INFO, tp.QOS_SENSOR),
+                      (TOPICS["depth_image"], tp.IMAGE, tp.QOS_SENSOR)]
+        return specs
+
+    def stream_static(self) -> Iterator:
+        """/tf_static, once: base_link -> camera_link -> the optical frames."""
+        F, types = FRAMES, self.types
+        links = [(F["base"], F["camera"], T_BASE_CAMERA), (F["camera"], F["color"], _T_LINK_OPTICAL)]
+        if self.o.depth and self.o.depth_frame == "separate":
+            links.append((F["camera"], F["depth"], self.T_link_depth))
+        m = msgs.tf_message([msgs.transform_stamped_msg(T, self.first, p, c, types=types) for p, c, T in links],
+                            types)
+        yield self.first, TOPICS["tf_static"], m, tp.TF_MESSAGE
+
+    def stream_slow(self) -> Iterator:
+        """map -> odom on /tf at 5 Hz."""
+        F, types = FRAMES, self.types
+        for s in self.slow_ns:
+            T = map_to_odom((s - self.start_ns) / _NS)
+            yield s, TOPICS["tf"], msgs.tf_message(
+                [msgs.transform_stamped_msg(T, s, F["map"], F["odom"], types=types)], types), tp.TF_MESSAGE
+
+    def stream_fast(self) -> Iterator:
+        """odom -> base_link on /tf, /odom and /slam/pose, at 100 Hz."""
+        F, types = FRAMES, self.types
+        for s, T, P in zip(self.fast_ns, self.fast_T, self.slam_T):
+            yield s, TOPICS["tf"], msgs.tf_message(
+                [msgs.transform_stamped_msg(T, s, F["odom"], F["base"], types=types)], types), tp.TF_MESSAGE
+            yield s, TOPICS["odom"], _odometry_msg(T, s, F["odom"], F["base"], types), "nav_msgs/msg/Odometry"
+            yield s, TOPICS["slam_pose"], msgs.pose_stamped_msg(P, s, F["map"], types), tp.POSE_STAMPED
+
+    def _depth_messages(self, f, s: int) -> Iterator:
+        """The depth camera info and image of frame ``f`` at stamp ``s``."""
+        o, types = self.o, self.types
+        raw = read_depth_raw(f.depth_path)
+        dep = reproject_depth(raw, self.scene.depth_intrinsics.K, self.dintr.K, self.dsize,
+                              invert(self.T_color_depth)) if (o.depth_frame == "separate" or o.depth_size) else raw
+        if o.depth_encoding == "32FC1":
+            m = np.where((dep > 0) & (dep < 65535), dep.astype(np.float32) / 1000.0, np.nan)
+            img = msgs.image_msg(m.astype(np.float32), s, self.depth_frame, "32FC1", types)
+        else:
+            img = msgs.image_msg(dep, s, self.depth_frame, "16UC1", types)
+        yield s, TOPICS["depth_info"], msgs.camera_info_msg(self.dintr, s, self.depth_frame, types), tp.CAMERA_INFO
+        yield s, TOPICS["depth_image"], img, tp.IMAGE
+
+    def stream_images(self) -> Iterator:
+        """Colour (raw and compressed) with its camera info, and depth, at every image stamp."""
+        o, types, color = self.o, self.types, FRAMES["color"]
+        for i, (f, s) in enumerate(zip(self.frames, self.image_ns)):
+            rgb = read_color(f.color_path)
+            if o.distortion is not None:
+                rgb = distort_image(rgb, self.cintr, o.distortion)
+            if i in o.blur:
+                rgb = cv2.GaussianBlur(rgb, (0, 0), 3.0)
+            yield s, TOPICS["color_info"], _camera_info(self.cintr, s, color, o.distortion, types), tp.CAMERA_INFO
+            yield s, TOPICS["color_image"], msgs.image_msg(rgb, s, color, "rgb8", types), tp.IMAGE
+            yield s, TOPICS["color_compressed"], msgs.rgb_to_compressed_msg(
+                rgb, s, color, "jpeg", o.jpeg_quality, types), tp.COMPRESSED_IMAGE
+            if o.depth:
+                yield from self._depth_messages(f, s)
+
+    def messages(self) -> Iterator:
+        """(stamp, topic, message, type) of every message, in stamp order."""
+        return heapq.merge(self.stream_static(), self.stream_slow(), self.stream_fast(), self.stream_images(),
+                           key=lambda x: x[0])
+
+
+def _write(out: Path, run: _RobotRun, storage: str) -> dict[str, int]:
+    """Write the run's messages into the bag folder ``out`` (removed on failure); returns the
+    count per topic. Receive times are the stamps plus 1 ms."""
+    store = run.types.store
+    specs = run.connections()
+    writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3)
+    counts = {topic: 0 for topic, _, _ in specs}
+    try:
+        writer.open()
+        conns = {topic: writer.add_connection(topic, mt, typestore=store, serialization_format="cdr",
+                                              offered_qos_profiles=[q]) for topic, mt, q in specs}
+        for s, topic, m, mt in run.messages():
+            writer.write(conns[topic], s + _MS, store.serialize_cdr(m, mt))
+            counts[topic] += 1
+        writer.close()
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return counts
+
+
 def write_robot_bag(scene_dir: Path | str, out: Path | str, options: RobotBagOptions | None = None, *,
                     overwrite: bool = False, start_ns: int = 1_700_000_000 * _NS) -> dict:
-    """Write the robot-like bag (see the module docstring). Returns a summary with the
-    ground truth: ``stamps_ns`` and ``T_map_color`` (camera-to-map of the colour optical
-    frame) of every image, ``frame_ids``, the colour and depth intrinsics, and counts."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
+    """Write the robot-like bag (see the module docstring).
 
+    Args:
+        scene_dir: the source scene (7-Scenes layout).
+        out: the bag folder to create.
+        options: :class:`RobotBagOptions` (default: all defaults).
+        overwrite: replace an existing ``out``.
+        start_ns: the stamp of the first image.
+
+    Returns:
+        A summary with the ground truth: ``stamps_ns`` and ``T_map_color`` (camera-to-map of
+        the colour optical frame) of every image, ``frame_ids``, the colour and depth
+        intrinsics, and counts.
+    """
     o = options or RobotBagOptions()
     scene = Scene(Path(scene_dir))
     seqs = o.sequences if o.sequences is not None else scene.sequences("train")
@@ -246,106 +393,21 @@ def write_robot_bag(scene_dir: Path | str, out: Path | str, options: RobotBagOpt
         if not overwrite:
             raise FileExistsError(f"{out}: exists; pass overwrite=True (--overwrite)")
         shutil.rmtree(out)
-    types = msgs.rosbags_types("kilted")
-    store = types.store
-    cintr = scene.color_intrinsics
-    dsize = o.depth_size or (cintr.width, cintr.height)
-    dintr = cintr.scaled(*dsize) if o.depth_size else cintr
-    F = FRAMES
-    depth_frame = F["depth"] if o.depth_frame == "separate" else F["color"]
-    T_link_depth = _T_LINK_OPTICAL.copy()
-    if o.depth_frame == "separate":
-        T_link_depth[:3, 3] = (0.0, o.depth_offset_m, 0.0)
-    T_color_depth = invert(_T_LINK_OPTICAL) @ T_link_depth
-    T_base_color = T_BASE_CAMERA @ _T_LINK_OPTICAL
-
-    period = int(round(_NS / o.rate_hz))
-    image_ns = [start_ns + i * period for i in range(len(frames))]
-    T_map_color = [read_pose(f.pose_path) for f in frames]
-    T_map_base = [T @ invert(T_base_color) for T in T_map_color]
-    T_odom_base = [invert(map_to_odom((t - start_ns) / _NS)) @ T for t, T in zip(image_ns, T_map_base)]
-    first, last = start_ns - 500 * _MS, image_ns[-1] + 500 * _MS
-    fast_ns, fast_T = _samples(image_ns, T_odom_base, first, last, 10 * _MS, 3 * _MS)
-    # /slam/pose: map -> base_link at the same 100 Hz stamps, holding the exact poses around images
-    _, slam_T = _samples(image_ns, T_map_base, first, last, 10 * _MS, 3 * _MS)
-    slow_ns = [s for s in range(first - first % (200 * _MS) + 7 * _MS, last + 1, 200 * _MS) if s >= first]
-
-    def stream_static():
-        links = [(F["base"], F["camera"], T_BASE_CAMERA), (F["camera"], F["color"], _T_LINK_OPTICAL)]
-        if o.depth and o.depth_frame == "separate":
-            links.append((F["camera"], F["depth"], T_link_depth))
-        m = msgs.tf_message([msgs.transform_stamped_msg(T, first, p, c, types=types) for p, c, T in links], types)
-        yield first, TOPICS["tf_static"], m, tp.TF_MESSAGE
-
-    def stream_slow():
-        for s in slow_ns:
-            T = map_to_odom((s - start_ns) / _NS)
-            yield s, TOPICS["tf"], msgs.tf_message(
-                [msgs.transform_stamped_msg(T, s, F["map"], F["odom"], types=types)], types), tp.TF_MESSAGE
-
-    def stream_fast():
-        for s, T, P in zip(fast_ns, fast_T, slam_T):
-            yield s, TOPICS["tf"], msgs.tf_message(
-                [msgs.transform_stamped_msg(T, s, F["odom"], F["base"], types=types)], types), tp.TF_MESSAGE
-            yield s, TOPICS["odom"], _odometry_msg(T, s, F["odom"], F["base"], types), "nav_msgs/msg/Odometry"
-            yield s, TOPICS["slam_pose"], msgs.pose_stamped_msg(P, s, F["map"], types), tp.POSE_STAMPED
-
-    def stream_images() -> Iterator:
-        for i, (f, s) in enumerate(zip(frames, image_ns)):
-            rgb = read_color(f.color_path)
-            if o.distortion is not None:
-                rgb = distort_image(rgb, cintr, o.distortion)
-            if i in o.blur:
-                rgb = cv2.GaussianBlur(rgb, (0, 0), 3.0)
-            yield s, TOPICS["color_info"], _camera_info(cintr, s, F["color"], o.distortion, types), tp.CAMERA_INFO
-            yield s, TOPICS["color_image"], msgs.image_msg(rgb, s, F["color"], "rgb8", types), tp.IMAGE
-            yield s, TOPICS["color_compressed"], msgs.rgb_to_compressed_msg(
-                rgb, s, F["color"], "jpeg", o.jpeg_quality, types), tp.COMPRESSED_IMAGE
-            if o.depth:
-                raw = read_depth_raw(f.depth_path)
-                dep = reproject_depth(raw, scene.depth_intrinsics.K, dintr.K, dsize, invert(T_color_depth)) \
-                    if (o.depth_frame == "separate" or o.depth_size) else raw
-                if o.depth_encoding == "32FC1":
-                    m = np.where((dep > 0) & (dep < 65535), dep.astype(np.float32) / 1000.0, np.nan)
-                    img = msgs.image_msg(m.astype(np.float32), s, depth_frame, "32FC1", types)
-                else:
-                    img = msgs.image_msg(dep, s, depth_frame, "16UC1", types)
-                yield s, TOPICS["depth_info"], msgs.camera_info_msg(dintr, s, depth_frame, types), tp.CAMERA_INFO
-                yield s, TOPICS["depth_image"], img, tp.IMAGE
-
-    specs = [(TOPICS["tf_static"], tp.TF_MESSAGE, tp.QOS_TF_STATIC), (TOPICS["tf"], tp.TF_MESSAGE, tp.QOS_TF),
-             (TOPICS["odom"], "nav_msgs/msg/Odometry", tp.QOS_SENSOR),
-             (TOPICS["slam_pose"], tp.POSE_STAMPED, tp.QOS_SENSOR),
-             (TOPICS["color_info"], tp.CAMERA_INFO, tp.QOS_SENSOR), (TOPICS["color_image"], tp.IMAGE, tp.QOS_SENSOR),
-             (TOPICS["color_compressed"], tp.COMPRESSED_IMAGE, tp.QOS_SENSOR)]
-    if o.depth:
-        specs += [(TOPICS["depth_info"], tp.CAMERA_INFO, tp.QOS_SENSOR), (TOPICS["depth_image"], tp.IMAGE, tp.QOS_SENSOR)]
-    writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP if o.storage == "mcap" else StoragePlugin.SQLITE3)
-    counts = {topic: 0 for topic, _, _ in specs}
-    try:
-        writer.open()
-        conns = {topic: writer.add_connection(topic, mt, typestore=store, serialization_format="cdr",
-                                              offered_qos_profiles=[q]) for topic, mt, q in specs}
-        merged = heapq.merge(stream_static(), stream_slow(), stream_fast(), stream_images(), key=lambda x: x[0])
-        for s, topic, m, mt in merged:
-            writer.write(conns[topic], s + _MS, store.serialize_cdr(m, mt))
-            counts[topic] += 1
-        writer.close()
-    except BaseException:
-        writer.abort() if hasattr(writer, "abort") else None
-        shutil.rmtree(out, ignore_errors=True)
-        raise
+    run = _RobotRun(scene, frames, o, start_ns, msgs.rosbags_types("kilted"))
+    counts = _write(out, run, o.storage)
     if o.tum is not None:
-        o.tum.write_text("# stamp tx ty tz qx qy qz qw (map -> base_link)\n" + "\n".join(tum_lines(fast_ns, slam_T))
-                         + "\n")
-    return {"bag": str(out), "frames": len(frames), "frame_ids": [f.id for f in frames], "stamps_ns": image_ns,
-            "T_map_color": np.stack(T_map_color), "color_intrinsics": cintr, "depth_intrinsics": dintr,
-            "depth_frame": depth_frame, "T_color_depth": T_color_depth, "counts": counts,
-            "T_base_color": T_base_color}
+        o.tum.write_text("# stamp tx ty tz qx qy qz qw (map -> base_link)\n"
+                         + "\n".join(tum_lines(run.fast_ns, run.slam_T)) + "\n")
+    return {"bag": str(out), "frames": len(frames), "frame_ids": [f.id for f in frames], "stamps_ns": run.image_ns,
+            "T_map_color": np.stack(run.T_map_color), "color_intrinsics": run.cintr,
+            "depth_intrinsics": run.dintr, "depth_frame": run.depth_frame, "T_color_depth": run.T_color_depth,
+            "counts": counts, "T_base_color": run.T_base_color}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Write a robot-like rosbag2 (multi-rate TF chain, pose topics, raw "
+    """Command line: ``python -m reloc_ros.tools.bag.robot SCENE --out BAG ...``; 0, or 2 with one
+    ``error:`` line on stderr."""
+    ap = argparse.ArgumentParser(prog="python -m reloc_ros.tools.bag.robot", description="Write a robot-like rosbag2 (multi-rate TF chain, pose topics, raw "
                                              "and compressed images) from a 7-Scenes-layout scene")
     ap.add_argument("scene", type=Path)
     ap.add_argument("--out", required=True, type=Path)

@@ -1,7 +1,8 @@
 """What a reloc_ros bag holds: topic and frame names, message types and recorded QoS (no rclpy).
 
 The 7-Scenes converter (:mod:`reloc_ros.tools.bag.convert`) writes these topics; the replay
-tool and the evaluator read them back with the same names. The messages themselves are
+tool and the evaluator read them back with the same names (reading a bag folder:
+:mod:`reloc_ros.tools.bag.reading`). The messages themselves are
 built and read by :mod:`reloc_ros.ros.messages` (with :func:`~reloc_ros.ros.messages.rosbags_types`).
 
 Topics (defaults; type; content):
@@ -36,10 +37,10 @@ used here have the same definitions and RIHS01 hashes in Jazzy).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
 from reloc_ros.ros import messages as msg
 from reloc_ros.ros.messages import MessageTypes
@@ -50,7 +51,6 @@ __all__ = [
     "FRAME_CAMERA", "FRAME_ODOM", "FRAME_COLOR_OPTICAL", "FRAME_DEPTH_OPTICAL", "IMAGE", "COMPRESSED_IMAGE",
     "CAMERA_INFO", "TF_MESSAGE", "POSE_STAMPED", "STRING", "DISTROS", "DEFAULT_DISTRO", "OPTICAL_Q_WXYZ",
     "OPTICAL_ROTATION", "QOS_SENSOR", "QOS_TF", "QOS_TF_STATIC", "BagTopics", "optical_links_msg",
-    "BagFolderError", "bag_folder",
 ]
 
 # --------------------------------------------------------------------------- names
@@ -94,11 +94,13 @@ OPTICAL_Q_WXYZ = np.array([0.5, -0.5, 0.5, -0.5])
 
 # --------------------------------------------------------------------------- topic set
 def _check_topic(name: str, value: str) -> None:
+    """Raise ValueError unless ``value`` (the field ``name``) is an absolute topic name."""
     if not isinstance(value, str) or not value.startswith("/") or value.endswith("/") or " " in value:
         raise ValueError(f"{name}: topic names must be absolute ('/a/b'), got {value!r}")
 
 
 def _check_frame(name: str, value: str) -> None:
+    """Raise ValueError unless ``value`` (the field ``name``) is a TF frame id."""
     if not isinstance(value, str) or not value or value.startswith("/") or " " in value:
         raise ValueError(f"{name}: frame ids are non-empty and have no leading '/', got {value!r}")
 
@@ -143,10 +145,18 @@ class BagTopics:
 
     @classmethod
     def field_names(cls) -> list[str]:
+        """The names of the fields (topics and frames), in order."""
         return [f.name for f in fields(cls)]
 
     def with_overrides(self, overrides: Mapping[str, str] | Iterable[str]) -> "BagTopics":
-        """A copy with some names replaced: a mapping, or ``"field=value"`` strings."""
+        """A copy with some names replaced.
+
+        Args:
+            overrides: a mapping field -> name, or ``"field=value"`` strings.
+
+        Raises:
+            ValueError: an unknown field, a malformed item or a bad name.
+        """
         if not isinstance(overrides, Mapping):
             d: dict[str, str] = {}
             for item in overrides:
@@ -163,13 +173,18 @@ class BagTopics:
         return replace(self, **dict(overrides))
 
     def as_dict(self) -> dict[str, str]:
+        """Field -> name."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # --------------------------------------------------------------------------- QoS
-def _qos(depth: int, transient_local: bool):
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+def _qos(depth: int, transient_local: bool) -> Qos:
+    """A reliable offered QoS, as rosbag2 records it.
 
+    Args:
+        depth: the keep-last history depth.
+        transient_local: transient local (late subscribers get the history) or volatile.
+    """
     infinite = QosTime(9223372036, 854775807)  # RMW_DURATION_INFINITE, as rosbag2 records it
     return Qos(
         history=QosHistory.KEEP_LAST,
@@ -194,34 +209,14 @@ QOS_TF_STATIC = _qos(1, True)
 
 def optical_links_msg(links: Sequence[tuple[str, str]], stamp_ns: int, types: MessageTypes):
     """``tf2_msgs/msg/TFMessage`` of optical links: each (body, optical) pair gets a zero
-    translation and the REP-103 optical rotation, quaternion (x, y, z, w) = (-0.5, 0.5, -0.5, 0.5)."""
+    translation and the REP-103 optical rotation, quaternion (x, y, z, w) = (-0.5, 0.5, -0.5, 0.5).
+
+    Args:
+        links: (body frame, optical frame) pairs.
+        stamp_ns: the stamp of every transform (integer ns).
+        types: the rosbags message types to build with.
+    """
     T = np.eye(4)
     T[:3, :3] = OPTICAL_ROTATION
     return msg.tf_message([msg.transform_stamped_msg(T, stamp_ns, parent, child, q_wxyz=OPTICAL_Q_WXYZ, types=types)
                            for parent, child in links], types)
-
-
-# --------------------------------------------------------------------------- bag folders
-class BagFolderError(ValueError):
-    """A path that is not a rosbag2 folder; ``path`` and ``problem`` say which and why."""
-
-    def __init__(self, path: Path, problem: str):
-        self.path, self.problem = path, problem
-        super().__init__(f"{path}: {problem}")
-
-
-def bag_folder(bag: Path | str) -> Path:
-    """The rosbag2 folder of ``bag``: the folder itself, or the folder of one of its files
-    (metadata.yaml, *.mcap, *.db3).
-
-    Raises:
-        BagFolderError: no such folder, or no ``metadata.yaml`` in it.
-    """
-    p = Path(bag)
-    if p.is_file() and (p.parent / "metadata.yaml").is_file():
-        p = p.parent
-    if not p.is_dir():
-        raise BagFolderError(p, "bag folder does not exist")
-    if not (p / "metadata.yaml").is_file():
-        raise BagFolderError(p, "not a rosbag2 folder (no metadata.yaml)")
-    return p
