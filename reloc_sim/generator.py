@@ -35,6 +35,7 @@ from PIL import Image
 from reloc_ros.data.sevenscenes import (
     CLASSES_FILE,
     INTRINSICS_FILE,
+    SCENE_FORMAT_VERSION,
     SPLIT_FILES,
     format_pose_text,
     format_split_text,
@@ -122,7 +123,7 @@ def _write_scene_files(scene_dir: Path, config: SceneConfig, seed: int) -> None:
         seed: the base seed.
     """
     cam = config.intrinsics.as_dict()
-    intr = {"color": cam, "depth": dict(cam), "depth_registered": True}
+    intr = {"format_version": SCENE_FORMAT_VERSION, "color": cam, "depth": dict(cam), "depth_registered": True}
     (scene_dir / INTRINSICS_FILE).write_text(yaml.safe_dump(intr, sort_keys=False), encoding="ascii")
     (scene_dir / CLASSES_FILE).write_text(yaml.safe_dump(
         {"format": "uint8 class ids in frame-XXXXXX.label.png", "classes": list(CLASSES)}, sort_keys=False),

@@ -62,6 +62,12 @@ INVALID_DEPTH_VALUES = (0, 65535)
 
 SPLIT_FILES = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
 INTRINSICS_FILE = "intrinsics.yaml"
+#: Version of the scene metadata (``intrinsics.yaml``) that reloc_ros writes and reads; a file
+#: without ``format_version`` is version 1 (the format it has had since it was introduced).
+SCENE_FORMAT_VERSION = 1
+#: The commands that write a scene's metadata anew.
+SCENE_REBUILD = ("python -m reloc_sim.synthetic for a synthetic scene, python -m reloc_ros.tools.bag.to_map "
+                 "for a robot's bag")
 #: The class table of the label images (``frame-XXXXXX.label.png``), where a scene has them.
 CLASSES_FILE = "classes.yaml"
 RIGID_TOL = 1e-3
@@ -309,6 +315,12 @@ class Scene:
                 raise SevenScenesError(path, f"invalid YAML ({e})") from None
             if not isinstance(d, dict) or "color" not in d:
                 raise SevenScenesError(path, "expected a mapping with a 'color' entry")
+            version = d.get("format_version", 1)
+            if version != SCENE_FORMAT_VERSION:
+                age = "newer" if isinstance(version, int) and version > SCENE_FORMAT_VERSION else "older"
+                raise SevenScenesError(path, f"scene metadata format version {version!r} is {age} than the one this "
+                                             f"code reads ({SCENE_FORMAT_VERSION}); write the scene again "
+                                             f"({SCENE_REBUILD})")
             cam["color"] = _intrinsics(d["color"], path)
             cam["depth"] = _intrinsics(d.get("depth", d["color"]), path)
             cam["depth_registered"] = bool(d.get("depth_registered", False))

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from reloc_ros import __version__
 from reloc_ros.data import registration as reg
-from reloc_ros.data.sevenscenes import INTRINSICS_FILE, SPLIT_FILES, format_pose_text, format_split_text
+from reloc_ros.data.sevenscenes import INTRINSICS_FILE, SCENE_FORMAT_VERSION, SPLIT_FILES, format_pose_text, format_split_text
 from reloc_ros.ros import messages as msgs
 from reloc_ros.tools.bag.map_config import BagMapError, MapInputError
 from reloc_ros.tools.bag.map_scan import BagScan, CameraModel, depth_extrinsic, open_reader
@@ -261,7 +261,8 @@ def _write_metadata(tmp: Path, s: BagScan, sel: Selection, roles: Sequence[str],
     (tmp / SPLIT_FILES["test"]).write_bytes(format_split_text(test).encode())
     intr = s.color.intrinsics.as_dict()
     (tmp / INTRINSICS_FILE).write_text(yaml.safe_dump(
-        {"color": intr, "depth": dict(intr), "depth_registered": True}, sort_keys=False))
+        {"format_version": SCENE_FORMAT_VERSION, "color": intr, "depth": dict(intr), "depth_registered": True},
+        sort_keys=False))
     rows = []
     for k, r in zip(sel.kept, roles):
         q, i = frame_of.get(k, (0, -1))
