@@ -13,14 +13,11 @@ from launch.substitutions import LaunchConfiguration
 from reloc_ros.ros.launch import NODE_ARGUMENTS, declare_arguments, relocalization_node
 
 ARGUMENTS = {
-    **NODE_ARGUMENTS,
-    "tf_mode": ("none", "none | map_to_odom | map_to_camera"),
-    "mode": ("continuous", "continuous | on_demand"),
+    **NODE_ARGUMENTS,  # model, database, device, mode, tf_mode, image_topic, config
     "managed": ("false", "true: the managed (lifecycle) node, driven by nav2_lifecycle_manager or ros2 lifecycle"),
 }
 
 
 def generate_launch_description():
-    nodes = relocalization_node({"tf_mode": LaunchConfiguration("tf_mode"), "mode": LaunchConfiguration("mode")},
-                                managed=LaunchConfiguration("managed"))
+    nodes = relocalization_node(managed=LaunchConfiguration("managed"))
     return LaunchDescription(declare_arguments(ARGUMENTS) + nodes)

@@ -14,6 +14,7 @@ import transforms3d.axangles as t3a
 import transforms3d.quaternions as t3q
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
 
 from reloc_ros.core import geometry as g
 
@@ -457,3 +458,87 @@ def test_skew_and_project_against_numpy_cross_and_a_hand_projection():
     np.testing.assert_allclose(Xc[1], [1.0, 1.0, 4.0])
     np.testing.assert_allclose(uv[:2], [[50.0, 40.0], [75.0, 70.0]])
     assert front.tolist() == [True, True, False]
+
+
+# --------------------------------------------------------------------------- pose covariance
+def _perturb(T: np.ndarray, xi: np.ndarray) -> np.ndarray:
+    """``T`` moved by ``xi = (δp, δθ)`` in the covariance convention: position + δp, rotation
+    exp([δθ]x) R (about the fixed world axes)."""
+    out = T.copy()
+    out[:3, 3] = T[:3, 3] + xi[:3]
+    out[:3, :3] = Rotation.from_rotvec(xi[3:]).as_matrix() @ T[:3, :3]
+    return out
+
+
+def _error(T: np.ndarray, T_ref: np.ndarray) -> np.ndarray:
+    """The ``(δp, δθ)`` that moves ``T_ref`` to ``T`` (inverse of :func:`_perturb`)."""
+    return np.concatenate([T[:3, 3] - T_ref[:3, 3], Rotation.from_matrix(T[:3, :3] @ T_ref[:3, :3].T).as_rotvec()])
+
+
+def _numerical_jacobian(f, T: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """(6, 6) d error(f(perturb(T, xi)), f(T)) / d xi at xi = 0, by central differences."""
+    ref = f(T)
+    J = np.zeros((6, 6))
+    for i in range(6):
+        d = np.zeros(6)
+        d[i] = eps
+        J[:, i] = (_error(f(_perturb(T, d)), ref) - _error(f(_perturb(T, -d)), ref)) / (2 * eps)
+    return J
+
+
+def _random_cov(rng) -> np.ndarray:
+    A = rng.normal(size=(6, 6)) * np.array([0.1, 0.1, 0.1, 0.02, 0.02, 0.02])[:, None]
+    return A @ A.T + 1e-4 * np.eye(6)
+
+
+def _random_pose(rng, scale: float = 2.0) -> np.ndarray:
+    q = rng.normal(size=4)
+    return g.make_pose(rng.normal(size=3) * scale, q / np.linalg.norm(q))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_align_and_compose_with_covariance_match_finite_differences(seed):
+    """Both propagations are J Σ Jᵀ with J the numerical Jacobian of the pose map (the
+    oracle: central differences of the actual transforms, no algebra shared)."""
+    rng = np.random.default_rng(seed)
+    T_world_db, T_db_cam, T_cam_robot = _random_pose(rng), _random_pose(rng), _random_pose(rng, 0.7)
+    cov = _random_cov(rng)
+
+    T, C = g.align_with_covariance(T_world_db, T_db_cam, cov)
+    np.testing.assert_allclose(T, T_world_db @ T_db_cam, atol=1e-12)
+    J = _numerical_jacobian(lambda X: T_world_db @ X, T_db_cam)
+    np.testing.assert_allclose(C, J @ cov @ J.T, atol=1e-8)
+    assert C.shape == (6, 6) and np.allclose(C, C.T)
+
+    T2, C2 = g.compose_with_covariance(T, C, T_cam_robot)
+    np.testing.assert_allclose(T2, T @ T_cam_robot, atol=1e-12)
+    J2 = _numerical_jacobian(lambda X: X @ T_cam_robot, T)
+    np.testing.assert_allclose(C2, J2 @ C @ J2.T, atol=1e-8)
+    assert np.all(np.linalg.eigvalsh(C2) > 0)
+
+
+def test_compose_with_covariance_matches_monte_carlo():
+    """Samples of the camera pose drawn from Σ, carried rigidly to the robot frame: their
+    spread is the propagated covariance (first order: small rotations)."""
+    rng = np.random.default_rng(1)
+    T_map_cam = _random_pose(rng)
+    T_cam_robot = g.make_pose([0.3, -0.5, 1.2], [np.cos(0.4), 0.0, np.sin(0.4), 0.0])
+    cov = np.diag([0.02, 0.01, 0.03, 0.01, 0.02, 0.005]) ** 2
+    T_robot, C = g.compose_with_covariance(T_map_cam, cov, T_cam_robot)
+    xi = rng.multivariate_normal(np.zeros(6), cov, size=20000)
+    err = np.array([_error(_perturb(T_map_cam, x) @ T_cam_robot, T_robot) for x in xi])
+    C_mc = np.cov(err.T)
+    scale = np.sqrt(np.outer(np.diag(C), np.diag(C)))
+    assert np.max(np.abs(C_mc - C) / scale) < 0.05, (C_mc, C)
+
+
+def test_align_with_identity_changes_nothing_and_rotation_turns_the_axes():
+    rng = np.random.default_rng(2)
+    T, cov = _random_pose(rng), _random_cov(rng)
+    T1, C1 = g.align_with_covariance(np.eye(4), T, cov)
+    np.testing.assert_allclose(T1, T)
+    np.testing.assert_allclose(C1, cov)
+    # a 90° turn about z swaps the x and y variances of both halves
+    Rz = g.make_pose([5.0, 0.0, 0.0], [np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)])
+    _, C2 = g.align_with_covariance(Rz, T, np.diag([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
+    np.testing.assert_allclose(np.diag(C2), [2.0, 1.0, 3.0, 5.0, 4.0, 6.0], atol=1e-12)

@@ -1,8 +1,9 @@
 """Launch files and parameter files, checked by shape (``launch`` cannot run here).
 
 The launch modules are imported against small stand-ins of ``launch`` and ``launch_ros``
-that record what the file builds; the test then checks it against the node's declared
-parameters, the package's console scripts and the installed config files.
+that record what the file builds; the test then checks it against the node's parameter
+declaration (:mod:`reloc_ros.ros.parameters`), the package's console scripts and the
+installed config files.
 """
 
 import importlib.util
@@ -13,6 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from reloc_ros.ros.parameters import BY_NAME as PARAMETERS
+from reloc_ros.ros.parameters import launch_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,9 +89,24 @@ def flatten(d: dict, prefix="") -> dict:
     return out
 
 
-def test_relocalization_launch_shape(launch_stubs):
-    from reloc_ros.ros.node import PARAMETERS
+def node_overrides(node) -> dict:
+    """The node action's parameter dict (after the config file)."""
+    return [p for p in node.kwargs["parameters"] if isinstance(p, dict)][0]
 
+
+def check_launch_arguments(declared: dict, overrides: dict) -> None:
+    """Every launch argument the declaration flags is declared with the parameter's default
+    and description, and sets that parameter on the node."""
+    for arg, name in launch_parameters().items():
+        assert arg in declared, arg
+        p = PARAMETERS[name]
+        default = declared[arg]["default_value"]
+        assert (yaml.safe_load(default) if default else "") == p.default, (arg, default)
+        assert p.description in declared[arg]["description"]
+        assert isinstance(overrides[name], LaunchConfiguration) and overrides[name].name == arg
+
+
+def test_relocalization_launch_shape(launch_stubs):
     ld = load_launch(ROOT / "launch" / "relocalization.launch.py")
     entities = ld.args[0]
     declared = {e.args[0] if e.args else e.kwargs["name"]: e.kwargs for e in entities
@@ -107,30 +126,27 @@ def test_relocalization_launch_shape(launch_stubs):
     assert {k: v for k, v in kw.items() if k not in ("executable", "condition")} == \
         {k: v for k, v in nodes[1].kwargs.items() if k not in ("executable", "condition", "namespace")}
     assert kw["package"] == "reloc_ros" and {e.kwargs["executable"] for e in nodes} <= console_scripts()
-    overrides = [p for p in kw["parameters"] if isinstance(p, dict)][0]
+    assert isinstance(kw["parameters"][0], LaunchConfiguration) and kw["parameters"][0].name == "config"
+    overrides = node_overrides(nodes[0])
     assert set(overrides) <= set(PARAMETERS)
     used = {v.name for v in overrides.values() if isinstance(v, LaunchConfiguration)}
     assert used <= set(declared)
+    check_launch_arguments(declared, overrides)
     assert ("image", ) == tuple(r[0] for r in kw["remappings"])
     assert kw["remappings"][0][1].name == "image_topic"
 
 
 def test_parameter_file_matches_the_node_declarations():
-    from reloc_ros.ros.node import PARAMETERS
-
     cfg = yaml.safe_load((ROOT / "config" / "relocalization.yaml").read_text())
     params = flatten(cfg["/**"]["ros__parameters"])
     assert set(params) == set(PARAMETERS), set(params) ^ set(PARAMETERS)
     for name, value in params.items():
-        default = PARAMETERS[name][0]
+        default = PARAMETERS[name].default
         assert type(value) is type(default), (name, value, default)  # ROS parameter types are strict
         assert value == default, (name, value, default)
 
 
 def test_replay_launch_shape(launch_stubs):
-    from reloc_ros.ros.node import PARAMETERS
-
-
     ld = load_launch(ROOT / "launch" / "replay_7scenes.launch.py")
     entities = ld.args[0]
     declared = {e.args[0]: e.kwargs for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
@@ -138,8 +154,11 @@ def test_replay_launch_shape(launch_stubs):
     nodes = {e.kwargs["executable"]: e.kwargs for e in entities if type(e).__name__ == "Node"}
     assert set(nodes) == {"relocalization_node", "reloc_bag_evaluator"}
     assert set(nodes) <= console_scripts()
-    node_params = [p for p in nodes["relocalization_node"]["parameters"] if isinstance(p, dict)][0]
+    node = [e for e in entities if type(e).__name__ == "Node" and e.kwargs["executable"] == "relocalization_node"][0]
+    node_params = node_overrides(node)
     assert set(node_params) <= set(PARAMETERS)
+    check_launch_arguments(declared, node_params)
+    assert node_params["image_reliable"] is True and node_params["max_rate_hz"] == 0.0  # replay settings
     ev_args = nodes["reloc_bag_evaluator"]["arguments"]
     # the evaluator's arguments are ones its CLI accepts
     flags = [a for a in ev_args if isinstance(a, str) and a.startswith("--")]

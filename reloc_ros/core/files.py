@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -54,7 +55,7 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
 
 def atomic_save(obj: Any, path: Path | str) -> None:
     """``torch.save(obj)`` to ``path``, atomically."""
-    import torch
+    import torch  # lazy: the text writers here need no torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
 
@@ -70,7 +71,7 @@ def tensor_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
 
     The model file fingerprints its weights with it, the database checks its own tensors.
     """
-    import torch
+    import torch  # lazy: the text writers here need no torch
 
     h = hashlib.sha256()
     for k in sorted(tensors):
@@ -94,15 +95,20 @@ def load_torch_file(path: Path | str, error: Callable[[Path, str], Exception], w
         map_location: as ``torch.load``.
 
     Raises:
-        whatever ``error`` builds: the file is missing, empty, truncated or not a torch file.
+        whatever ``error`` builds: the file is missing, not a regular file (a directory, a
+        FIFO, ...), unreadable (the system's reason), empty, truncated or not a torch file.
         The library's own text goes to the debug log, not into the message.
     """
-    import torch
+    import torch  # lazy: the text writers here need no torch
 
     path = Path(path)
-    if not path.is_file():
-        raise error(path, f"{what} does not exist")
-    data = path.read_bytes()
+    problem = _not_a_readable_file(path, what)
+    if problem:
+        raise error(path, problem)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise error(path, f"cannot read the {what} ({e.strerror or type(e).__name__})") from None
     if not data:
         raise error(path, f"{what} is empty (0 bytes)")
     try:
@@ -116,6 +122,23 @@ def load_torch_file(path: Path | str, error: Callable[[Path, str], Exception], w
         else:
             problem = f"{what} is corrupt ({type(e).__name__} while reading it)"
         raise error(path, problem) from None
+
+
+def _not_a_readable_file(path: Path, what: str) -> str | None:
+    """Why ``path`` cannot be read as a file (it does not exist, is a directory or another
+    kind of special file, or cannot be looked at), or None when it is a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"{what} does not exist"
+    except OSError as e:
+        return f"cannot read the {what} ({e.strerror or type(e).__name__})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    kind = next((name for is_kind, name in kinds if is_kind(mode)), "a special file")
+    return f"is {kind}, not a {what}"
 
 
 def load_container(path: Path | str, error: Callable[[Path, str], Exception], what: str, fmt: str, version: int,

@@ -54,6 +54,8 @@ __all__ = [
     "error_stats",
     "skew",
     "project",
+    "align_with_covariance",
+    "compose_with_covariance",
 ]
 
 
@@ -344,3 +346,56 @@ def project(T_wc: np.ndarray, X_N3: np.ndarray, K_33: np.ndarray) -> tuple[np.nd
     with np.errstate(divide="ignore", invalid="ignore"):
         uv = np.stack([K_33[0, 0] * Xc[:, 0] / z + K_33[0, 2], K_33[1, 1] * Xc[:, 1] / z + K_33[1, 2]], 1)
     return Xc, uv, z > 1e-3
+
+
+# --------------------------------------------------------------------------- pose covariance
+# A pose's 6x6 covariance, as in geometry_msgs/PoseWithCovariance, is over (δp, δθ): a
+# position perturbation δp (metres) and a small rotation δθ (radians, a rotation vector)
+# about the FIXED world axes, so that the true pose is ``p + δp``, ``exp([δθ]x) R``. Rows and
+# columns 0-2 are δp, 3-5 are δθ. This is the convention of the fusion
+# (:mod:`reloc_ros.core.fusion`) and the calibration.
+def align_with_covariance(T_world_db: np.ndarray, T_db_cam: np.ndarray,
+                          cov_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A pose and its covariance moved into another world frame.
+
+    With ``A = T_world_db`` (4x4, rotation R_A), the pose ``T = A @ T_db_cam`` has position
+    ``R_A p + t_A`` and rotation ``R_A R``. A perturbation (δp, δθ) of the input moves them by
+    ``R_A δp`` and ``R_A exp([δθ]x) R = exp([R_A δθ]x) R_A R``: both halves rotate with R_A, so
+    ``Σ_world = B Σ_db Bᵀ`` with ``B = blockdiag(R_A, R_A)``.
+
+    Args:
+        T_world_db: (4, 4) pose of the database's world in the output world.
+        T_db_cam: (4, 4) camera-to-world pose in the database's world.
+        cov_db: (6, 6) its covariance over (δp, δθ) in the database's world axes.
+
+    Returns:
+        ((4, 4) pose in the output world, (6, 6) covariance in its axes).
+    """
+    A = np.asarray(T_world_db, dtype=np.float64)
+    B = np.zeros((6, 6))
+    B[:3, :3] = B[3:, 3:] = A[:3, :3]
+    return A @ np.asarray(T_db_cam, dtype=np.float64), B @ np.asarray(cov_db, dtype=np.float64) @ B.T
+
+
+def compose_with_covariance(T_map_cam: np.ndarray, cov_cam: np.ndarray,
+                            T_cam_robot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pose of a frame rigidly attached to the camera (e.g. the robot's base), and its covariance.
+
+    The robot's position is ``p_r = p_c + R_c t`` (``t``: the robot's position in the camera
+    frame) and its rotation ``R_c R_cr``. A perturbation (δp, δθ) of the camera's pose moves
+    ``p_r`` by ``δp + δθ x (R_c t) = δp − [R_c t]x δθ`` and the rotation by the same δθ (fixed
+    axes), so ``Σ_robot = J Σ_cam Jᵀ`` with ``J = [[I, −[R_c t]x], [0, I]]`` (first order).
+
+    Args:
+        T_map_cam: (4, 4) camera-to-world pose.
+        cov_cam: (6, 6) its covariance over (δp, δθ), world axes.
+        T_cam_robot: (4, 4) pose of the attached frame in the camera frame.
+
+    Returns:
+        ((4, 4) pose of the attached frame in the world, (6, 6) its covariance, world axes).
+    """
+    T_map_cam = np.asarray(T_map_cam, dtype=np.float64)
+    T_cam_robot = np.asarray(T_cam_robot, dtype=np.float64)
+    J = np.eye(6)
+    J[:3, 3:] = -skew(T_map_cam[:3, :3] @ T_cam_robot[:3, 3])
+    return T_map_cam @ T_cam_robot, J @ np.asarray(cov_cam, dtype=np.float64) @ J.T

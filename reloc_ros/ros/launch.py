@@ -1,22 +1,26 @@
 """Building blocks of the launch files in ``launch/`` (imported only by them: they need the
 ``launch`` and ``launch_ros`` packages of a full ROS 2 install).
 
-    ARGUMENTS = {**NODE_ARGUMENTS, "tf_mode": ("none", "none | map_to_odom | map_to_camera")}
-    node = relocalization_node({"tf_mode": LaunchConfiguration("tf_mode")})
+    ARGUMENTS = {**NODE_ARGUMENTS, "managed": ("false", "true: the lifecycle node")}
+    nodes = relocalization_node({"image_reliable": True}, managed=LaunchConfiguration("managed"))
+
+The node's launch arguments come from its parameter declaration
+(:func:`reloc_ros.ros.parameters.launch_arguments`: ``model`` sets ``model_path``, ...), plus
+``image_topic`` (a remapping) and ``config`` (the parameter file).
 """
 
 from __future__ import annotations
 
 import os
 
+from reloc_ros.ros.parameters import launch_arguments, launch_parameters
+
 __all__ = ["NODE_ARGUMENTS", "declare_arguments", "relocalization_node"]
 
 #: Launch arguments of the relocalization node: name -> (default, description).
 NODE_ARGUMENTS = {
-    "model": ("", "model file written by training"),
-    "database": ("", "frame database built with that model"),
-    "image_topic": ("/camera/color/image_raw", "camera image topic (sensor_msgs/Image)"),
-    "device": ("auto", "auto | cpu | cuda | cuda:N"),
+    **launch_arguments(),
+    "image_topic": ("/camera/color/image_raw", "camera image topic (sensor_msgs/Image), remapped to the node's image"),
     "config": ("", "node parameter file (default: the package's config/relocalization.yaml)"),
 }
 
@@ -24,8 +28,8 @@ NODE_ARGUMENTS = {
 def declare_arguments(arguments: dict[str, tuple[str, str]]) -> list:
     """``DeclareLaunchArgument`` of each entry; ``config`` defaults to the installed
     ``config/relocalization.yaml``."""
-    from ament_index_python.packages import get_package_share_directory
-    from launch.actions import DeclareLaunchArgument
+    from ament_index_python.packages import get_package_share_directory  # lazy: only in a ROS 2 install
+    from launch.actions import DeclareLaunchArgument  # lazy: launch is not on PyPI (only in a ROS 2 install)
 
     default_config = os.path.join(get_package_share_directory("reloc_ros"), "config", "relocalization.yaml")
     return [DeclareLaunchArgument(name, default_value=(default_config if name == "config" else value),
@@ -33,8 +37,8 @@ def declare_arguments(arguments: dict[str, tuple[str, str]]) -> list:
 
 
 def relocalization_node(parameters: dict | None = None, managed=None):
-    """The node action: the ``config`` file, then the model, database and device arguments,
-    then ``parameters``; ``image`` remapped to ``image_topic``.
+    """The node action: the ``config`` file, then the parameters set by launch arguments
+    (:data:`NODE_ARGUMENTS`), then ``parameters``; ``image`` remapped to ``image_topic``.
 
     Args:
         parameters: more node parameters (values or substitutions).
@@ -43,8 +47,8 @@ def relocalization_node(parameters: dict | None = None, managed=None):
             true, and the managed ``managed_relocalization_node`` (a ``LifecycleNode``
             action, for nav2_lifecycle_manager or ``ros2 lifecycle set``) if it is.
     """
-    from launch.substitutions import LaunchConfiguration
-    from launch_ros.actions import Node
+    from launch.substitutions import LaunchConfiguration  # lazy: only in a ROS 2 install
+    from launch_ros.actions import Node  # lazy: only in a ROS 2 install
 
     kw = dict(
         package="reloc_ros",
@@ -52,8 +56,7 @@ def relocalization_node(parameters: dict | None = None, managed=None):
         output="screen",
         parameters=[
             LaunchConfiguration("config"),
-            {"model_path": LaunchConfiguration("model"), "database_path": LaunchConfiguration("database"),
-             "device": LaunchConfiguration("device"), **(parameters or {})},
+            {**{name: LaunchConfiguration(arg) for arg, name in launch_parameters().items()}, **(parameters or {})},
         ],
         remappings=[("image", LaunchConfiguration("image_topic"))],
         # 2 malloc arenas: freed model memory returns to the OS (reloc_ros.ros.node.limit_malloc_arenas)
@@ -61,8 +64,8 @@ def relocalization_node(parameters: dict | None = None, managed=None):
     )
     if managed is None:
         return Node(executable="relocalization_node", **kw)
-    from launch.conditions import IfCondition, UnlessCondition
-    from launch_ros.actions import LifecycleNode
+    from launch.conditions import IfCondition, UnlessCondition  # lazy: only in a ROS 2 install
+    from launch_ros.actions import LifecycleNode  # lazy: only in a ROS 2 install
 
     return [Node(executable="relocalization_node", condition=UnlessCondition(managed), **kw),
             LifecycleNode(executable="managed_relocalization_node", namespace="", condition=IfCondition(managed), **kw)]

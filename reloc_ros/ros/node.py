@@ -25,6 +25,15 @@ Interfaces (REP-105 frames; names are parameters, topics are relative and remapp
 * service ``~/publish_initialpose`` (``std_srvs/Trigger``): send the last published pose
   on ``/initialpose`` once, without the odometry check (an operator's decision).
 
+The parameters are declared once, in :mod:`reloc_ros.ros.parameters` (types, ranges,
+descriptions; ``config/relocalization.yaml`` is generated from it); a wrong or bad one stops
+the node at startup (the managed node: fails configure) with one line naming each. The
+``plugins`` parameter names modules imported at configure, before the localizer is built,
+so that units they register (a refiner, ...) can be named by the other parameters. This
+module holds the lifecycle and the worker; configuring (parameters, plugins, files) is in
+:mod:`reloc_ros.ros.startup`, the outputs in :mod:`reloc_ros.ros.outputs`, ``/diagnostics``
+in :mod:`reloc_ros.ros.diagnostics`.
+
 The published covariance and confidence come from ``calibration_path``
 (:mod:`reloc_ros.core.calibration`, fitted on held-out training sequences); without one
 they are the hypotheses' spread and inlier score, which a consistently wrong retrieval
@@ -33,12 +42,15 @@ threshold) is the localizer's, so the node and ``reloc_ros.eval.evaluate`` agree
 
 Inference runs on a worker thread, never on the executor. Only the newest frame is kept:
 older ones are dropped (and counted), so latency stays bounded when images come faster
-than the model runs. A missing, corrupt or mismatched model or database stops the node at
-startup with a message naming the file; malformed images are skipped with a throttled
+than the model runs. A missing, unreadable, corrupt or mismatched model or database stops
+the node at startup with a message naming the file; malformed images are skipped with a throttled
 warning; a pose that is not finite or whose consensus is weak is never published.
 """
 
 from __future__ import annotations
+
+import ctypes
+import os
 
 
 def limit_malloc_arenas(n: int = 2) -> None:
@@ -50,9 +62,6 @@ def limit_malloc_arenas(n: int = 2) -> None:
     and grew over cycles; with 2 arenas, 27 MB and flat, at the same latency. It must run
     before the threads exist: this module calls it first when run with ``python -m``, the
     launch file sets ``MALLOC_ARENA_MAX``, and :func:`main` calls it for the other cases."""
-    import ctypes
-    import os
-
     if "MALLOC_ARENA_MAX" in os.environ:
         return
     try:
@@ -64,143 +73,54 @@ def limit_malloc_arenas(n: int = 2) -> None:
 if __name__ == "__main__":
     limit_malloc_arenas()
 
+
 import math  # noqa: E402  (after the arena cap, which must come before any thread exists)
-import resource
 import sys
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field, replace
+from collections import deque
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseWithCovarianceStamped
-from rcl_interfaces.msg import ParameterDescriptor
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from reloc_ros.core.calibration import CalibrationError
-from reloc_ros.core.database import DatabaseError
-from reloc_ros.core.fusion import FUSION_METHODS, FusionConfig
-from reloc_ros.core.geometry import invert, skew
-from reloc_ros.core.initialpose import GateConfig, InitialPoseGate
-from reloc_ros.core.camera import Intrinsics
-from reloc_ros.core.localizer import REFINERS, Localizer, LocalizerConfig
-from reloc_ros.core.model import ModelFileError
 from reloc_ros.core.model._torchvision import import_torchvision
+from reloc_ros.ros import parameters
+from reloc_ros.ros.diagnostics import POSE_OUTCOMES, Snapshot, Stats, status
 from reloc_ros.ros.messages import BACKEND as IMAGE_BACKEND
-from reloc_ros.ros.messages import (ImageConversionError, msg_to_rgb, pose_with_covariance_stamped_msg,
-                                    transform_stamped_msg)
-from reloc_ros.ros.tf import BACKEND as TF_BACKEND
+from reloc_ros.ros.messages import ImageConversionError, camera_info_to_intrinsics, msg_to_rgb
+from reloc_ros.ros.outputs import Outputs
 from reloc_ros.ros.shutdown import stop_on_signals
-from reloc_ros.ros.tf import TfBroadcaster, tf_backend
+from reloc_ros.ros.startup import StartupError, checked_parameters, load_localizer, release_memory
+from reloc_ros.ros.tf import BACKEND as TF_BACKEND
 
-MODES = ("continuous", "on_demand")
-TF_MODES = ("none", "map_to_odom", "map_to_camera")
-
-#: name -> (default, description); types follow the defaults.
-PARAMETERS = {
-    "model_path": ("", "model file written by training (reloc_train); required"),
-    "database_path": ("", "frame database built with that model (reloc_ros.core.database); required"),
-    "device": ("auto", "inference device: auto (CUDA when available) | cpu | cuda | cuda:N"),
-    "mode": ("continuous", "continuous: localize every frame it can; on_demand: only after ~/relocalize"),
-    "max_rate_hz": (5.0, "continuous mode: at most this many localizations per second (0: no limit)"),
-    "top_k": (5, "database frames retrieved per query (hypotheses to fuse)"),
-    "scene": ("", "restrict retrieval to this scene of the database (empty: chosen by the top-1 match)"),
-    "fusion.method": ("consensus", "hypothesis fusion: consensus | top1 | triangulate"),
-    "fusion.inlier_t_m": (0.5, "consensus: translation inlier threshold (m)"),
-    "fusion.inlier_r_deg": (15.0, "consensus: rotation inlier threshold (deg)"),
-    "fusion.ray_inlier_deg": (10.0, "triangulate: ray inlier threshold (deg)"),
-    "min_inliers": (2, "fewer agreeing hypotheses: no pose is published"),
-    "calibration_path": ("", "covariance and confidence calibration fitted for this database "
-                              "(python -m reloc_ros.eval.calibrate); empty: NOT calibrated (hypothesis spread)"),
-    "min_confidence": (-1.0, "publish only poses with at least this confidence; -1: the calibration's "
-                             "threshold (0 without a calibration)"),
-    "refiner": ("none", "refinement after fusion: none | pnp (SIFT + PnP-RANSAC against the database depth; "
-                        "database built with --keypoints) | lm (feature-metric Levenberg-Marquardt; database "
-                        "built with --dense) | dro (the learned recurrent optimizer; --dense and dro_path); all "
-                        "need the camera's intrinsics"),
-    "dro_path": ("", "DRO file for refiner dro (python -m reloc_train.dro), trained on model_path's features"),
-    "refine_iterations": (-1, "iterations of the refiner: lm per pyramid level, dro per stage; -1: the "
-                              "database's (lm) or the DRO file's (dro) default"),
-    "camera_intrinsics": ([0.0] * 6, "fx, fy, cx, cy, width, height of the camera, for the refiner (fx 0: "
-                                     "unset; camera_info, with use_camera_info, takes precedence)"),
-    "use_compressed": (False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image"),
-    "image_reliable": (False, "subscribe to images with reliable QoS instead of sensor-data (best effort)"),
-    "use_camera_info": (False, "subscribe to camera_info: the refiner's intrinsics, and diagnostics"),
-    "map_frame": ("map", "REP-105 map frame: poses are published in it when TF map_frame -> database_frame exists"),
-    "database_frame": ("reloc_map", "TF frame of the database's world (the visual map); poses are published in "
-                                    "it while TF has no map_frame -> database_frame (equal to map_frame: no TF needed)"),
-    "odom_frame": ("odom", "odometry frame, for tf_mode map_to_odom"),
-    "camera_frame": ("", "camera optical frame (empty: the image header's frame_id)"),
-    "robot_frame": ("", "publish the pose of this frame (e.g. base_link) instead of the camera's, via TF"),
-    "tf_mode": ("none", "TF to broadcast: none | map_to_odom | map_to_camera"),
-    "tf_timeout_s": (0.1, "how long to wait for odom->camera (and camera->robot) at the image stamp"),
-    "publish_initialpose": (False, "also publish on initialpose_topic (seed AMCL / SLAM recovery) when "
-                                   "initialpose.n_consecutive poses agree with the odometry"),
-    "initialpose_topic": ("/initialpose", "topic of the initial-pose output"),
-    "initialpose.n_consecutive": (3, "consecutive poses that must agree with the odometry (TF odom -> camera)"),
-    "initialpose.max_t_m": (0.15, "allowed difference (m) between relocalized and odometry motion ..."),
-    "initialpose.drift_per_m": (0.05, "... plus this much per metre travelled"),
-    "initialpose.max_r_deg": (5.0, "allowed rotation difference (deg) between relocalized and odometry motion"),
-    "initialpose.max_gap_s": (5.0, "poses further apart (image stamps) do not form a window"),
-    "initialpose.min_interval_s": (10.0, "no second /initialpose within this time (image stamps)"),
-    "trigger_timeout_s": (10.0, "~/relocalize waits this long for a frame to be localized"),
-    "warmup_iterations": (3, "dummy queries at startup so the first real one is not slow"),
-    "diagnostics_period_s": (1.0, "period of /diagnostics"),
-    "warn_throttle_s": (5.0, "at most one warning of each kind per this many seconds"),
-}
-
-
-class StartupError(RuntimeError):
-    """The node cannot start (bad parameter, model or database). The message says why."""
-
-
-#: The node's event counters (see :class:`Stats`).
-COUNTERS = ("received", "processed", "dropped", "skipped", "malformed", "rejected", "published", "discarded")
-
-
-@dataclass
-class Stats:
-    """What the node has seen since startup: ``count[event]`` for each of :data:`COUNTERS`,
-    and the last localization. A frame replaced by a newer one before the worker took it is
-    *dropped* when the worker was busy with another frame (the input is faster than the
-    node), and *skipped* when the worker was idle by design (rate limit, on-demand mode). A
-    pose is *discarded* when the node was deactivated while its frame was being localized."""
-
-    count: Counter = field(default_factory=lambda: Counter(dict.fromkeys(COUNTERS, 0)))
-    last_inliers: int = 0
-    last_confidence: float = 0.0
-    last_success_wall: float = 0.0
-    last_reason: str = ""
-    last_refinement: dict | None = None
-
-    def copy(self) -> "Stats":
-        return replace(self, count=Counter(self.count))
+__all__ = ["RelocalizationNode", "ManagedRelocalizationNode", "StartupError", "main", "main_managed",
+           "limit_malloc_arenas"]
 
 
 class _Relocalization:
     """What both nodes do (see the module docstring), in the steps of a managed node's
     lifecycle: :meth:`_setup` at construction (parameters, services, diagnostics),
-    :meth:`_configure` (check the parameters, load the files, create the publishers),
-    :meth:`_activate` (subscribe, start the worker), :meth:`_deactivate` and
+    :meth:`_configure` (check the parameters, load the plugins and the files, create the
+    outputs), :meth:`_activate` (subscribe, start the worker), :meth:`_deactivate` and
     :meth:`_cleanup`. :class:`RelocalizationNode` runs the first three in its constructor;
     :class:`ManagedRelocalizationNode` runs each in its transition. All work beyond
     bookkeeping happens in :meth:`_worker`."""
 
     def _setup(self) -> None:
-        for name, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=desc))
-        self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        parameters.declare(self)
+        self.p = parameters.read(self)  # unchecked until configure
         self.localizer = None
+        self.outputs: Outputs | None = None
         self.stats = Stats()
         self._lock = threading.Lock()
         self._new_frame = threading.Condition(self._lock)
@@ -219,14 +139,10 @@ class _Relocalization:
         self._proc_times = deque(maxlen=100)
         self._stage_ms = deque(maxlen=100)  # localizer timings per frame
         self._last_warn: dict[str, float] = {}
-        self._camera_info = None
-        self._last_msg = None  # the last published pose message (for ~/publish_initialpose)
-        self._alignment_warned = False
+        self._camera = None  # Intrinsics from camera_info
+        self._intrinsics = None  # Intrinsics from the camera_intrinsics parameter
         self._subs: list = []
         self._worker_thread = None
-        self.pub_pose = self.pub_initial = self.tf_broadcaster = self.tf_buffer = None
-        self.gate = InitialPoseGate()
-        self._gate_reason = "not configured"
         self._config_error = ""
         # Diagnostics and the services exist in every state: a plain publisher reports the
         # lifecycle state (unconfigured included), and the services answer "inactive".
@@ -237,8 +153,9 @@ class _Relocalization:
         triggers = ReentrantCallbackGroup()
         self.create_service(Trigger, "~/relocalize", self._on_trigger, callback_group=triggers)
         self.create_service(Trigger, "~/publish_initialpose", self._on_force_initialpose, callback_group=triggers)
-        self._diag_timer = self.create_timer(float(self.p["diagnostics_period_s"]) if
-                                             self.p["diagnostics_period_s"] > 0 else 1.0, self._publish_diagnostics)
+        period = self.p["diagnostics_period_s"]
+        self._diag_timer = self.create_timer(period if isinstance(period, float) and period > 0 else 1.0,
+                                             self._publish_diagnostics)
         self.create_timer(0.1, self._expire_waiters, callback_group=triggers)
         # The worker wakes the executor through this when a trigger's result is ready.
         self._wake = self.create_guard_condition(lambda: None)
@@ -247,24 +164,18 @@ class _Relocalization:
         return "active"
 
     def _configure(self, make_publisher) -> None:
-        """Read and check the parameters, load and cross-check the files, warm up, and create
-        the publishers with ``make_publisher(type, topic, depth)``.
+        """Read and check the parameters, import the plugins, load and cross-check the files,
+        warm up, and create the outputs with ``make_publisher(type, topic, depth)``.
 
         Raises:
-            StartupError: a bad parameter or file (the message names it); nothing is kept.
+            StartupError: a bad parameter, plugin or file (one line naming it); nothing is kept.
         """
-        self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self._validate_parameters()
-        self._load()  # raises StartupError: nothing is published before this succeeds
-        self.pub_pose = make_publisher(PoseWithCovarianceStamped, "~/pose", 10)
-        self.pub_initial = make_publisher(PoseWithCovarianceStamped, self.p["initialpose_topic"], 10)
-        self.gate = InitialPoseGate(self._gate_config)
-        self._gate_reason = "disabled (publish_initialpose false)" if not self.p["publish_initialpose"] else "no pose yet"
-        self.tf_broadcaster = TfBroadcaster(self) if self.p["tf_mode"] != "none" else None
-        need_tf = (self.p["tf_mode"] == "map_to_odom" or self.p["robot_frame"] or self.p["publish_initialpose"]
-                   or self.p["database_frame"] != self.p["map_frame"])
-        self.tf_buffer = tf_backend().buffer(self) if need_tf else None
-        self._diag_timer.timer_period_ns = int(float(self.p["diagnostics_period_s"]) * 1e9)
+        self.p = checked_parameters(self)
+        self._intrinsics = parameters.camera_intrinsics(self.p)
+        # nothing is published before this succeeds
+        self.localizer = load_localizer(self.p, self.get_logger())
+        self.outputs = Outputs(self, self.p, parameters.gate_config(self.p), make_publisher, self._warn)
+        self._diag_timer.timer_period_ns = int(self.p["diagnostics_period_s"] * 1e9)
         self._config_error = ""
 
     def _activate(self) -> None:
@@ -305,6 +216,8 @@ class _Relocalization:
         self._subs = []
         self._stop_worker()
         with self._lock:
+            if self._latest is not None:
+                self.stats.count["cleared"] += 1
             self._latest = None
             waiters = [f for f, _ in self._waiters]
             self._waiters, self._trigger_pending = [], 0
@@ -322,18 +235,11 @@ class _Relocalization:
             self._worker_thread = None
 
     def _cleanup(self) -> None:
-        """Free the model and the database, and remove the publishers."""
-        for pub in (self.pub_pose, self.pub_initial):
-            if pub is not None:
-                self._destroy_publisher(pub)
-        self.pub_pose = self.pub_initial = None
-        if self.tf_broadcaster is not None:
-            self.tf_broadcaster.destroy()
-        if self.tf_buffer is not None:
-            self.tf_buffer.destroy()
-        self.tf_broadcaster = self.tf_buffer = None
-        self._last_msg = None
-        self._camera_info = None
+        """Free the model and the database, and remove the outputs."""
+        if self.outputs is not None:
+            self.outputs.destroy(self._destroy_publisher)
+            self.outputs = None
+        self._camera = None
         if self.localizer is not None:
             self.localizer = None
             release_memory()
@@ -341,129 +247,35 @@ class _Relocalization:
     def _destroy_publisher(self, pub) -> None:
         self.destroy_publisher(pub)
 
-    # -- startup ---------------------------------------------------------------------------
-    def _validate_parameters(self) -> None:
-        p, bad = self.p, []
-        if not p["model_path"]:
-            bad.append("model_path is required")
-        if not p["database_path"]:
-            bad.append("database_path is required")
-        if p["device"] not in ("auto", "cpu") and p["device"] != "cuda" and not str(p["device"]).startswith("cuda:"):
-            bad.append(f"device must be auto, cpu, cuda or cuda:N (got {p['device']!r})")
-        if p["mode"] not in MODES:
-            bad.append(f"mode must be one of {MODES} (got {p['mode']!r})")
-        if p["tf_mode"] not in TF_MODES:
-            bad.append(f"tf_mode must be one of {TF_MODES} (got {p['tf_mode']!r})")
-        if p["fusion.method"] not in FUSION_METHODS:
-            bad.append(f"fusion.method must be one of {', '.join(FUSION_METHODS)} (got {p['fusion.method']!r})")
-        if p["top_k"] < 1:
-            bad.append(f"top_k must be >= 1 (got {p['top_k']})")
-        if p["min_inliers"] < 1 or p["min_inliers"] > p["top_k"]:
-            bad.append(f"min_inliers must be in 1..top_k (got {p['min_inliers']}, top_k {p['top_k']})")
-        for k in ("max_rate_hz", "tf_timeout_s"):
-            if not (p[k] >= 0 and math.isfinite(p[k])):
-                bad.append(f"{k} must be a finite number >= 0 (got {p[k]})")
-        if not (p["min_confidence"] == -1 or 0 <= p["min_confidence"] <= 1):
-            bad.append(f"min_confidence must be -1 (the calibration's threshold) or in [0, 1] (got {p['min_confidence']})")
-        if p["diagnostics_period_s"] <= 0:
-            bad.append("diagnostics_period_s must be > 0")
-        if p["refiner"] not in REFINERS:
-            bad.append(f"refiner must be one of {', '.join(REFINERS)} (got {p['refiner']!r})")
-        if p["refiner"] == "dro" and not p["dro_path"]:
-            bad.append("refiner dro needs dro_path (a DRO file: python -m reloc_train.dro)")
-        if p["refine_iterations"] < -1:
-            bad.append(f"refine_iterations must be -1 (the default) or >= 0 (got {p['refine_iterations']})")
-        ci = list(p["camera_intrinsics"])
-        if len(ci) != 6 or not all(math.isfinite(v) for v in ci) or \
-                (ci[0] > 0 and not (ci[1] > 0 and ci[4] >= 1 and ci[5] >= 1)):
-            bad.append(f"camera_intrinsics must be [fx, fy, cx, cy, width, height] with positive fx, fy and size, "
-                       f"or fx 0 for unset (got {ci})")
-        try:
-            self._gate_config = GateConfig(**{k.split(".", 1)[1]: p[k] for k in p if k.startswith("initialpose.")})
-        except (ValueError, TypeError) as e:
-            bad.append(f"initialpose: {e}")
-        for k in ("map_frame", "odom_frame", "database_frame"):
-            if not p[k] or p[k].startswith("/"):
-                bad.append(f"{k} must be a non-empty frame id without a leading '/' (got {p[k]!r})")
-        if bad:
-            raise StartupError("invalid parameters: " + "; ".join(bad))
-
-    def _load(self) -> None:
-        p = self.p
-        try:
-            fusion = FusionConfig(method=p["fusion.method"], inlier_t_m=p["fusion.inlier_t_m"],
-                                  inlier_r_deg=p["fusion.inlier_r_deg"], ray_inlier_deg=p["fusion.ray_inlier_deg"],
-                                  min_inliers=p["min_inliers"])
-            cfg = LocalizerConfig(top_k=p["top_k"], fusion=fusion, scene=p["scene"] or None,
-                                  min_confidence=None if p["min_confidence"] == -1 else p["min_confidence"],
-                                  refiner=p["refiner"],
-                                  refine_iterations=None if p["refine_iterations"] == -1 else p["refine_iterations"])
-            t0 = time.time()
-            self.localizer = Localizer.from_files(p["model_path"], p["database_path"], cfg, p["device"],
-                                                  p["calibration_path"] or None,
-                                                  dro_path=(p["dro_path"] or None) if p["refiner"] == "dro" else None)
-            self.localizer.warmup(max(0, int(p["warmup_iterations"])))
-        except (ModelFileError, DatabaseError, CalibrationError, ValueError, RuntimeError) as e:
-            raise StartupError(str(e)) from None
-        cal = self.localizer.cfg.calibration
-        if cal is None:
-            self.get_logger().warning(
-                "no calibration_path: the covariance is the hypotheses' spread and the confidence their inlier "
-                "score; neither sees a consistently wrong retrieval (fit one with python -m reloc_ros.eval.calibrate)")
-        else:
-            self.get_logger().info(
-                f"calibration {p['calibration_path']}: publish threshold {self.localizer.cfg.threshold:.3f} "
-                f"(P(within {cal.target_t_m:.2f} m, {cal.target_r_deg:.0f}°)), fitted on "
-                f"{cal.info.get('queries', '?')} held-out frames of {', '.join(cal.info.get('scenes', []))}")
-        if p["refiner"] != "none":
-            if p["camera_intrinsics"][0] <= 0 and not p["use_camera_info"]:
-                self.get_logger().warning(
-                    f"refiner {p['refiner']}: no camera intrinsics (set camera_intrinsics, or use_camera_info): "
-                    "no pose is published until intrinsics arrive")
-            else:
-                self.get_logger().info(f"refiner {p['refiner']} at {self.localizer.refine_image_size}, intrinsics from "
-                                       + ("camera_info" if p["use_camera_info"] else "camera_intrinsics"))
-        if self.localizer.cfg.top_k < p["top_k"]:
-            self.get_logger().warning(
-                f"top_k {p['top_k']} is larger than the database ({len(self.localizer.db)} frames): "
-                f"using top_k {self.localizer.cfg.top_k}")
-        info = self.localizer.model_info
-        self.get_logger().info(
-            f"loaded model {p['model_path']} ({info.config.arch} {info.config.input_size[0]}x{info.config.input_size[1]}, "
-            f"{info.meta.get('mtl_method', '?')}, fingerprint {info.fingerprint[:12]}) and database "
-            f"{p['database_path']} in {time.time() - t0:.1f} s (warm-up included)")
-
-    # -- callbacks (executor threads: bookkeeping only) -------------------------------------
+    # -- callbacks (executor thread: bookkeeping only) --------------------------------------
     def _on_image(self, msg) -> None:
         with self._lock:
             if not self._active:
                 return  # delivered by the executor after deactivation: never processed
             self.stats.count["received"] += 1
             if self._latest is not None:
-                if self._busy:
-                    self.stats.count["dropped"] += 1
-                else:
-                    self.stats.count["skipped"] += 1
+                self.stats.count["dropped" if self._busy else "skipped"] += 1
             self._latest = (msg, time.time())
             self._new_frame.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        try:
+            self._camera = camera_info_to_intrinsics(msg)
+        except ValueError as e:
+            self._camera = None  # the camera_intrinsics parameter, if set, until a usable one comes
+            self._warn("camera_info", f"camera_info ignored: {e}")
 
     def _refine_K(self) -> np.ndarray | None:
         """The camera's 3x3 intrinsics at the refiner's image size: from camera_info when one
         arrived, else the camera_intrinsics parameter; None without either (or no refiner)."""
         size = self.localizer.refine_image_size
-        if size is None:
-            return None
-        ci, p = self._camera_info, self.p["camera_intrinsics"]
-        if ci is not None and ci.k[0] > 0 and ci.width > 0 and ci.height > 0:
-            intr = Intrinsics(fx=ci.k[0], fy=ci.k[4], cx=ci.k[2], cy=ci.k[5], width=ci.width, height=ci.height)
-        elif p[0] > 0:
-            intr = Intrinsics(fx=p[0], fy=p[1], cx=p[2], cy=p[3], width=int(p[4]), height=int(p[5]))
-        else:
-            return None
-        return intr.scaled(*size).K
+        intr = self._camera or self._intrinsics
+        return None if size is None or intr is None else intr.scaled(*size).K
+
+    def _inactive_answer(self, response):
+        response.success = False
+        response.message = f"inactive (lifecycle state {self.lifecycle_state()}): activate the node first"
+        return response
 
     async def _on_trigger(self, request, response):
         """Ask the worker for one localization and answer with its result.
@@ -471,9 +283,7 @@ class _Relocalization:
         A coroutine: the executor keeps serving images while it waits (the node runs on a
         single-threaded executor, see :func:`main`)."""
         if not self._active:
-            response.success = False
-            response.message = f"inactive (lifecycle state {self.lifecycle_state()}): activate the node first"
-            return response
+            return self._inactive_answer(response)
         fut = Future()
         with self._lock:
             self._waiters.append((fut, time.time() + float(self.p["trigger_timeout_s"])))
@@ -497,6 +307,13 @@ class _Relocalization:
             self._trigger_pending = max(0, self._trigger_pending - len(expired))
         for f in expired:
             f.set_result(None)
+
+    def _on_force_initialpose(self, request, response):
+        if not self._active or self.outputs is None:
+            return self._inactive_answer(response)
+        with self._out_lock:
+            response.success, response.message = self.outputs.force_initialpose()
+        return response
 
     # -- the worker ------------------------------------------------------------------------
     def _worker(self) -> None:
@@ -523,12 +340,15 @@ class _Relocalization:
                 self._busy = True
             next_time = time.time() + period
             try:
-                result = self._process(msg, received, epoch)
+                outcome, result = self._process(msg, received, epoch)
             except Exception as e:  # never let one frame kill the worker
                 self._warn("process", f"frame skipped: {type(e).__name__}: {e}")
-                result = {"ok": False, "message": f"error: {e}"}
-            with self._lock:
+                outcome, result = "failed", {"ok": False, "message": f"error: {e}"}
+            with self._lock:  # the frame's outcome and the end of its flight, at once
                 self._busy = False
+                self.stats.count[outcome] += 1
+                if outcome in POSE_OUTCOMES:
+                    self.stats.count["processed"] += 1
                 waiters = [f for f, _ in self._waiters] if triggered else []
                 if triggered:
                     self._waiters = []
@@ -537,222 +357,86 @@ class _Relocalization:
             if waiters:
                 self._wake.trigger()
 
-    def _process(self, msg, received: float, epoch: int = 0) -> dict:
+    def _process(self, msg, received: float, epoch: int = 0) -> tuple[str, dict]:
+        """Localize one frame and publish its pose: (outcome, trigger answer), the outcome one
+        of :data:`reloc_ros.ros.diagnostics.FRAME_OUTCOMES` but ``failed``."""
         t0 = time.time()
         try:
             rgb = msg_to_rgb(msg)
         except ImageConversionError as e:
             with self._lock:
-                self.stats.count["malformed"] += 1
-            self._warn("malformed", f"malformed image skipped ({e}); {self.stats.count['malformed']} so far")
-            return {"ok": False, "message": f"malformed image: {e}"}
+                n = self.stats.count["malformed"] + 1
+            self._warn("malformed", f"malformed image skipped ({e}); {n} so far")
+            return "malformed", {"ok": False, "message": f"malformed image: {e}"}
         stamp = msg.header.stamp
         res = self.localizer.localize(rgb, self._refine_K())
         with self._lock:
             self._stage_ms.append(res.timings_ms)
-            self.stats.count["processed"] += 1
             self.stats.last_inliers = res.n_inliers
             self.stats.last_confidence = res.confidence
             self.stats.last_refinement = res.refinement
-        pose = res.pose
-        if not res.ok or pose is None or not np.all(np.isfinite(pose)) or not np.all(np.isfinite(res.covariance)):
-            reason = res.reason or "non-finite pose"
-            return self._reject(f"no pose: {reason}")
+        if not res.ok or res.pose is None or not np.all(np.isfinite(res.pose)) \
+                or not np.all(np.isfinite(res.covariance)):
+            return self._reject(f"no pose: {res.reason or 'non-finite pose'}")
         camera_frame = self.p["camera_frame"] or msg.header.frame_id
-        T_world, world = self._alignment(stamp)
-        cam_world, cov_world = align_with_covariance(T_world, pose, res.covariance)
-        T_out, cov_out, out_frame = cam_world, cov_world, camera_frame
-        if self.p["robot_frame"]:
-            T_cam_robot = self._lookup(camera_frame, self.p["robot_frame"], stamp)
-            if T_cam_robot is None:
-                return self._reject(f"no pose: no TF {camera_frame} -> {self.p['robot_frame']} at the image stamp")
-            T_out, cov_out = compose_with_covariance(cam_world, cov_world, T_cam_robot)
-            out_frame = self.p["robot_frame"]
-        m = pose_with_covariance_stamped_msg(T_out, cov_out, stamp, world)
+        out = self.outputs.locate(res.pose, res.covariance, camera_frame, stamp)
+        if isinstance(out, str):
+            return self._reject(out)
         with self._out_lock:
             if not self._active or epoch != self._epoch:
-                with self._lock:
-                    self.stats.count["discarded"] += 1
-                return {"ok": False, "message": "inactive: the node was deactivated while localizing this frame"}
-            self.pub_pose.publish(m)
-            self._last_msg = m
-            if self.p["publish_initialpose"]:
-                self._offer_initialpose(m, pose, camera_frame, stamp)
-            if self.tf_broadcaster is not None:
-                self._publish_tf(cam_world, camera_frame, stamp, world)
-        dt = time.time() - t0
+                return "discarded", {"ok": False, "message": "inactive: the node was deactivated while localizing "
+                                                             "this frame"}
+            self.outputs.publish(out, res.pose, camera_frame, stamp)
+        now = time.time()
         with self._lock:
-            self.stats.count["published"] += 1
-            self.stats.last_success_wall = time.time()
-            self._proc_times.append(dt)
-            self._latencies.append(time.time() - received)
-        t = T_out[:3, 3]
-        return {"ok": True, "message": (
-            f"localized {out_frame} in {world} at ({t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}) m, "
+            self.stats.last_success_wall = now
+            self._proc_times.append(now - t0)
+            self._latencies.append(now - received)
+        t = out.T_out[:3, 3]
+        return "published", {"ok": True, "message": (
+            f"localized {out.frame} in {out.world} at ({t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}) m, "
             f"{res.n_inliers}/{len(res.hypotheses.db_index)} inliers, confidence {res.confidence:.2f}, "
             f"scene {res.scene}, {res.timings_ms['total']:.0f} ms")}
 
-    def _reject(self, message: str) -> dict:
+    def _reject(self, message: str) -> tuple[str, dict]:
         with self._lock:
-            self.stats.count["rejected"] += 1
             self.stats.last_reason = message
         self._warn("rejected", message)
-        return {"ok": False, "message": message}
-
-    def _lookup(self, target: str, source: str, stamp):
-        if self.tf_buffer is None or not source or not target:
-            return None
-        return self.tf_buffer.lookup(target, source, stamp, timeout_s=self.p["tf_timeout_s"])
-
-    def _alignment(self, stamp) -> tuple[np.ndarray, str]:
-        """(T_world_db, world frame): the database world in ``map_frame`` when TF has it
-        (the user's alignment), else the identity in ``database_frame``."""
-        db, mp = self.p["database_frame"], self.p["map_frame"]
-        if db == mp:
-            return np.eye(4), mp
-        # The alignment is static: the latest value, without waiting (a missing alignment must
-        # not cost every frame the TF timeout).
-        T = None if self.tf_buffer is None else self.tf_buffer.lookup(mp, db, None, timeout_s=0.0)
-        if T is None:
-            if not self._alignment_warned:
-                self._alignment_warned = True
-                self.get_logger().warning(f"no TF {mp} -> {db}: publishing in {db} (publish the alignment, e.g. a "
-                                          f"static transform; python -m reloc_ros.tools.gravity estimates its tilt)")
-            return np.eye(4), db
-        if self._alignment_warned:
-            self._alignment_warned = False
-            self.get_logger().info(f"TF {mp} -> {db} found: publishing in {mp}")
-        return T, mp
-
-    def _offer_initialpose(self, m, T_db_cam: np.ndarray, camera_frame: str, stamp) -> None:
-        T_odom_cam = self._lookup(self.p["odom_frame"], camera_frame, stamp)
-        d = self.gate.offer(stamp.sec + 1e-9 * stamp.nanosec, T_db_cam, T_odom_cam)
-        with self._lock:
-            self._gate_reason = ("sent: " if d.send else "not sent: ") + d.reason
-        if d.send:
-            self.pub_initial.publish(m)
-            self.get_logger().info(f"/initialpose sent ({d.reason})")
-
-    def _on_force_initialpose(self, request, response):
-        m = self._last_msg
-        if not self._active:
-            response.success = False
-            response.message = f"inactive (lifecycle state {self.lifecycle_state()}): activate the node first"
-            return response
-        if m is None:
-            response.success, response.message = False, "no pose published yet: nothing to send"
-            return response
-        with self._out_lock:
-            self.pub_initial.publish(m)
-        with self._lock:
-            self._gate_reason = "sent on request (~/publish_initialpose)"
-            self.gate.sent += 1
-        age = self.get_clock().now().nanoseconds * 1e-9 - (m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec)
-        response.success = True
-        response.message = (f"sent the last pose (stamp {m.header.stamp.sec}.{m.header.stamp.nanosec:09d}, "
-                            f"{age:.1f} s old by this node's clock) on {self.p['initialpose_topic']}")
-        return response
-
-    def _publish_tf(self, T_world_cam: np.ndarray, camera_frame: str, stamp, world: str) -> None:
-        if self.p["tf_mode"] == "map_to_camera":
-            self.tf_broadcaster.send(transform_stamped_msg(T_world_cam, stamp, world, camera_frame))
-            return
-        T_odom_cam = self._lookup(self.p["odom_frame"], camera_frame, stamp)
-        if T_odom_cam is None:
-            self._warn("tf", f"no TF {self.p['odom_frame']} -> {camera_frame} at the image stamp: "
-                             f"{world} -> {self.p['odom_frame']} not published")
-            return
-        T_world_odom = T_world_cam @ invert(T_odom_cam)
-        self.tf_broadcaster.send(transform_stamped_msg(T_world_odom, stamp, world, self.p["odom_frame"]))
+        return "rejected", {"ok": False, "message": message}
 
     def _warn(self, kind: str, message: str) -> None:
         now = time.time()
-        if now - self._last_warn.get(kind, 0.0) >= self.p["warn_throttle_s"]:
+        throttle = self.p["warn_throttle_s"]
+        if now - self._last_warn.get(kind, 0.0) >= (throttle if isinstance(throttle, float) else 5.0):
             self._last_warn[kind] = now
             self.get_logger().warning(message)
 
     # -- diagnostics -----------------------------------------------------------------------
-    def diagnostics(self) -> dict:
-        state = self.lifecycle_state()
-        if self.localizer is None:  # unconfigured (or configuring): only the state
-            return {"lifecycle state": state, "last configure error": self._config_error or "none",
-                    "max rss mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    def _snapshot(self) -> Snapshot:
+        """The node's state for /diagnostics (:mod:`reloc_ros.ros.diagnostics`)."""
+        state, loc, out = self.lifecycle_state(), self.localizer, self.outputs
         with self._lock:
-            s = self.stats.copy()
-            lat = list(self._latencies)
-            proc = list(self._proc_times)
-            stages = list(self._stage_ms)
-            gate_reason = self._gate_reason
-        since = time.time() - s.last_success_wall if s.last_success_wall else float("inf")
-        return {
-            "lifecycle state": state, "poses discarded (deactivated)": s.count["discarded"],
-            "frames received": s.count["received"], "frames processed": s.count["processed"],
-            "frames dropped": s.count["dropped"], "frames skipped (rate limit / on demand)": s.count["skipped"],
-            "frames malformed": s.count["malformed"], "poses rejected": s.count["rejected"],
-            "poses published": s.count["published"],
-            "latency ms (median of last 100)": round(1e3 * float(np.median(lat)), 1) if lat else float("nan"),
-            "latency ms (max of last 100)": round(1e3 * float(np.max(lat)), 1) if lat else float("nan"),
-            "processing rate hz": round(1.0 / float(np.mean(proc)), 2) if proc else 0.0,
-            "model ms (median: encode + heads)": round(float(np.median(
-                [t["encode"] + t["heads"] for t in stages])), 2) if stages else float("nan"),
-            "localize ms (median)": round(float(np.median([t["total"] for t in stages])), 2) if stages else float("nan"),
-            "last inliers": s.last_inliers, "last confidence": round(s.last_confidence, 3),
-            "seconds since last success": round(since, 1) if math.isfinite(since) else "never",
-            "last rejection": s.last_reason, "device": str(self.localizer.device), "mode": self.p["mode"],
-            "calibrated": self.localizer.cfg.calibration is not None,
-            "refiner": self.p["refiner"],
-            "refine ms (median)": round(float(np.median([t.get("refine", 0.0) for t in stages])), 2)
-            if stages and self.p["refiner"] != "none" else float("nan"),
-            "refine iterations (last)": (s.last_refinement or {}).get("iterations", "n/a"),
-            "refine final cost (last)": round(float((s.last_refinement or {}).get("final_cost", float("nan"))), 5),
-            "confidence threshold": round(self.localizer.cfg.threshold, 3),
-            "initialpose": gate_reason, "initialposes sent": self.gate.sent,
-            "initialpose gate": self.gate.summary(),
-            "max rss mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "camera info": "none" if self._camera_info is None else
-            f"{self._camera_info.width}x{self._camera_info.height} fx {self._camera_info.k[0]:.1f}",
-        }
-
-    def diagnostic_level(self, now: Stats, before: Stats) -> tuple[int, str]:
-        """(DiagnosticStatus level, message) from the counters now and at the last report.
-
-        WARN while input is malformed or dropped (in the last period, with the counts), when
-        no image came yet, and while no pose has been published; OK otherwise.
-        """
-        problems = []
-        new = now.count - before.count  # what happened since the last report
-        if now.count["received"] == 0:
-            problems.append("no image received")
-        if new["malformed"]:
-            problems.append(f"{new['malformed']} malformed frame(s) skipped ({now.count['malformed']} in all)")
-        if new["dropped"]:
-            problems.append(f"{new['dropped']} frame(s) dropped: input faster than processing "
-                            f"({now.count['dropped']} in all)")
-        if now.count["published"] == 0 and now.count["processed"] > 0:
-            problems.append("no pose published yet" + (f" (last: {now.last_reason})" if now.last_reason else ""))
-        if problems:
-            return DiagnosticStatus.WARN, "; ".join(problems)
-        return DiagnosticStatus.OK, "localizing"
+            snap = Snapshot(state=state, config_error=self._config_error, stats=self.stats.copy(),
+                            queued=int(self._latest is not None), in_flight=int(self._busy),
+                            latencies_s=list(self._latencies), processing_s=list(self._proc_times),
+                            stage_ms=list(self._stage_ms))
+        if loc is None or out is None:
+            return snap
+        snap.configured, snap.device, snap.mode = True, str(loc.device), self.p["mode"]
+        snap.calibrated, snap.threshold = loc.cfg.calibration is not None, loc.cfg.threshold
+        snap.refiner, snap.refines = self.p["refiner"], loc.refine_image_size is not None
+        snap.gate_reason, snap.gate_sent, snap.gate_summary = out.gate_state()
+        snap.camera = self._camera
+        last = snap.stats.last_success_wall
+        snap.seconds_since_success = time.time() - last if last else math.inf
+        return snap
 
     def _publish_diagnostics(self) -> None:
-        d = self.diagnostics()
-        with self._lock:
-            now = self.stats.copy()
-        st = DiagnosticStatus()
-        st.name = f"{self.get_name()}: relocalization"
-        state = d["lifecycle state"]
-        if self.localizer is None or state != "active":
-            st.hardware_id = str(self.localizer.device) if self.localizer is not None else ""
-            st.level = DiagnosticStatus.ERROR if self._config_error else DiagnosticStatus.OK
-            st.message = state + (f" (configure failed: {self._config_error})" if self._config_error else "")
-        else:
-            st.hardware_id = str(self.localizer.device)
-            st.level, st.message = self.diagnostic_level(now, self._diag_last)
-        self._diag_last = now
-        st.values = [KeyValue(key=k, value=str(v)) for k, v in d.items()]
+        snap = self._snapshot()
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [st]
+        arr.status = [status(f"{self.get_name()}: relocalization", snap, self._diag_last)]
+        self._diag_last = snap.stats
         self.pub_diag.publish(arr)
 
     def shutdown(self) -> None:
@@ -760,8 +444,8 @@ class _Relocalization:
         with self._out_lock:
             self._active = False
         self._stop_worker()
-        if self.p["publish_initialpose"] and self.localizer is not None:
-            self.get_logger().info(f"initialpose gate: {self.gate.summary()}")
+        if self.p["publish_initialpose"] and self.outputs is not None:
+            self.get_logger().info(f"initialpose gate: {self.outputs.gate_state()[2]}")
 
 
 class RelocalizationNode(_Relocalization, Node):
@@ -852,47 +536,6 @@ class ManagedRelocalizationNode(_Relocalization, LifecycleNode):
             self._deactivate()
         self._cleanup()
         return TransitionCallbackReturn.SUCCESS
-
-
-def release_memory() -> None:
-    """Return freed memory to the OS after the model and database are dropped: collect
-    cycles, empty the CUDA cache, and ``malloc_trim`` glibc's heap (else RSS stays at its peak)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:
-        pass
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def align_with_covariance(T_world_db: np.ndarray, T_db_cam: np.ndarray, cov_db: np.ndarray):
-    """A pose and its covariance (world-axes convention) moved into another world frame:
-    both the position and the small rotation about the axes rotate with R_world_db."""
-    B = np.zeros((6, 6))
-    B[:3, :3] = B[3:, 3:] = T_world_db[:3, :3]
-    return T_world_db @ T_db_cam, B @ cov_db @ B.T
-
-
-def compose_with_covariance(T_map_cam: np.ndarray, cov_cam: np.ndarray, T_cam_robot: np.ndarray):
-    """Pose of a frame rigidly attached to the camera, and its covariance.
-
-    With the covariance convention of the fusion (position perturbation δp and a small
-    rotation δθ about the fixed map axes), the robot's position p_r = p_c + R_c t moves by
-    δp − [R_c t]× δθ and its orientation by the same δθ: Σ_r = J Σ_c Jᵀ, J = [[I, −[R_c t]×], [0, I]].
-    """
-    T = T_map_cam @ T_cam_robot
-    J = np.eye(6)
-    J[:3, 3:] = -skew(T_map_cam[:3, :3] @ T_cam_robot[:3, 3])
-    return T, J @ cov_cam @ J.T
 
 
 def main(args=None, managed: bool | None = None) -> int:
