@@ -82,7 +82,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import chi2
 
-from reloc_ros.core.files import FileProblem, atomic_write_text
+from reloc_ros.core.files import FileProblem, atomic_write_text, version_problem
 from reloc_ros.core.refiners import NO_REFINER, REFINERS
 
 __all__ = ["SIGNALS", "signal_names",
@@ -313,9 +313,10 @@ class Calibration:
             raise CalibrationError(path, f"not a readable calibration file ({e})") from None
         if not isinstance(payload, dict) or payload.get("format") != CALIBRATION_FORMAT:
             raise CalibrationError(path, f"not a {CALIBRATION_FORMAT} file")
-        if payload.get("format_version") != CALIBRATION_FORMAT_VERSION:
-            raise CalibrationError(path, f"format version {payload.get('format_version')} is not "
-                                         f"{CALIBRATION_FORMAT_VERSION}; refit it (python -m reloc_ros.eval.calibrate)")
+        problem = version_problem("calibration file", payload.get("format_version"), CALIBRATION_FORMAT_VERSION,
+                                  "python -m reloc_ros.eval.calibrate")
+        if problem:
+            raise CalibrationError(path, problem)
         if db is not None and payload.get("database_checksum") != db.checksum:
             raise CalibrationError(path, "was fitted for another database (checksum differs); refit it "
                                          "with python -m reloc_ros.eval.calibrate")

@@ -150,7 +150,7 @@ class FrameDatabase:
         """Read and verify a database file; raises :class:`DatabaseError`."""
         path = Path(path)
         payload = load_container(path, DatabaseError, "database", DB_FORMAT, DB_FORMAT_VERSION, map_location,
-                                 "; rebuild it")
+                                 rebuild="python -m reloc_ros.mapping.database build")
         try:
             tensors, ids = payload["tensors"], payload["frame_ids"]
             want = payload["checksum"]

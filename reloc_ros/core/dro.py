@@ -389,7 +389,8 @@ def load_dro(path: Path | str, model_info: ModelInfo | None = None, device: str 
     the model's info, that it was trained on that model's encoder. Raises
     :class:`reloc_ros.core.model.file.ModelFileError` naming the file."""
     path = Path(path)
-    payload = load_container(path, ModelFileError, "DRO file", DRO_FORMAT, DRO_FORMAT_VERSION)
+    payload = load_container(path, ModelFileError, "DRO file", DRO_FORMAT, DRO_FORMAT_VERSION,
+                             rebuild="python -m reloc_train.dro")
     for key in ("config", "state_dict", "fingerprint", "model_fingerprint"):
         if key not in payload:
             raise ModelFileError(path, f"DRO file lacks its {key!r} entry")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, IO
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FileProblem", "atomic_write", "atomic_save", "atomic_write_text", "tensor_fingerprint",
+__all__ = ["FileProblem", "version_problem", "atomic_write", "atomic_save", "atomic_write_text", "tensor_fingerprint",
            "load_torch_file", "load_container"]
 
 log = logging.getLogger(__name__)
@@ -141,22 +141,38 @@ def _not_a_readable_file(path: Path, what: str) -> str | None:
     return f"is {kind}, not a {what}"
 
 
+def version_problem(what: str, found, version: int, rebuild: str) -> str | None:
+    """The one-line problem of a file whose format version is not ``version`` (None if it is).
+
+    Args:
+        what: what the file is ("model file").
+        found: the version the file carries (None: none).
+        version: the version this code reads and writes.
+        rebuild: the command that writes the file anew (e.g. "python -m reloc_train.train").
+    """
+    if found == version:
+        return None
+    age = "newer" if isinstance(found, int) and found > version else "older"
+    return (f"{what} format version {found} is {age} than the one this code reads ({version}); "
+            f"write it again with {rebuild}" + (" or update reloc_ros" if age == "newer" else ""))
+
+
 def load_container(path: Path | str, error: Callable[[Path, str], Exception], what: str, fmt: str, version: int,
-                   map_location: str | torch.device = "cpu", rebuild_hint: str = "") -> dict:
+                   map_location: str | torch.device = "cpu", rebuild: str = "") -> dict:
     """:func:`load_torch_file`, then check that it is a dict of format ``fmt``, version ``version``.
 
     Args:
         path, error, what, map_location: as :func:`load_torch_file`.
         fmt: the expected ``payload["format"]`` (e.g. ``"reloc_ros.model"``).
         version: the expected ``payload["format_version"]``.
-        rebuild_hint: appended to the version error (e.g. "; rebuild it").
+        rebuild: the command that writes such a file anew, named by the version error.
     """
     path = Path(path)
     payload = load_torch_file(path, error, what, map_location)
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise error(path, f"not a reloc_ros {what} (format {got!r}, expected {fmt!r})")
-    if payload.get("format_version") != version:
-        raise error(path, f"{what} format version {payload.get('format_version')} is not supported "
-                          f"(this code reads version {version}){rebuild_hint}")
+    problem = version_problem(what, payload.get("format_version"), version, rebuild or "the command that made it")
+    if problem:
+        raise error(path, problem)
     return payload

@@ -80,7 +80,8 @@ def save_model(path: Path | str, model: RelPoseNet, meta: dict | None = None) ->
 def read_model_file(path: Path | str) -> dict:
     """Load and check a model file's container; raises :class:`ModelFileError`."""
     path = Path(path)
-    payload = load_container(path, ModelFileError, "model file", MODEL_FORMAT, MODEL_FORMAT_VERSION)
+    payload = load_container(path, ModelFileError, "model file", MODEL_FORMAT, MODEL_FORMAT_VERSION,
+                             rebuild="python -m reloc_train.train")
     for key in ("config", "state_dict", "fingerprint"):
         if key not in payload:
             raise ModelFileError(path, f"model file lacks its {key!r} entry")
