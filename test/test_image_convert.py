@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from reloc_ros.ros import messages as ic
-from reloc_ros.ros.messages import ImageConversionError
+from reloc_ros.ros import images as ic
+from reloc_ros.ros.images import ImageConversionError
 
 try:  # ROS 2's cv_bridge, present on robots, absent from the venv
     from cv_bridge import CvBridge  # noqa: F401

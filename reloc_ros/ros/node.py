@@ -96,8 +96,9 @@ from std_srvs.srv import Trigger
 from reloc_ros.core.model._torchvision import import_torchvision
 from reloc_ros.ros import parameters
 from reloc_ros.ros.diagnostics import POSE_OUTCOMES, Snapshot, Stats, status
-from reloc_ros.ros.messages import BACKEND as IMAGE_BACKEND
-from reloc_ros.ros.messages import ImageConversionError, camera_info_to_intrinsics, msg_to_rgb
+from reloc_ros.ros.images import BACKEND as IMAGE_BACKEND
+from reloc_ros.ros.images import ImageConversionError, msg_to_rgb
+from reloc_ros.ros.messages import camera_info_to_intrinsics
 from reloc_ros.ros.outputs import Outputs
 from reloc_ros.ros.shutdown import stop_on_signals
 from reloc_ros.ros.startup import StartupError, checked_parameters, load_localizer, release_memory
