@@ -252,3 +252,14 @@ def test_wrong_overrides_become_one_line_not_an_exception(make_node):
     assert node.set_parameters([Parameter("max_rate_hz", value=2.0), Parameter("top_k", value=3),
                                 Parameter("camera_intrinsics", value=[0.0] * 6)])[0].successful
     assert P.validate(P.read(node))["max_rate_hz"] == 2.0
+
+
+def test_refiner_files_map_keys_to_paths_and_take_dro_path():
+    from reloc_ros.ros import parameters as P
+
+    values = {**{p.name: p.default for p in P.PARAMETERS}, "model_path": "m.pt", "database_path": "d.pt",
+              "refiner_files": ["anchor_map = /maps/a.pt", "dro_path=/x/dro.pt"], "dro_path": "/y/other.pt"}
+    assert P.refiner_files(values) == {"anchor_map": "/maps/a.pt", "dro_path": "/x/dro.pt"}
+    assert P.refiner_files({**values, "refiner_files": []}) == {"dro_path": "/y/other.pt"}
+    with pytest.raises(P.ParameterError, match=r"refiner_files entries must be key=path"):
+        P.validate({**values, "refiner_files": ["no_equals_sign"]})

@@ -192,6 +192,20 @@ _NONNEG = Range(0.0)
 _POSITIVE = Range(0.0, low_open=True)
 
 #: Every parameter of the node, in the order of the YAML file and the docs.
+def _key_paths(v, values) -> str | None:
+    bad = [e for e in v if "=" not in e or not e.split("=", 1)[0].strip() or not e.split("=", 1)[1].strip()]
+    return f"entries must be key=path (got {bad})" if bad else None
+
+
+def refiner_files(values: Mapping[str, Any]) -> dict[str, str]:
+    """The refiner's files: ``refiner_files`` (key=path) and ``dro_path``, by key."""
+    files = dict(e.split("=", 1) for e in values.get("refiner_files", []) if "=" in e)
+    files = {k.strip(): v.strip() for k, v in files.items()}
+    if values.get("dro_path"):
+        files.setdefault("dro_path", values["dro_path"])
+    return files
+
+
 PARAMETERS: tuple[Param, ...] = (
     Param("model_path", "string", "", "model file written by training (reloc_train)", check=_required,
           constraints="required", launch="model"),
@@ -228,6 +242,8 @@ PARAMETERS: tuple[Param, ...] = (
           "optimizer, --dense and dro_path); refiners need the camera's intrinsics"),
     Param("dro_path", "string", "", "DRO file for refiner dro (python -m reloc_train.dro), trained on "
           "model_path's features"),
+    Param("refiner_files", "string array", [], "more files for the refiner, as key=path (a plugin refiner "
+          "reads its own keys; dro_path may be given here too)", check=_key_paths, constraints="each key=path"),
     Param("refine_iterations", "integer", -1, "iterations of the refiner (lm: per pyramid level, dro: per "
           "stage); -1: the database's (lm) or the DRO file's (dro) default", range=Range(-1)),
     Param("camera_intrinsics", "double array", [0.0] * 6, "fx, fy, cx, cy, width, height of the camera, for "

@@ -65,7 +65,7 @@ def load_localizer(values: Mapping[str, Any], log) -> Localizer:
     t0 = time.time()
     try:
         loc = Localizer.from_files(p["model_path"], p["database_path"], parameters.localizer_config(p), p["device"],
-                                   p["calibration_path"] or None, dro_path=p["dro_path"] or None)
+                                   p["calibration_path"] or None, refiner_files=parameters.refiner_files(p))
         loc.warmup(p["warmup_iterations"])
     except (ModelFileError, DatabaseError, CalibrationError, ValueError, RuntimeError) as e:
         raise StartupError(str(e)) from None
