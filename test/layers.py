@@ -95,3 +95,24 @@ def upward_imports(root: Path) -> list[str]:
                     continue
                 problems.append(f"{path.relative_to(root)}:{line}: {own} imports {target} ({other})")
     return sorted(set(problems))
+
+
+def unexplained_local_imports(root: Path) -> list[str]:
+    """``"file:line: module"`` of every import inside a function that carries no ``# lazy:``
+    comment (on its line or the line above) saying why it is not at module level."""
+    problems = []
+    for folder in SOURCES:
+        for path in sorted((root / folder).rglob("*.py")):
+            lines = path.read_text().splitlines()
+            tree = ast.parse("\n".join(lines), filename=str(path))
+            for fn in ast.walk(tree):
+                if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for node in ast.walk(fn):
+                    if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                        continue
+                    here = lines[node.lineno - 1] + " " + lines[max(0, node.lineno - 2)]
+                    if "# lazy:" not in here:
+                        name = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                        problems.append(f"{path.relative_to(root)}:{node.lineno}: {name}")
+    return sorted(set(problems))

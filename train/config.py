@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from reloc_ros.core.model import ModelConfig
 from reloc_train.pairs import PairConfig
 
 __all__ = ["DataConfig", "ModelSection", "MTLConfig", "RetrievalConfig", "OptimConfig", "RunConfig", "EvalConfig", "TrainConfig",
@@ -82,8 +83,6 @@ class ModelSection:
 
     def model_config(self):
         """The network's :class:`~reloc_ros.core.model.ModelConfig` (what the model file keeps)."""
-        from reloc_ros.core.model import ModelConfig
-
         return ModelConfig(arch=self.arch, input_size=tuple(self.input_size), head_hidden=self.head_hidden,
                            dropout=self.dropout, descriptor_dim=self.descriptor_dim, pose_grid=self.pose_grid,
                            pose_channels=self.pose_channels, tasks=tuple(self.tasks))

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from reloc_ros.core.camera import Intrinsics
 from reloc_ros.core.database import DatabaseError, FrameDatabase
@@ -108,8 +109,6 @@ def prepare(model, db: FrameDatabase, scenes: dict[str, Scene], split: str | Non
             G >= 1: also from its own sequence, at least G frames away (for maps whose
             sequences do not overlap, such as the unit tests' tiny scene).
     """
-    from tqdm import tqdm
-
     rows_scene = db.scene_index.numpy()
     seqs = np.array([_seq(f) for f in db.frame_ids])
     num = np.array([int("".join(ch for ch in f.split("/")[-1] if ch.isdigit()) or 0) for f in db.frame_ids])
@@ -219,10 +218,10 @@ def evaluate(dro: DRO, data: DROData, db: FrameDatabase, T0: torch.Tensor, m: in
 
 
 def _plot(history: list[dict], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (about 1 s) only for the curves at the end of train()
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
     s = [h["step"] for h in history]
@@ -246,8 +245,7 @@ def _plot(history: list[dict], path: Path) -> None:
 
 def train(args) -> dict:
     """Train DRO (the module docstring); returns the final validation numbers."""
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
+    from torch.utils.tensorboard import SummaryWriter  # lazy: a train extra; prepare() and the losses go without it
 
     torch.manual_seed(args.seed)
     dev = resolve_device(args.device)

@@ -210,10 +210,10 @@ def write_outputs(out: Path, rows: list[dict], tables: dict, title: str) -> str:
 
 
 def plot(out: Path, rows: list[dict], tables: dict) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (about 1 s) only for the plots; the tables go without it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     methods = next(iter(tables.values()))[0]
     fig, axes = plt.subplots(len(tables), 2, figsize=(max(8, 1.1 * len(methods) + 2), 4 * len(tables)),
@@ -245,7 +245,7 @@ def _bars(axes, methods, scenes, table, title) -> None:
 
 
 def _weight_curves(out: Path, rows: list[dict], methods: list[str]) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as in plot(), which calls this after choosing the Agg backend
 
     curves = defaultdict(list)
     for r in rows:

@@ -17,13 +17,16 @@ those limits.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import sparse
 from scipy.spatial import cKDTree
 
 from reloc_ros.core.camera import Intrinsics
+from reloc_ros.core.geometry import rotation_error_deg, translation_error
 
 __all__ = ["FramePoints", "frame_points", "ViewOverlap"]
 
@@ -88,8 +91,6 @@ def _shrink(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     bh, bw = max(1, H // h), max(1, W // w)
     blocks = depth[: bh * h, : bw * w].reshape(h, bh, w, bw).transpose(0, 2, 1, 3).reshape(h, w, -1)
     with np.errstate(all="ignore"):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay NaN
             return np.nanmedian(blocks, axis=2).astype(np.float32)
@@ -128,8 +129,6 @@ class ViewOverlap:
     def __init__(self, fp: FramePoints, groups: np.ndarray, max_distance_m: float = 3.0,
                  positive: float = 0.5, negative: float = 0.1, positive_m: float = 0.5,
                  positive_deg: float = 30.0):
-        from scipy import sparse
-
         self.positive, self.negative = positive, negative
         self.positive_m, self.positive_deg = positive_m, positive_deg
         self.poses = fp.poses
@@ -181,8 +180,6 @@ class ViewOverlap:
     def labels(self, idx: np.ndarray) -> torch.Tensor:
         """(M, M) int8 labels of the frames ``idx``: 1 positive, -1 negative, 0 ignored (and
         between a frame and itself)."""
-        from reloc_ros.core.geometry import rotation_error_deg, translation_error
-
         idx = np.asarray(idx)
         o = self.matrix(idx)
         T = self.poses[idx]

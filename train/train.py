@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
 
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.files import atomic_save, atomic_write_text
@@ -49,7 +50,7 @@ from reloc_train.mtl import build_method
 from reloc_train.mtl.engine import distributed_reducers, mtl_backward
 from reloc_train.overlap import ViewOverlap
 from reloc_train.pretrained import load_imagenet_weights
-from reloc_train.validate import validate
+from reloc_train.validate import encode_store, subsample, validate
 
 log = logging.getLogger("reloc_train")
 
@@ -230,6 +231,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+            # lazy: tensorboard is a train extra; the demo imports this module and with --model goes without it
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.global_step or None)
@@ -281,8 +283,6 @@ class Trainer:
         """A hard negative per training frame from the current descriptors (or None)."""
         if self.overlap is None or not self.cfg.retrieval.hard_negatives:
             return None
-        from reloc_train.validate import encode_store
-
         _, desc = encode_store(self.model, self.dataset.store, np.arange(len(self.train_fs)), self.device)
         rng = np.random.default_rng([self.cfg.run.seed, self.epoch, 2])
         return self.overlap.hard_negatives(desc.cpu(), self.train_fs.scene_index, rng=rng)
@@ -367,8 +367,6 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------
     def fit(self) -> dict:
-        from tqdm import tqdm
-
         o, run = self.cfg.optim, self.cfg.run
         bs, epochs = o.batch_size, o.epochs
         ck_every = run.checkpoint_every_steps
@@ -445,8 +443,6 @@ class Trainer:
                "val_recall_at_1": m["recall_at_1"], "val_recall_at_5": m["recall_at_5"],
                "val_oracle_recall": m["oracle_recall"]}
         if self.decoder is not None:
-            from reloc_train.validate import subsample
-
             rows = subsample(len(self.val_fs), self.cfg.eval.max_frames)
             aux = evaluate_aux(self.model, self.decoder, self.val_store, self.aux_val, rows, self.device)
             val.update({f"val_{k}": v for k, v in aux.items()})

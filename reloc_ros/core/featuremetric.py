@@ -288,7 +288,7 @@ class DenseSet:
 
     def grid(self, level_index: int, rows) -> tuple:
         """Frames ``rows`` at a level: xyz ``(m, gh, gw, 3)`` and features ``(m, gh, gw, C)`` (float32)."""
-        import torch
+        import torch  # lazy: about 2.5 s; the bag-to-map conversion imports DenseConfig without torch
 
         r = torch.as_tensor(np.asarray(rows, dtype=np.int64))
         return self.xyz[level_index][r].float(), self.feat[level_index][r].float()
@@ -314,7 +314,7 @@ class DenseSet:
     @classmethod
     def pack(cls, per_frame: list[list[tuple[np.ndarray, np.ndarray]]], config: DenseConfig) -> "DenseSet":
         """From per frame, per level ``(xyz_gh_gw_3, feat_gh_gw_C)`` (:func:`frame_points`)."""
-        import torch
+        import torch  # lazy: about 2.5 s; the bag-to-map conversion imports DenseConfig without torch
 
         xyzs, feats = [], []
         for li in range(len(config.levels)):
@@ -327,7 +327,7 @@ class DenseSet:
 
     @staticmethod
     def concat(sets: list["DenseSet"]) -> "DenseSet":
-        import torch
+        import torch  # lazy: about 2.5 s; the bag-to-map conversion imports DenseConfig without torch
 
         if any(s.config != sets[0].config for s in sets):
             raise ValueError("dense sets were made with different settings")

@@ -54,7 +54,7 @@ class HNSWIndex:
 
     def __init__(self, descriptors: torch.Tensor, m: int = 32, ef_search: int = 64, ef_construction: int = 80):
         try:
-            import faiss
+            import faiss  # lazy: optional (faiss-cpu), needed only by this index
         except ImportError as e:
             raise ImportError("the 'hnsw' index needs faiss (pip install faiss-cpu)") from e
         x = np.ascontiguousarray(descriptors.detach().cpu().numpy().astype(np.float32))
@@ -69,7 +69,7 @@ class HNSWIndex:
         return self.n
 
     def search(self, q: torch.Tensor, k: int, subset: torch.Tensor | None = None):
-        import faiss
+        import faiss  # lazy: optional, as in __init__ (loaded by then: a dict lookup)
 
         qn = np.ascontiguousarray(q.detach().cpu().numpy().astype(np.float32))
         if subset is None:

@@ -259,10 +259,10 @@ def table_markdown(res: dict, title: str = "") -> str:
 
 
 def plot(res: dict, out: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (about 1 s) only for the plots; the metrics are imported without it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     rows = res["rows"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -312,10 +312,10 @@ def plot(res: dict, out: Path) -> None:
 
 def plot_precision_recall(cr: dict, path: Path, title: str = "") -> None:
     """Precision and recall over the confidence threshold, the chosen threshold marked."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (about 1 s) only for the plots; the metrics are imported without it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     c = cr["curve"]
     fig, ax = plt.subplots(figsize=(6, 4))

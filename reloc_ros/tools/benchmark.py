@@ -29,6 +29,7 @@ from reloc_ros.core.fusion import FusionConfig
 from reloc_ros.core.localizer import Localizer, LocalizerConfig
 from reloc_ros.core.model import ModelConfig, RelPoseNet
 from reloc_ros.core.retrieval import build_index
+from reloc_ros.data.sevenscenes import Scene, read_color
 from reloc_ros.eval.latency import latency, synthetic_database
 from reloc_ros.eval.report import emit, markdown_table
 
@@ -110,8 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         model = RelPoseNet(ModelConfig(arch=args.arch, input_size=tuple(args.size))).eval()
         loc = Localizer(model, synthetic_database(model, args.db_frames), cfg, dev)
     if args.scene:
-        from reloc_ros.data.sevenscenes import Scene, read_color
-
         sc = Scene(args.scene)
         images = [read_color(f.color_path) for f in sc.frames("test")[:20]]
     else:

@@ -41,6 +41,23 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from reloc_ros.core.calibration import CalibrationError
+from reloc_ros.core.database import DatabaseError, FrameDatabase
+from reloc_ros.core.device import resolve_device
+from reloc_ros.core.fusion import FusionConfig
+from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.model import ModelFileError, load_model
+from reloc_ros.core.pnp import PnPConfig
+from reloc_ros.core.refiners import NO_REFINER, REFINERS
+from reloc_ros.data.sevenscenes import Scene, SevenScenesError
+from reloc_ros.eval.calibrate import calibrate
+from reloc_ros.eval.calibrate import report as calibration_report
+from reloc_ros.mapping.database import build_database
+from reloc_ros.tools.bag.convert import convert_scene, summary_line
+from reloc_sim import synthetic
+from reloc_train.config import load_config
+from reloc_train.train import Trainer
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / ".cache" / "demo"
 POSE_TOPIC = "/relocalization_node/pose"
@@ -75,8 +92,6 @@ def cached(stamp: Path, key: str) -> bool:
 def stage_data(args) -> Path:
     if args.scene:
         return args.scene
-    from reloc_sim import synthetic
-
     cfg = synthetic.PRESETS[args.preset]
     key = key_of({"preset": args.preset, "seed": args.seed, "config": asdict(cfg)})
     root = args.out / f"data_{key}"
@@ -96,8 +111,6 @@ def stage_data(args) -> Path:
 
 def map_split(scene_dir: Path) -> str:
     """'fit' when the scene holds a training sequence out for calibration, else 'train'."""
-    from reloc_ros.data.sevenscenes import Scene
-
     return "fit" if Scene(scene_dir).sequences("calib") else "train"
 
 
@@ -105,9 +118,6 @@ def stage_model(args, scene_dir: Path) -> Path:
     if args.model:
         log(f"2/6 model: using {args.model}")
         return args.model
-    from reloc_train.config import load_config
-    from reloc_train.train import Trainer
-
     split = map_split(scene_dir)
     sets = (QUICK_TRAIN if args.quick else TRAIN_SETTINGS) + [f"mtl.method={args.method}", f"data.train_split={split}"] \
         + (["data.val_split=calib"] if split == "fit" else []) + list(args.set)
@@ -134,13 +144,6 @@ def _scene_key(scene_dir: Path) -> str:
 
 
 def stage_database(args, model: Path, scene_dir: Path) -> Path:
-    from reloc_ros.core.device import resolve_device
-    from reloc_ros.core.model import load_model
-    from reloc_ros.core.pnp import PnPConfig
-    from reloc_ros.core.refiners import NO_REFINER, REFINERS
-    from reloc_ros.data.sevenscenes import Scene
-    from reloc_ros.mapping.database import build_database
-
     device = resolve_device(args.device)
     net, info = load_model(model, device)
     split = map_split(scene_dir)
@@ -165,12 +168,6 @@ def stage_database(args, model: Path, scene_dir: Path) -> Path:
 def stage_calibration(args, model: Path, db: Path, scene_dir: Path) -> Path | None:
     """The calibration file of (model, database, fusion), fitted on the held-out sequence;
     None when the scene has none with enough frames."""
-    from reloc_ros.core.database import FrameDatabase
-    from reloc_ros.core.fusion import FusionConfig
-    from reloc_ros.core.localizer import Localizer, LocalizerConfig
-    from reloc_ros.data.sevenscenes import Scene
-    from reloc_ros.eval.calibrate import calibrate, report
-
     scene = Scene(scene_dir)
     n = len(scene.frames("calib")) if scene.sequences("calib") else 0
     if n < 20:
@@ -188,14 +185,12 @@ def stage_calibration(args, model: Path, db: Path, scene_dir: Path) -> Path | No
                                                           refiner=args.refiner), args.device)
     cal, pr = calibrate(loc, [scene], "calib", progress=False)
     cal.save(path, loc.db)
-    (path.parent / "calibration.md").write_text(report(cal))
-    log("    " + report(cal).split("\n- ", 1)[1].replace("\n- ", "\n    "))
+    (path.parent / "calibration.md").write_text(calibration_report(cal))
+    log("    " + calibration_report(cal).split("\n- ", 1)[1].replace("\n- ", "\n    "))
     return path
 
 
 def stage_bag(args, scene_dir: Path) -> Path:
-    from reloc_ros.tools.bag.convert import convert_scene, summary_line
-
     key = key_of({"scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir),
                   "max_frames": args.max_frames, "odometry": ODOMETRY_DRIFT})
     bag = args.out / f"bag_{key}"
@@ -325,11 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     times = {}
-    from reloc_ros.core.calibration import CalibrationError
-    from reloc_ros.core.database import DatabaseError
-    from reloc_ros.core.model import ModelFileError
-    from reloc_ros.data.sevenscenes import SevenScenesError
-
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s", stream=sys.stderr)
 
     try:

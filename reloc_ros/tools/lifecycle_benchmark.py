@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from lifecycle_msgs.srv import ChangeState, GetState
 
 from reloc_ros.tools.node_benchmark import IMAGE_TOPIC, POSE_TOPIC, Probe, add_model_options, make_assets
 from reloc_ros.eval.report import emit, markdown_table
@@ -46,8 +47,6 @@ class LifecycleClient:
     """
 
     def __init__(self, node, target: str = "/relocalization_node"):
-        from lifecycle_msgs.srv import ChangeState, GetState
-
         self._change = node.create_client(ChangeState, f"{target}/change_state")
         self._get = node.create_client(GetState, f"{target}/get_state")
 
@@ -64,15 +63,11 @@ class LifecycleClient:
         return fut.result()
 
     def state(self, timeout_s: float = 30.0) -> str:
-        from lifecycle_msgs.srv import GetState
-
         return self._call(self._get, GetState.Request(), timeout_s).current_state.label
 
     def set(self, transition: str, timeout_s: float = 120.0) -> bool:
         """Request a transition by name (configure, activate, deactivate, cleanup, shutdown);
         True when it succeeded."""
-        from lifecycle_msgs.srv import ChangeState
-
         if transition not in TRANSITIONS:
             raise ValueError(f"unknown transition {transition!r}: use one of {', '.join(TRANSITIONS)}")
         req = ChangeState.Request()

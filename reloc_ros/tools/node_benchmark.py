@@ -28,8 +28,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 
+from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
+from reloc_ros.eval.latency import synthetic_database
 from reloc_ros.eval.report import emit, markdown_table
+from reloc_ros.ros.messages import rgb_to_image_msg
 
 POSE_TOPIC = "/relocalization_node/pose"
 IMAGE_TOPIC = "/bench/image"
@@ -37,9 +46,6 @@ IMAGE_TOPIC = "/bench/image"
 
 def make_assets(arch: str, size: tuple[int, int], frames: int, out: Path) -> tuple[Path, Path]:
     """A random-weight model file and a synthetic database, for timing only."""
-    from reloc_ros.eval.latency import synthetic_database
-    from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
-
     model = RelPoseNet(ModelConfig(arch=arch, input_size=size)).eval()
     save_model(out / "bench_model.pt", model, {"mtl_method": "none (benchmark)"})
     db = synthetic_database(model, frames)
@@ -63,13 +69,6 @@ class Probe:
     """Publishes frames and records pose receive times (its own rclpy context)."""
 
     def __init__(self):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseWithCovarianceStamped
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
         self.node = rclpy.create_node("node_benchmark_probe", context=self.ctx)
@@ -93,15 +92,11 @@ class Probe:
         self.diag = {v.key: v.value for v in msg.status[0].values}
 
     def send(self, rgb: np.ndarray) -> None:
-        from reloc_ros.ros.messages import rgb_to_image_msg
-
         m = rgb_to_image_msg(rgb, frame_id="camera_color_optical_frame")
         m.header.stamp = self.node.get_clock().now().to_msg()
         self.pub.publish(m)
 
     def close(self) -> None:
-        import rclpy
-
         self.ex.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.ctx)

@@ -33,7 +33,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from reloc_ros.core.database import DatabaseError
 from reloc_ros.core.geometry import pose_errors
+from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.model import ModelFileError
+from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes, read_color
 from reloc_ros.eval.report import markdown_table, pct, write_csv, write_text
 
 __all__ = ["perturb", "run", "main"]
@@ -68,8 +72,6 @@ def run(locs: dict, scenes, queries: int, iterations: dict, basin: list[float], 
     """Both measurements (module docstring) for each refiner of ``locs`` ({'lm': localizer,
     'dro': localizer}, sharing a model and database), on the same queries and fused poses;
     ``iterations``: {refiner: iterations per level or stage}. Returns the tables' rows."""
-    from reloc_ros.data.sevenscenes import read_color
-
     first = next(iter(locs.values()))
     items = []
     for sc in scenes:
@@ -141,10 +143,10 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (about 1 s) only for this plot; run() and report() go without it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
     for name in res["basin_80"]:
@@ -187,11 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args(argv)
-    from reloc_ros.core.database import DatabaseError
-    from reloc_ros.core.localizer import Localizer, LocalizerConfig
-    from reloc_ros.core.model import ModelFileError
-    from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes
-
     try:
         locs = {"lm": Localizer.from_files(args.model, args.db, LocalizerConfig(refiner="lm"), args.device)}
         if args.dro:

@@ -103,7 +103,7 @@ def attention_maps(model: RelPoseNet, query_HW3: np.ndarray, reference_HW3: np.n
     [t, q] (7,))``, the maps at the model's input size.
     """
     import_torchvision()  # pytorch_grad_cam imports torchvision: define its op schemas first
-    from pytorch_grad_cam import GradCAMPlusPlus
+    from pytorch_grad_cam import GradCAMPlusPlus  # lazy: after import_torchvision() above; an optional train extra
 
     model.eval()
     size = model.cfg.input_size
@@ -126,10 +126,10 @@ def attention_maps(model: RelPoseNet, query_HW3: np.ndarray, reference_HW3: np.n
 
 
 def _grid(rows: list[dict], out: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (about 1 s) only for the figure; the maps go without it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     n_layers = len(rows[0]["maps"][next(iter(TARGETS))])
     cols = 2 + n_layers * len(TARGETS)

@@ -22,6 +22,8 @@ experiment run under the same load, ``--jobs`` at a time).
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import sys
@@ -33,6 +35,11 @@ import numpy as np
 import torch
 
 from reloc_ros.core.files import atomic_write_text
+from reloc_ros.core.fusion import FusionConfig
+from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.model import load_model
+from reloc_ros.eval.latency import latency, synthetic_database
+from reloc_train.experiments.table3 import main as table3_main
 from reloc_train.experiments.table4 import train_run
 
 #: rows: name -> (aux.tasks, label)
@@ -77,13 +84,11 @@ def _ms(values: list[float], fmt: str) -> str:
 def step_cost(dest: Path, configs: list, sets: list, methods: list[str], steps: int = 10) -> None:
     """The uncontended cost of one training step per row and method (``reloc_train.experiments.table3``,
     one child process per method, alternating order), into ``dest/step_cost_<row>.{md,json}``."""
-    from reloc_train.experiments.table3 import main as bench
-
     for r, (tasks, _) in ROWS.items():
         argv = [a for c in configs for a in ("--config", str(c))] + [a for s in sets for a in ("--set", s)]
         argv += ["--set", f"aux.tasks=[{','.join(tasks)}]", "--methods", ",".join(methods), "--steps", str(steps),
                  "--out", str(dest / f"step_cost_{r}.md")]
-        bench(argv)
+        table3_main(argv)
 
 
 def _bench_steps(dest: Path | None) -> dict[tuple[str, str], float]:
@@ -150,12 +155,9 @@ def report(out: Path, seeds: list[int], methods: list[str], dest: Path | None, w
     if dest is not None:
         dest.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dest / "aux_table.md", text + "\n")
-        import csv as _csv
-        import io
-
         buf = io.StringIO()
         if csv_rows:
-            w = _csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
+            w = csv.DictWriter(buf, fieldnames=list(csv_rows[0]))
             w.writeheader()
             w.writerows(csv_rows)
         atomic_write_text(dest / "per_run.csv", buf.getvalue())
@@ -184,11 +186,6 @@ def node_cost(models: dict[str, Path], db_frames: int = 1600, queries: int = 30,
     heads, fusion) on the same 640x480 frames against a database of ``db_frames`` synthetic
     frames, the models timed in alternating rounds in one process; the ratio is to the
     first model. The decoder is not in a model file, so the cost must not change."""
-    from reloc_ros.core.fusion import FusionConfig
-    from reloc_ros.core.localizer import Localizer, LocalizerConfig
-    from reloc_ros.core.model import load_model
-    from reloc_ros.eval.latency import latency, synthetic_database
-
     cfg = LocalizerConfig(top_k=5, fusion=FusionConfig(method="consensus"))
     locs, info = {}, {}
     for name, path in models.items():

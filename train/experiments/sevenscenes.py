@@ -11,7 +11,7 @@ What it does:
    a message that names the folder and the problem;
 2. trains, for every method and seed, ONE network on the training sequences of all the
    scenes together (``config/train.yaml``: ResNet-34 at 256×341, ImageNet initialisation,
-   30 epochs), through :func:`reloc_train.experiments.main` (an interrupted run resumes);
+   30 epochs), through :func:`reloc_train.experiments.table4.main` (an interrupted run resumes);
 3. evaluates every test frame of every scene (top-1 retrieval + relative pose, and the
    oracle-neighbour regression) and writes the Table-4 layout: per-scene medians, their
    mean, and R against Uniform (:mod:`reloc_train.evaluate`) into ``OUT/report``.
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from reloc_ros.data.sevenscenes import SEVEN_SCENES, Dataset, SevenScenesError
-from reloc_train import experiments
+from reloc_train.experiments import table4
 
 log = logging.getLogger("reloc_train.experiments.sevenscenes")
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         exp += ["--config", str(c)]
     for s in sets:
         exp += ["--set", s]
-    rc = experiments.main(exp)
+    rc = table4.main(exp)
     log.info("protocol finished in %.0f s (rc %d); report: %s", time.time() - t0, rc, args.out / "report" / "table4.md")
     return rc
 

@@ -38,11 +38,13 @@ import torch
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.model import RelPoseNet
 from reloc_ros.eval.report import emit, markdown_table, write_json
+from reloc_sim.synthetic import CLASSES
+from reloc_train.auxiliary import AuxDecoder, default_levels
 from reloc_train.config import load_config
 from reloc_train.mtl import METHODS, build_method
 from reloc_train.train import build_optimizer, mtl_step
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER_ORDER = ["uniform", "uncertainty", "mgda", "mgda_ub", "gradnorm", "pcgrad", "aligned", "aligned_ub"]
 
 
@@ -66,9 +68,6 @@ def run_method(method: str, cfg, batch: int, steps: int, warmup: int, device: st
     aux_tasks = tuple(cfg.aux.tasks)
     decoder = None
     if aux_tasks:  # the auxiliary decoder, with the 20 classes of the synthetic scenes
-        from reloc_sim.synthetic import CLASSES
-        from reloc_train.auxiliary import AuxDecoder, default_levels
-
         levels = tuple(cfg.aux.levels) or default_levels(model, start)
         decoder = AuxDecoder.for_model(model, levels, len(CLASSES) if "seg" in aux_tasks else 0,
                                        "depth" in aux_tasks, cfg.aux.width).to(dev).train()

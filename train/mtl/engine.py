@@ -77,6 +77,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from .base import Weighting, gram_stats
@@ -356,8 +357,6 @@ def mtl_backward(method: Weighting, losses: Tensor, *, shared_params: Iterable[n
 # ---------------------------------------------------------------------------- distributed
 def all_reduce_mean_fn(group=None) -> Reducer:
     """A ``reduce_grads`` for ``torch.distributed``: in-place all-reduce mean over ``group``."""
-    import torch.distributed as dist
-
     def reduce(t: Tensor) -> Tensor:
         t = t.contiguous()
         dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
@@ -368,8 +367,6 @@ def all_reduce_mean_fn(group=None) -> Reducer:
 
 def all_reduce_sum_fn(group=None) -> Reducer:
     """A ``reduce_gram`` for ``torch.distributed``: in-place all-reduce sum over ``group``."""
-    import torch.distributed as dist
-
     def reduce(t: Tensor) -> Tensor:
         t = t.contiguous()
         dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
@@ -381,8 +378,6 @@ def all_reduce_sum_fn(group=None) -> Reducer:
 def distributed_reducers(method: Weighting, group=None) -> dict[str, Reducer]:
     """The ``reduce_*`` keyword arguments of :func:`mtl_backward` for ``method``'s level
     (empty when ``torch.distributed`` is not initialised or has a single process)."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
         return {}
     out = {"reduce_grads": all_reduce_mean_fn(group)}

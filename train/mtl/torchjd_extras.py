@@ -34,7 +34,7 @@ class _TorchJDWeighting(Weighting):
     def __init__(self, n_tasks: int) -> None:
         super().__init__(n_tasks)
         try:
-            import torchjd.aggregation  # noqa: F401
+            import torchjd.aggregation  # noqa: F401  # lazy: optional (about 3.5 s), only for these weightings
         except ImportError as e:  # pragma: no cover - torchjd is in the test requirements
             raise ImportError(f"{self.name} needs torchjd (pip install torchjd==0.18.0)") from e
 
@@ -78,7 +78,7 @@ class IMTLG(_TorchJDWeighting):
         self._build()
 
     def _make(self):
-        from torchjd.aggregation import IMTLGWeighting
+        from torchjd.aggregation import IMTLGWeighting  # lazy: optional, checked in __init__
 
         return IMTLGWeighting()
 
@@ -114,7 +114,7 @@ class CAGrad(_TorchJDWeighting):
         self._build()
 
     def _make(self):
-        from torchjd.aggregation import CAGradWeighting
+        from torchjd.aggregation import CAGradWeighting  # lazy: optional, checked in __init__
 
         return CAGradWeighting(c=self.c, norm_eps=self.norm_eps)
 
@@ -149,6 +149,6 @@ class UPGrad(_TorchJDWeighting):
         self._build()
 
     def _make(self):
-        from torchjd.aggregation import UPGradWeighting
+        from torchjd.aggregation import UPGradWeighting  # lazy: optional, checked in __init__
 
         return UPGradWeighting(pref_vector=self.pref)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sys
 
+import torch
+
 _SCHEMAS = {
     "torchvision::nms": "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "torchvision::qnms": "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -26,10 +28,8 @@ def import_torchvision():
     """Return the ``torchvision`` module, defining missing op schemas when needed."""
     if "torchvision" in sys.modules and hasattr(sys.modules["torchvision"], "models"):
         return sys.modules["torchvision"]
-    import torch
-
     try:
-        import torchvision
+        import torchvision  # lazy: this function is the import: it may fail and is retried below
 
         return torchvision
     except RuntimeError as e:
@@ -42,14 +42,12 @@ def import_torchvision():
         ns, name = op.split("::")
         if not _schema_exists(ns, name):
             torch.library.define(op, schema)
-    import torchvision
+    import torchvision  # lazy: the retry, now that the op schemas exist
 
     return torchvision
 
 
 def _schema_exists(ns: str, name: str) -> bool:
-    import torch
-
     try:
         getattr(getattr(torch.ops, ns), name)
         return True

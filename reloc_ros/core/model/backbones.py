@@ -137,7 +137,7 @@ class EfficientNetLiteEncoder(Encoder):
     def __init__(self, variant: str = "lite0"):
         super().__init__()
         import_torchvision()  # timm imports torchvision: define its op schemas first
-        import timm
+        import timm  # lazy: it pulls in torchvision (~2 s), which import_torchvision() must set up first
 
         self.net = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False, num_classes=0,
                                      global_pool="")
