@@ -325,3 +325,15 @@ def test_cli_errors(tmp_path):
 if __name__ == "__main__":
     role, rest = sys.argv[1], sys.argv[2:]
     sys.exit(fake(rest) if role == "fake" else 2)
+
+
+def test_the_online_evaluator_imports_no_torch():
+    """It starts before the replay and must not miss poses to a slow import: the metric
+    definitions it shares with the offline evaluator come from a torch-free module."""
+    import subprocess
+    import sys
+
+    code = "import sys, reloc_ros.tools.bag.evaluate; print(sorted(m for m in ('torch', 'cv2') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "torch" not in r.stdout, r.stdout

@@ -39,3 +39,14 @@ def test_layer_of():
     assert layers.layer_of("reloc_ros") == "core"
     assert layers.layer_of("reloc_rosx") is None
     assert layers.layer_of("numpy") is None
+
+
+def test_every_function_local_import_says_why(tmp_path):
+    """A function-local import stays only with a '# lazy:' reason; an unexplained one is caught."""
+    assert layers.unexplained_local_imports(ROOT) == []
+    for folder in layers.SOURCES:
+        (tmp_path / folder).mkdir()
+    (tmp_path / "reloc_ros" / "planted.py").write_text(
+        "def f():\n    import json\n    import csv  # lazy: a reason\n    # lazy: the reason above\n"
+        "    import io\n    return json, csv, io\n")
+    assert layers.unexplained_local_imports(tmp_path) == ["reloc_ros/planted.py:2: json"]

@@ -318,8 +318,6 @@ def gravity_alignment(up_3: np.ndarray) -> np.ndarray:
     """The smallest rotation ``R_33`` that takes ``up_3`` to +z: with it, a point p of the
     visual map is ``R_33 @ p`` in a gravity-aligned frame (z up, as REP-103's ``map``).
     It is the rotation of the TF ``map -> reloc_map`` (the visual map's frame in ``map``)."""
-    from scipy.spatial.transform import Rotation
-
     up = np.asarray(up_3, dtype=np.float64)
     up = up / np.linalg.norm(up)
     rot, _ = Rotation.align_vectors([[0.0, 0.0, 1.0]], [up])

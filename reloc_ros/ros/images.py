@@ -146,7 +146,7 @@ _IMDECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORI
 def _load_bridge():
     """``(CvBridge instance, "")`` when ROS 2's cv_bridge works here, else ``(None, reason)``."""
     try:
-        from cv_bridge import CvBridge
+        from cv_bridge import CvBridge  # lazy: optional (a full ROS 2 install); the numpy codec otherwise
 
         bridge = CvBridge()
         probe = SimpleNamespace(height=1, width=2, encoding="bgr8", is_bigendian=0, step=6,

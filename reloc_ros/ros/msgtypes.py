@@ -69,7 +69,7 @@ def rclpy_types() -> MessageTypes:
 @lru_cache(maxsize=None)
 def rosbags_types(distro: str = "kilted") -> MessageTypes:
     """The dataclasses of the rosbags type store of a ROS 2 distribution ('kilted' or 'jazzy')."""
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.typesys import Stores, get_typestore  # lazy: only the bag tools need rosbags; the node must not load it
 
     stores = {"kilted": Stores.ROS2_KILTED, "jazzy": Stores.ROS2_JAZZY}
     if distro not in stores:

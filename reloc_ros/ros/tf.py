@@ -37,7 +37,10 @@ import threading
 from abc import ABC, abstractmethod
 
 import numpy as np
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from tf2_msgs.msg import TFMessage
 
 from reloc_ros.ros.messages import stamp_to_ns, transform_to_matrix
@@ -153,8 +156,6 @@ class FallbackTfBuffer(TfBuffer):
         self.store = TransformStore(cache_time_s, extrapolation_tolerance_s)
         self._subs = []
         if node is not None:
-            from rclpy.callback_groups import ReentrantCallbackGroup
-
             group = ReentrantCallbackGroup()
             self._subs = [
                 node.create_subscription(TFMessage, TF_TOPIC, lambda m: self._on(m, False), tf_qos(),
@@ -193,8 +194,6 @@ class Tf2RosTfBuffer(TfBuffer):
     def __init__(self, node, cache_time_s: float = 10.0, extrapolation_tolerance_s: float = 0.01):
         if node is None:
             raise ValueError("the tf2_ros backend needs a node")
-        from rclpy.duration import Duration
-
         self.tol_ns = int(round(extrapolation_tolerance_s * _NS))
         self._buffer = _tf2_ros.Buffer(cache_time=Duration(nanoseconds=int(cache_time_s * _NS)), node=node)
         self._listener = _tf2_ros.TransformListener(self._buffer, node)
@@ -206,9 +205,6 @@ class Tf2RosTfBuffer(TfBuffer):
             self._buffer.set_transform(msg, "reloc_ros")
 
     def lookup_or_raise(self, target_frame, source_frame, stamp=None, timeout_s=0.0) -> np.ndarray:
-        from rclpy.duration import Duration
-        from rclpy.time import Time
-
         try:
             t_ns = stamp_to_ns(stamp)
         except ValueError as e:

@@ -58,7 +58,7 @@ options may be given (the first reached wins). Then it writes the report folder:
 
 Exit status: 0 when a report was written, 2 on a bad bag or option.
 
-The metric definitions come from :mod:`reloc_ros.eval.evaluate`, which imports no torch; they
+The metric definitions come from :mod:`reloc_ros.eval.metrics`, which imports no torch; they
 are imported with this module, before any subscription exists, so no pose is lost to the import.
 
 This module is the command line. Beside it: :mod:`~reloc_ros.tools.bag.evaluate_metrics` (the

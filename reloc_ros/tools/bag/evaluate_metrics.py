@@ -24,7 +24,7 @@ from rosbags.rosbag2 import Reader
 
 from reloc_ros.core.calibration import chi2_shares, mahalanobis2
 from reloc_ros.core.geometry import pose_error_vector, pose_errors
-from reloc_ros.eval.evaluate import THRESHOLDS, summarize
+from reloc_ros.eval.metrics import THRESHOLDS, summarize
 from reloc_ros.ros import messages as msgs
 from reloc_ros.tools.bag import topics as tp
 from reloc_ros.tools.bag.reading import BagFolderError, bag_folder

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reloc_ros.eval.evaluate import acc_key
+from reloc_ros.eval.metrics import acc_key
 from reloc_ros.eval.report import fmt, markdown_table, pct, write_csv, write_summary
 from reloc_ros.tools.bag.evaluate_metrics import EvalState
 
