@@ -76,8 +76,15 @@ class Registry(Generic[T]):
                              "(a plugin module adds more: docs/extending.md)") from None
 
     def names(self) -> tuple[str, ...]:
-        """The registered names, sorted."""
-        return tuple(sorted(self._units))
+        """The registered names, in the order they were registered."""
+        return tuple(self._units)
+
+    def items(self):
+        """``(name, unit)`` pairs, in the order they were registered."""
+        return [(n, self.get(n)) for n in self.names()]
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._units
@@ -86,7 +93,7 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def __len__(self) -> int:
-        return len(self._units)
+        return len(self.names())
 
 
 _loaded: set[str] = set()

@@ -59,6 +59,8 @@ training)::
 
 from __future__ import annotations
 
+from reloc_ros.core.registry import Registry
+
 from .aligned import AlignedMTL, AlignedMTLUB, balance_transformation
 from .base import LEVELS, Weighting, gram_stats
 from .engine import (all_reduce_mean_fn, all_reduce_sum_fn, distributed_reducers, gram64,
@@ -70,12 +72,11 @@ from .torchjd_extras import CAGrad, IMTLG, UPGrad
 from .uncertainty import Uncertainty
 from .uniform import Uniform
 
-#: name -> class, in the order of the table above.
-METHODS: dict[str, type[Weighting]] = {
-    cls.name: cls
-    for cls in (Uniform, Uncertainty, MGDA, MGDAUB, GradNorm, PCGrad, AlignedMTL, AlignedMTLUB,
-                IMTLG, CAGrad, UPGrad)
-}
+#: The MTL methods by name, in the order of the table above; a plugin adds one with
+#: ``@METHODS.register(name)`` on its :class:`Weighting` subclass (docs/extending.md).
+METHODS: Registry = Registry("MTL method")
+for _cls in (Uniform, Uncertainty, MGDA, MGDAUB, GradNorm, PCGrad, AlignedMTL, AlignedMTLUB, IMTLG, CAGrad, UPGrad):
+    METHODS.register(_cls.name)(_cls)
 
 
 def build_method(name: str, n_tasks: int, **cfg) -> Weighting:

@@ -69,7 +69,8 @@ class _Refiners(Registry):
         return super().get(name)
 
     def names(self) -> tuple[str, ...]:
-        return tuple(sorted(set(self._units) | set(self.BUILTIN)))
+        """The built-in units, then those plugins registered."""
+        return tuple(self.BUILTIN) + tuple(n for n in self._units if n not in self.BUILTIN)
 
     def __contains__(self, name: object) -> bool:
         return name in self._units or name in self.BUILTIN
