@@ -303,9 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fusion", default="consensus", choices=METHODS[1:],
                     help="the node's fusion method: its column is the one the calibration applies to")
     add_refiner_options(ap)
-    ap.add_argument("--also", nargs="*", default=None, metavar="REFINER",
-                    help="refiners to report beside the configured one, each refined from the same fused pose "
-                         f"(one row each; default: {', '.join(BASELINES)} where the database allows it)")
+    ap.add_argument("--also", nargs="*", default=[], metavar="REFINER",
+                    help="more refiners to report beside the configured one, each refined from the same fused "
+                         f"pose (one row each; {', '.join(BASELINES)} is always reported where the database "
+                         "allows it)")
     ap.add_argument("--refine-iterations", type=int, help="lm: per level; dro: per stage (default: the file's)")
     ap.add_argument("--inlier-t", type=float, default=FusionConfig.inlier_t_m)
     ap.add_argument("--inlier-r", type=float, default=FusionConfig.inlier_r_deg)
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         lcfg = LocalizerConfig(top_k=args.top_k, fusion=fcfg, refiner=args.refiner,
                                refine_iterations=args.refine_iterations)
         loc = Localizer.from_files(args.model, args.db, lcfg, args.device, args.calibration, dro_path=args.dro)
-        also = baseline_localizers(loc, BASELINES if args.also is None else args.also, dro_path=args.dro)
+        also = baseline_localizers(loc, tuple(dict.fromkeys(BASELINES + tuple(args.also))), dro_path=args.dro)
         scenes = open_scenes(args.scene, args.scenes)
     except (ModelFileError, DatabaseError, CalibrationError, SevenScenesError, PluginError, ValueError,
             RuntimeError) as e:
