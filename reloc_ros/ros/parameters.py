@@ -47,7 +47,7 @@ from reloc_ros.core.fusion import FUSION_METHODS, FusionConfig
 from reloc_ros.core.initialpose import GateConfig
 
 __all__ = ["Param", "Range", "ParameterError", "PARAMETERS", "BY_NAME", "declare", "read", "validate",
-           "plugin_modules", "fusion_config", "localizer_config", "gate_config", "camera_intrinsics",
+           "plugin_modules", "refiner_files", "fusion_config", "localizer_config", "gate_config", "camera_intrinsics",
            "yaml_text", "markdown_table", "launch_arguments", "launch_parameters"]
 
 #: type name -> (ROS ParameterType, Python type of the value or of each element, is an array).
