@@ -385,14 +385,14 @@ def test_fuzz_and_flood_keep_the_node_up_and_bounded(tmp_path, env, tiny_model, 
         # 2. a flood at 100 Hz: the node takes what it can (only the newest frame waits)
         data = [f[1] for f in frames_of(tiny_scene, 8)]
         n0 = len(client.poses)
-        sent, rss = flood(client, data, 100.0, 15.0, 100, proc.pid)
+        sent, rss = flood(client, data, 100.0, 8.0, 100, proc.pid)
         kv = quiet_kv()
         assert proc.poll() is None and len(client.poses) > n0
         assert 0 < int(kv["frames received"]) <= 402 + sent
         # the newest frame waits at most one processing time, then takes one
         assert float(kv["latency ms (max of last 100)"]) <= 2 * float(kv["processing ms (max of last 100)"]) + 500, kv
         assert max(rss) - rss[0] < 60, rss  # no growth beyond noise
-        print(f"flood: {sent} frames sent in 15 s, {len(client.poses) - n0} poses, {kv['frames dropped']} dropped, "
+        print(f"flood: {sent} frames sent in 8 s, {len(client.poses) - n0} poses, {kv['frames dropped']} dropped, "
               f"latency median {kv['latency ms (median of last 100)']} ms max {kv['latency ms (max of last 100)']} "
               f"ms, rss {rss[0]:.0f} -> {max(rss):.0f} MB")
 
@@ -453,7 +453,7 @@ def test_an_unusable_model_or_database_path_is_one_line(kind, tmp_path, monkeypa
 
 @pytest.mark.parametrize("case", ["missing_model", "truncated_model", "empty_model", "truncated_db", "mismatched_db",
                                   "bad_parameter", "cuda_device", "wrong_type", "bad_plugin", "unknown_refiner",
-                                  "model_is_directory", "database_is_fifo"])
+                                  "model_is_directory"])
 def test_startup_failures_name_the_file_and_publish_nothing(case, tmp_path, env, tiny_model, tiny_db):
     from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
 
@@ -472,10 +472,6 @@ def test_startup_failures_name_the_file_and_publish_nothing(case, tmp_path, env,
         model = tmp_path / "model_dir"
         model.mkdir()
         expect = [f"{model}: is a directory, not a model file"]
-    elif case == "database_is_fifo":
-        db = tmp_path / "db.fifo"
-        os.mkfifo(db)
-        expect = [f"{db}: is a FIFO (named pipe), not a database"]
     elif case == "missing_model":
         model = tmp_path / "nope.pt"
         expect = [str(model), "does not exist"]

@@ -69,15 +69,11 @@ def test_a_plugin_refiner_runs_in_the_evaluator_command(tmp_path, tiny_model, ti
     out = tmp_path / "eval"
     r = subprocess.run([sys.executable, "-m", "reloc_ros.eval.evaluate", "--model", str(tiny_model), "--db",
                         str(tiny_db), "--scene", str(tiny_scene), "--split", "train", "--refiner", "anchor",
-                        "--plugin", "anchor_refiner", "--min-inliers", "1", "--max-frames", "4", "--device", "cpu",
+                        "--plugin", "anchor_refiner", "--min-inliers", "1", "--max-frames", "2", "--device", "cpu",
                         "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert "fused+anchor" in summary["methods"] and summary["queries"] == 4
-    r = subprocess.run([sys.executable, "-m", "reloc_ros.eval.evaluate", "--model", str(tiny_model), "--db",
-                        str(tiny_db), "--scene", str(tiny_scene), "--refiner", "anchor", "--out", str(out)],
-                       env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and "unknown refiner 'anchor'" in r.stderr and "Traceback" not in r.stderr
+    assert "fused+anchor" in summary["methods"] and summary["queries"] == 2
 
 
 @pytest.mark.timeout(240)
