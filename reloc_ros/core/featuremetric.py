@@ -11,7 +11,7 @@ bilinearly, :func:`bilinear`) are compared with the database frame's own:
 
 with the Huber loss :math:`\rho`, over a coarse-to-fine pyramid of feature maps.
 
-The pose is perturbed in the README's convention: :math:`c' = c + \delta_c` (camera centre,
+The pose is perturbed in the covariance convention of docs/architecture.md: :math:`c' = c + \delta_c` (camera centre,
 map axes) and :math:`R' = \exp(\delta_r) R` (rotation about the map axes), and the Jacobian is
 analytic: :math:`J_i = \partial F_q / \partial u \cdot \partial u / \partial X_c \cdot
 [-R^T \mid R^T [X_i - c]_\times]` (the feature-map gradient is taken by central differences
@@ -148,7 +148,7 @@ class FeatureMetricLM:
         Returns:
             ``(T_wc, info)``: the refined pose and ``{'cost': [per iteration], 'points':
             visible points at the last evaluation, 'iterations': accepted steps, 'covariance':
-            the Gauss-Newton covariance s² H⁻¹ at the solution (6x6, README convention;
+            the Gauss-Newton covariance s² H⁻¹ at the solution (6x6, docs/architecture.md convention;
             infinite when the finest level had too few points)}``.
         """
         T = np.asarray(T0_wc, dtype=np.float64).copy()
@@ -202,7 +202,7 @@ class FeatureMetricLM:
 
     def covariance(self, T_wc: np.ndarray, F_q: np.ndarray, K: np.ndarray, pts_M3: np.ndarray, ref_MC: np.ndarray,
                    k: float | None = None, grads: tuple | None = None) -> np.ndarray:
-        """The Gauss–Newton covariance :math:`s^2 H^{-1}` (6x6, README convention) of the
+        """The Gauss–Newton covariance :math:`s^2 H^{-1}` (6x6, docs/architecture.md convention) of the
         Huber cost at ``T_wc`` (``k``: the Huber threshold; None: from ``ref_MC`` as in
         :meth:`refine`); infinite with fewer than ``min_points`` visible points."""
         F_q = np.asarray(F_q, dtype=np.float64)

@@ -190,7 +190,7 @@ class KeypointSet:
 
 def reprojection_covariance(T_wc: np.ndarray, X_N3: np.ndarray, u_N2: np.ndarray, K: np.ndarray,
                             eps: float = 1e-6) -> tuple[np.ndarray, float]:
-    r"""The Gauss–Newton covariance of a PnP pose, in the README's convention.
+    r"""The Gauss–Newton covariance of a PnP pose, in the covariance convention of docs/architecture.md.
 
     The pose is perturbed as :math:`c' = c + \delta_c` (camera centre, map axes) and
     :math:`R' = \exp(\delta_r) R` (rotation about the map axes); ``J`` is the Jacobian of
