@@ -206,9 +206,10 @@ def test_refiner_poses_match_offline_and_need_intrinsics(refiner, tmp_path, env,
     for k in good if refiner == "pnp" else []:  # the refined pose: at the truth, where the fused one is not
         fused = offline.fuse(refs[k].hypotheses)
         assert pose_errors(refs[k].pose, data[k][2])[0] < min(0.02, pose_errors(fused.pose, data[k][2])[0])
-    runs = [((ci,), len(good)), ((), 0)]
-    if refiner == "pnp":  # the same intrinsics from camera_info (messages.camera_info_to_intrinsics)
-        runs.append((("use_camera_info:=true",), len(good)))
+    # pnp takes its intrinsics from camera_info (messages.camera_info_to_intrinsics), the others from
+    # the camera_intrinsics parameter; lm also runs without any, and must then publish nothing
+    runs = {"pnp": [(("use_camera_info:=true",), len(good))], "lm": [((ci,), len(good)), ((), 0)],
+            "dro": [((ci,), len(good))]}[refiner]
     for params, expect in runs:
         proc = start_node(tmp_path, env, tiny_model, db, f"refiner:={refiner}", "max_rate_hz:=0.0",
                           "image_reliable:=true", "min_inliers:=1", *extra, *params)
@@ -452,26 +453,18 @@ def test_an_unusable_model_or_database_path_is_one_line(kind, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("case", ["missing_model", "truncated_model", "empty_model", "truncated_db", "mismatched_db",
-                                  "bad_parameter", "cuda_device", "wrong_type", "bad_plugin", "unknown_refiner",
-                                  "model_is_directory"])
+                                  "bad_parameter", "cuda_device", "wrong_type", "bad_plugin"])
 def test_startup_failures_name_the_file_and_publish_nothing(case, tmp_path, env, tiny_model, tiny_db):
     from reloc_ros.core.model import ModelConfig, RelPoseNet, save_model
 
     model, db, extra, expect = tiny_model, tiny_db, [], []
-    if case == "wrong_type":  # an integer for a double: rclpy's exception becomes the one line
-        extra = ["max_rate_hz:=5", "warn_throttle_s:=2"]
+    if case == "wrong_type":  # an integer for a double, and an unknown refiner: every problem in one line
+        extra = ["max_rate_hz:=5", "warn_throttle_s:=2", "refiner:=nope"]
         expect = ["invalid parameters", "max_rate_hz must be a double (got integer 5)",
-                  "warn_throttle_s must be a double (got integer 2)"]
+                  "warn_throttle_s must be a double (got integer 2)", "refiner", "'nope'", "pnp"]
     elif case == "bad_plugin":
         extra = ["plugins:=[no_such_plugin_module]"]
         expect = ["plugin module 'no_such_plugin_module' could not be imported", "ModuleNotFoundError"]
-    elif case == "unknown_refiner":  # the localizer's configuration knows the registered names
-        extra = ["refiner:=nope"]
-        expect = ["invalid parameters", "refiner", "'nope'", "pnp"]
-    elif case == "model_is_directory":
-        model = tmp_path / "model_dir"
-        model.mkdir()
-        expect = [f"{model}: is a directory, not a model file"]
     elif case == "missing_model":
         model = tmp_path / "nope.pt"
         expect = [str(model), "does not exist"]

@@ -5,7 +5,6 @@ calibration, the evaluator and the node process over DDS; no other file knows it
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,16 +63,16 @@ def test_a_plugin_refiner_runs_in_the_localizer_and_the_calibration(anchor, tmp_
     assert r.calibrated and r.confidence == pytest.approx(Calibration.load(path).confidence(r.signals))
 
 
-def test_a_plugin_refiner_runs_in_the_evaluator_command(tmp_path, tiny_model, tiny_db, tiny_scene):
-    env = {**ros_env(tmp_path), "PYTHONPATH": str(PLUGINS)}
+def test_a_plugin_refiner_runs_in_the_evaluator_command(anchor, tmp_path, tiny_model, tiny_db, tiny_scene):
+    from reloc_ros.eval.evaluate import main
+
     out = tmp_path / "eval"
-    r = subprocess.run([sys.executable, "-m", "reloc_ros.eval.evaluate", "--model", str(tiny_model), "--db",
-                        str(tiny_db), "--scene", str(tiny_scene), "--split", "train", "--refiner", "anchor",
-                        "--plugin", "anchor_refiner", "--min-inliers", "1", "--max-frames", "2", "--device", "cpu",
-                        "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert main(["--model", str(tiny_model), "--db", str(tiny_db), "--scene", str(tiny_scene), "--split", "train",
+                 "--refiner", "anchor", "--plugin", "anchor_refiner", "--min-inliers", "1", "--max-frames", "2",
+                 "--device", "cpu", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert "fused+anchor" in summary["methods"] and summary["queries"] == 2
+    assert summary["summary"]["fused+anchor"]["accepted"] == 2
 
 
 @pytest.mark.timeout(240)

@@ -60,8 +60,8 @@ i.e. run on one machine or on NTP/PTP-synchronized machines). Records::
 The file is replaced (a new one is created) at every run.
 
 Progress: a line every ``--progress`` seconds (default 5; 0: none); at the end a summary
-line (``--json``: the statistics as JSON). Ctrl-C (SIGINT) or SIGTERM stops the replay
-cleanly: the summary is still printed and the exit status is 0. Should the DDS teardown
+line (``--json``: the statistics as JSON), printed before the DDS teardown. Ctrl-C (SIGINT)
+or SIGTERM stops the replay cleanly: the summary is still printed and the exit status is 0. Should the DDS teardown
 hang (Fast DDS with its TCP transport, eProsima/Fast-DDS#2010), the command leaves after
 10 s anyway (:mod:`reloc_ros.ros.shutdown`).
 
@@ -183,11 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wait_timeout=args.wait_timeout, image_topic=args.image_topic, clock=args.clock is not None,
                 clock_hz=args.clock or 40.0, timeline=args.timeline, progress_s=0 if args.quiet else args.progress,
                 ack_timeout_s=args.ack_timeout, stop_event=stop, log=log, teardown_timeout_s=TEARDOWN_TIMEOUT_S,
+                on_done=lambda s: print(json.dumps(s, indent=2) if args.json else summary_line(s), flush=True),
             )
         except ReplayError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    print(json.dumps(stats, indent=2) if args.json else summary_line(stats), flush=True)
     leave_if_hung(stats["teardown_ok"])
     return 0
 

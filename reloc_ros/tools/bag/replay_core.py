@@ -15,7 +15,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import rclpy
@@ -83,6 +83,9 @@ class ReplayOptions:
     max_loops: int | None = None
     teardown_timeout_s: float | None = None
     names: tp.BagTopics = field(default_factory=tp.BagTopics)
+    #: called with the statistics (``teardown_ok`` None) once the work is done, before the DDS
+    #: teardown, so that a teardown that hangs (and is ended by the watchdog) loses nothing
+    on_done: Callable[[dict], None] | None = None
 
     def check(self) -> None:
         """Raise :class:`ReplayError` for a bad option."""
@@ -433,11 +436,14 @@ class BagReplay:
             if timeline is not None:
                 timeline.write(type="end", wall=time.time(), interrupted=self.interrupted, images=self.tally.images)
                 timeline.close()
+            if self.o.on_done is not None:
+                self.o.on_done(self.stats(None))
             teardown_ok = self.teardown()
         return self.stats(teardown_ok)
 
-    def stats(self, teardown_ok: bool = True) -> dict:
-        """The statistics described in :func:`replay` (``teardown_ok``: the teardown finished)."""
+    def stats(self, teardown_ok: bool | None = True) -> dict:
+        """The statistics described in :func:`replay` (``teardown_ok``: the teardown finished;
+        None: not yet torn down)."""
         o, tally = self.o, self.tally
         wall_s = (tally.last_pub - tally.first_pub) if tally.first_pub is not None else 0.0
         bag_s = self.schedule.covered_ns / _NS
@@ -478,7 +484,8 @@ def replay(bag: Path | str, rate: float = 1.0, start_offset: float = 0.0, loop: 
             image topic), ``progress_s`` (a progress line every this many seconds; 0: never),
             ``ack_timeout_s`` (at the end, wait at most this long for reliable subscribers'
             acks), ``max_loops``, ``teardown_timeout_s`` (give up waiting for the DDS
-            teardown after this many seconds; None: wait).
+            teardown after this many seconds; None: wait), ``on_done`` (called with the
+            statistics before the teardown).
 
     Returns:
         Statistics: ``per_topic`` (messages published per topic), ``messages``, ``images``,
