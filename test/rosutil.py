@@ -176,3 +176,15 @@ def image_msg(rgb, k):
     from reloc_ros.ros.messages import rgb_to_image_msg
 
     return rgb_to_image_msg(rgb, stamp=1000.0 + 0.1 * k, frame_id=CAMERA_FRAME)
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested ROS parameter mapping as dotted names: ``{"fusion": {"method": m}}`` ->
+    ``{"fusion.method": m}``."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

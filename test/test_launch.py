@@ -17,6 +17,7 @@ import yaml
 
 from reloc_ros.ros.parameters import BY_NAME as PARAMETERS
 from reloc_ros.ros.parameters import launch_parameters
+from rosutil import flatten
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,16 +78,6 @@ def load_launch(path: Path):
 def console_scripts() -> set[str]:
     text = (ROOT / "setup.py").read_text()
     return set(re.findall(r'"([a-z_]+) = [a-z_.]+:main[a-z_]*"', text))
-
-
-def flatten(d: dict, prefix="") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def node_overrides(node) -> dict:

@@ -18,6 +18,7 @@ from reloc_ros.core.camera import Intrinsics
 from reloc_ros.core.fusion import FusionConfig
 from reloc_ros.core.initialpose import GateConfig
 from reloc_ros.ros import parameters as P
+from rosutil import flatten
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,16 +34,6 @@ OLD_NAMES = {
 }
 
 REQUIRED = {"model_path": "model.pt", "database_path": "db.pt"}
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def problems_of(**values) -> str:
