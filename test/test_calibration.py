@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from reloc_ros.core.calibration import (SIGNALS, Calibration, CalibrationError, chi2_shares, fit_calibration,
-                                        mahalanobis2, precision_recall, signals)
+from reloc_ros.core.calibration import (SIGNALS, Calibration, CalibrationError, chi2_quantile, chi2_shares,
+                                        fit_calibration, mahalanobis2, precision_recall, signals)
 from reloc_ros.core.geometry import make_pose, pose_error_vector
 
 
@@ -45,6 +45,14 @@ def _synthetic(n, rng):
 
 def _fit(X, E, R, ok, **kw):
     return fit_calibration(X, E, ok, **kw)
+
+
+@pytest.mark.parametrize("dof", [1, 3, 6])
+def test_chi2_quantile_is_scipy_stats_own(dof):
+    from scipy.stats import chi2  # the oracle (the module under test avoids importing scipy.stats)
+
+    for level in (0.5, 0.9, 0.95, 0.99, 0.999):
+        assert chi2_quantile(level, dof) == pytest.approx(chi2.ppf(level, dof), rel=1e-12)
 
 
 def test_fitted_covariance_covers_95_percent_of_new_published_errors():

@@ -271,9 +271,11 @@ def stage_online(args, model: Path, db: Path, bag: Path, calibration: Path | Non
             raise SystemExit("the node did not start; see its output above")
         ev = Proc("evaluator", [sys.executable, "-m", "reloc_ros.tools.bag.evaluate", "--bag", str(bag), "--out",
                                 str(report), "--pose-topic", POSE_TOPIC, "--until-idle", "4", "--timeline",
-                                str(timeline), "--progress", "5"], env)
+                                str(timeline), "--progress", "5"], env, marker="evaluating ")
         procs.append(ev)
-        time.sleep(2.0)  # the evaluator subscribes before the first frame goes out
+        if not ev.wait_marker(120):
+            raise SystemExit("the evaluator did not start; see its output above")
+        time.sleep(1.0)  # its subscription is discovered before the first frame goes out
         rp = Proc("replay", [sys.executable, "-m", "reloc_ros.tools.bag.replay", str(bag), "--rate", str(args.rate),
                              "--wait-subscribers", "1", "--timeline", str(timeline), "--progress", "5"], env)
         procs.append(rp)

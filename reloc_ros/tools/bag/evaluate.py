@@ -46,7 +46,9 @@ started is stale and ignored until the replay starts a new one.
 
 When it stops: after ``--duration`` seconds; with ``--until-idle S``, when no pose arrived
 for S seconds after the replay ended (its timeline's ``end`` record; without a timeline:
-S seconds after the last pose, once one arrived); on Ctrl-C (SIGINT) or SIGTERM. Both
+S seconds after the last pose, once one arrived), or sooner, half a second after the replay
+ended, when the pose of the replay's last frame has arrived (a relocalizer answers its frames
+in order); on Ctrl-C (SIGINT) or SIGTERM. Both
 options may be given (the first reached wins). Then it writes the report folder:
 
 * ``per_frame.csv``: one row per counted frame (stamp, time, frame id, status ok /
@@ -130,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"also check the poses on this topic (default: {DEFAULT_INITIALPOSE_TOPIC}; '' for none)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--until-idle", type=float, metavar="S",
-                   help="stop when no pose arrived for S seconds after the replay ended")
+                   help="stop when no pose arrived for S seconds after the replay ended (sooner, once the "
+                        "replay's last frame has its pose)")
     p.add_argument("--timeline", type=Path, metavar="FILE",
                    help="the replay's --timeline file: latency, replay end, frames that count")
     p.add_argument("--pose-qos", choices=("reliable", "best_effort"), default="reliable",

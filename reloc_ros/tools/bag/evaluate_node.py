@@ -34,6 +34,9 @@ __all__ = ["DEFAULT_POSE_TOPIC", "DEFAULT_INITIALPOSE_TOPIC", "OnlineEvaluator",
 
 DEFAULT_POSE_TOPIC = "/relocalization_node/pose"
 DEFAULT_INITIALPOSE_TOPIC = "/initialpose"
+#: With ``until_idle``: once the replay's last frame has its pose, stop after this much quiet
+#: (an ``/initialpose`` sent with that pose still arrives) instead of the whole idle time.
+ANSWERED_SETTLE_S = 0.5
 
 
 def _pose_qos(kind: str) -> QoSProfile:
@@ -118,6 +121,12 @@ class OnlineEvaluator(Node):
             return now - ref
         return None if st.last_pose_wall is None else now - st.last_pose_wall
 
+    def last_frame_answered(self) -> bool:
+        """The replay ended (timeline) and a pose for its last image arrived: a relocalizer
+        that answers its frames in order (as this package's node does) has nothing left to say."""
+        tl = self.state.timeline
+        return tl is not None and tl.ended and bool(tl.order) and tl.order[-1] in self.state.estimates
+
     def stop_listening(self) -> None:
         """Destroy the subscriptions (no pose changes the report any more)."""
         self.destroy_subscription(self.sub)
@@ -142,7 +151,8 @@ def _spin_until_done(executor, node: OnlineEvaluator, stop: threading.Event, dur
         node: the evaluator.
         stop: set it to stop.
         duration: seconds to run at most (None: no limit).
-        until_idle: stop when no pose arrived for this many seconds (see :meth:`OnlineEvaluator.idle_for`).
+        until_idle: stop when no pose arrived for this many seconds (see :meth:`OnlineEvaluator.idle_for`),
+            or :data:`ANSWERED_SETTLE_S` after the replay's last frame got its pose.
         timeline: the timeline file, or None (for the message only).
     """
     while True:
@@ -155,6 +165,8 @@ def _spin_until_done(executor, node: OnlineEvaluator, stop: threading.Event, dur
             idle = node.idle_for()
             if idle is not None and idle >= until_idle:
                 return f"no pose for {until_idle:g} s" + (" after the replay ended" if timeline else "")
+            if idle is not None and idle >= min(until_idle, ANSWERED_SETTLE_S) and node.last_frame_answered():
+                return "the last frame answered, after the replay ended"
 
 
 def _check_durations(duration: float | None, until_idle: float | None) -> None:
