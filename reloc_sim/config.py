@@ -16,6 +16,7 @@ import yaml
 
 from reloc_ros.data.sevenscenes import DEFAULT_COLOR_INTRINSICS, Intrinsics
 from reloc_sim.room import DEFAULT_LIGHTS, DEFAULT_ROOM_MAX, DEFAULT_ROOM_MIN, Room, make_room
+from reloc_sim.textures import TEXTURE_FAMILIES
 
 
 def _letters(i: int) -> str:
@@ -139,10 +140,24 @@ class SceneConfig:
     film the object of interest); 0: headings chosen freely."""
     sensor: SensorNoise = SensorNoise()
     """Depth and colour sensor effects."""
+    sweep_deg: float = 0.0
+    """Amplitude (degrees) of a slow sweep of the heading, as a robot that looks around while it
+    drives (a period of 1.5-4 m of walk); 0: none."""
+    texture_families: tuple[str, ...] = ()
+    """Texture families the room is made of (:data:`reloc_sim.textures.TEXTURE_FAMILIES`);
+    empty: every photograph, drawn as scenes were before families existed."""
+    rooms: int = 1
+    """1, or 2: a wall with a doorway splits the room across its longer side (which must then
+    be at least 6 m: ``max(room_min[:2]) >= 6``)."""
+    relight: bool = False
+    """Light the test sequences otherwise than the training ones, as a robot sees a room at
+    another time of day: a lamp off, the others dimmer or brighter, one moved, another
+    ambient level (:meth:`reloc_sim.room.Room.relit`)."""
 
     def __post_init__(self) -> None:
         for f in ("room_min", "room_max", "camera_height", "view_distance", "pitch_deg"):
             object.__setattr__(self, f, tuple(float(v) for v in getattr(self, f)))
+        object.__setattr__(self, "texture_families", tuple(str(f) for f in self.texture_families))
         if isinstance(self.sensor, dict):
             object.__setattr__(self, "sensor", SensorNoise(**self.sensor))
 
@@ -193,6 +208,12 @@ class SceneConfig:
         need(self.roll_deg >= 0 and self.shake_m >= 0 and self.shake_deg >= 0, "roll and shake must be >= 0")
         need(self.region_m == 0 or self.region_m >= 0.5, "region_m must be 0 (whole floor) or >= 0.5 m")
         need(0 <= self.focus_deg <= 90, "focus_deg must lie in [0, 90]")
+        need(0 <= self.sweep_deg <= 90, "sweep_deg must lie in [0, 90]")
+        unknown = [f for f in self.texture_families if f not in TEXTURE_FAMILIES]
+        need(not unknown, f"unknown texture_families {unknown} (known: {', '.join(TEXTURE_FAMILIES)})")
+        need(self.rooms in (1, 2), f"rooms must be 1 or 2, got {self.rooms!r}")
+        need(self.rooms == 1 or max(self.room_min[:2]) >= 6.0, "rooms: 2 needs max(room_min[:2]) >= 6 m")
+        need(isinstance(self.relight, bool), f"relight must be true or false, got {self.relight!r}")
 
     # -- derived values
     @property
@@ -211,9 +232,16 @@ class SceneConfig:
         """Frames written for one scene."""
         return self.frames * (self.train_seqs + self.test_seqs)
 
-    def room(self) -> Room:
-        """The room of this config (cached)."""
-        return _cached_room(self.layout_seed, self.room_min, self.room_max, self.lights)
+    def room(self, relit: bool = False) -> Room:
+        """The room of this config (cached); ``relit``: under the test sequences' lighting
+        (:meth:`reloc_sim.room.Room.relit`; the same room unless ``relight``)."""
+        room = _cached_room(self.layout_seed, self.room_min, self.room_max, self.lights, self.texture_families,
+                            self.rooms)
+        return room.relit() if relit and self.relight else room
+
+    def room_of_sequence(self, seq: int) -> Room:
+        """The room as sequence ``seq`` sees it (relit for a test sequence when ``relight``)."""
+        return self.room(relit=seq in self.sequences["test"])
 
     def replace(self, **changes) -> SceneConfig:
         """A copy with some fields changed, like :func:`dataclasses.replace`, except that an
@@ -359,6 +387,8 @@ def load_config_file(path: Path, base: SceneConfig) -> SceneConfig:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_room(layout_seed: int, room_min: tuple, room_max: tuple, lights: int) -> Room:
+def _cached_room(layout_seed: int, room_min: tuple, room_max: tuple, lights: int, families: tuple = (),
+                 rooms: int = 1) -> Room:
     """:func:`reloc_sim.room.make_room`, cached (the renderer asks for the same room per frame)."""
-    return make_room(layout_seed, room_min=room_min, room_max=room_max, lights=lights)
+    return make_room(layout_seed, room_min=room_min, room_max=room_max, lights=lights, texture_families=families,
+                     rooms=rooms)

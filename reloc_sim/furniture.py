@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reloc_sim.textures import PICTURE_TEXTURES, Material, is_gray, texture_aspect
+from reloc_sim.textures import PICTURE_TEXTURES, Material, family_textures, is_gray, texture_aspect
 
 
 class Palette:
@@ -23,10 +23,20 @@ class Palette:
 
     Args:
         rng: the room's random generator (every material draws from it).
+        families: texture families (:data:`reloc_sim.textures.TEXTURE_FAMILIES`) the room
+            is made of; empty: every photograph, by the name lists of each kind of material
+            (the rooms made before families existed, drawn exactly as then).
     """
 
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: np.random.Generator, families: Sequence[str] = ()):
         self.rng = rng
+        self.materials, self.pictures = family_textures(tuple(families)) if families else ((), ())
+
+    def texture(self, name: str, picture: bool = False) -> str:
+        """``name``, or, in a room of texture families, one of its materials (``picture``:
+        pictures) instead: no texture outside the families shows."""
+        pool = self.pictures if picture else self.materials
+        return str(self.rng.choice(pool)) if pool else name
 
     def tint(self, sat=(0.05, 0.45), val=(0.6, 0.95), hue=(0.0, 1.0)) -> tuple[float, float, float]:
         """A random RGB colour (4 decimals) with saturation, value and hue in these ranges."""
@@ -37,7 +47,7 @@ class Palette:
     def tiled(self, names: Sequence[str], tile: tuple[float, float], **tint) -> Material:
         """A tiled material: one of the textures ``names``, a copy ``tile`` (range, m) high,
         at a random offset, tinted (``tint``: ranges for :meth:`tint`)."""
-        name = str(self.rng.choice(names))
+        name = str(self.rng.choice(self.materials or names))
         return Material(
             name, self.tint(**tint), float(self.rng.uniform(*tile)), tuple(self.rng.uniform(0, 2, 2))
         )
@@ -45,7 +55,7 @@ class Palette:
     def picture(self, names: Sequence[str] = PICTURE_TEXTURES, **tint) -> Material:
         """A picture fitted once on its face: one of ``names``; a grey one is tinted (``tint``:
         ranges for :meth:`tint`), a colour one only dimmed a little."""
-        name = str(self.rng.choice(names))
+        name = str(self.rng.choice(self.pictures or names))
         if is_gray(name):
             return Material(name, self.tint(**(tint or {"sat": (0.2, 0.6), "val": (0.75, 1.0)})))
         v = float(self.rng.uniform(0.85, 1.0))
@@ -210,7 +220,7 @@ def _desk(pal: Palette, rng: np.random.Generator) -> list[Part]:
     screen = pal.picture(
         ("astronaut", "rocket", "hubble_deep_field", "coffee", "chelsea", "stereo_motorcycle", "colorwheel")
     )
-    dark = Material("moon", (0.15, 0.15, 0.17), 0.5)
+    dark = Material(pal.texture("moon"), (0.15, 0.15, 0.17), 0.5)
     parts += [
         ((su + sw / 2 - 0.04, 0.1, h), (su + sw / 2 + 0.04, 0.16, h + 0.12), {"body": dark}),
         ((su, 0.13, h + 0.12), (su + sw, 0.16, h + 0.12 + sw * 0.6), {"front": screen, "body": dark,
@@ -340,7 +350,7 @@ def door(pal: Palette, dw: float, dh: float) -> list[Part]:
         (
             (dw / 2 - 0.14, 0.05, 0.98),
             (dw / 2 - 0.06, 0.1, 1.02),
-            {"body": Material("moon", (0.8, 0.75, 0.5), 0.2)},
+            {"body": Material(pal.texture("moon"), (0.8, 0.75, 0.5), 0.2)},
         ),
         (
             (-0.12, 0.05, 1.45),
@@ -361,7 +371,7 @@ def decoration(kind: str, pal: Palette, rng: np.random.Generator) -> tuple[Mater
         height (m) of the centre above the floor.
     """
     if kind == "window":
-        pic = Material("hubble_deep_field", (1.0, 1.0, 1.0))
+        pic = Material(pal.texture("hubble_deep_field", picture=True), (1.0, 1.0, 1.0))
         ph, pw, frame = rng.uniform(0.9, 1.3), rng.uniform(0.8, 1.6), 0.06
         zc = rng.uniform(1.3, 1.6)
     elif kind == "whiteboard":
@@ -385,7 +395,7 @@ def framed(kind: str, pal: Palette, pic: Material, ph: float, pw: float, frame: 
         (
             (-Wd / 2, 0, zc - H / 2),
             (Wd / 2, 0.015, zc + H / 2),
-            {"body": pal.paint() if kind != "window" else Material("moon", (0.9, 0.9, 0.9), 1.0)},
+            {"body": pal.paint() if kind != "window" else Material(pal.texture("moon"), (0.9, 0.9, 0.9), 1.0)},
         ),
         ((-pw / 2, 0.015, zc - ph / 2), (pw / 2, 0.022, zc + ph / 2), {"body": pic}),
     ]

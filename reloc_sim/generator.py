@@ -84,7 +84,7 @@ def _render_frame(task: tuple) -> tuple[int, int]:
         (sequence, frame index) of the frame written.
     """
     config, seed, scene_dir, seq, idx, pose = task
-    room = config.room()
+    room = config.room_of_sequence(seq)
     rng = make_rng(TAG_FRAME, seed, config.layout_seed, seq, idx)
     rgb, z, cos_inc, label = render_clean(room, pose, config.intrinsics, config.supersample, config.shadows,
                                            labels=True)
@@ -112,6 +112,19 @@ def _prepare_scene_dir(scene_dir: Path) -> None:
                 )
             shutil.rmtree(scene_dir)
     scene_dir.mkdir(parents=True, exist_ok=True)
+
+
+def is_complete_scene(scene_dir: Path, config: SceneConfig, seed: int) -> bool:
+    """Whether ``scene_dir`` holds a complete scene (its split files exist: they are written
+    last) made by this generator version from this config and seed."""
+    if not all((scene_dir / f).is_file() for f in SPLIT_FILES.values()):
+        return False
+    try:
+        prov = yaml.safe_load((scene_dir / PROVENANCE_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return (isinstance(prov, dict) and prov.get("version") == GENERATOR_VERSION and prov.get("seed") == int(seed)
+            and prov.get("config") == config.as_dict())
 
 
 def _write_scene_files(scene_dir: Path, config: SceneConfig, seed: int) -> None:

@@ -84,7 +84,7 @@ def _shade(
     cos_v = np.abs(np.einsum("ij,ij->i", n, dirs)) / dlen
     foot = t / focal / np.sqrt(np.maximum(cos_v, 0.1)) * room.s_density[sid]
     lod = np.log2(np.maximum(foot, 1e-3))
-    albedo = atlas().sample(room.s_tex[sid], u, v, lod) * room.s_tint[sid]
+    albedo = atlas(room.uses_procedural).sample(room.s_tex[sid], u, v, lod) * room.s_tint[sid]
     light = np.full(len(t), room.ambient, dtype=np.float32)
     for pos, power in zip(room.lights, room.light_power):
         L = pos.astype(np.float32) - P

@@ -15,6 +15,7 @@ Conventions: world frame metres, z up, floor at z = 0, room centred on x = y = 0
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ from reloc_sim.furniture import (
     table_parts,
     wall_placement,
 )
-from reloc_sim.seeds import TAG_ROOM, make_rng
-from reloc_sim.textures import TEX_INDEX, TEX_SIZE, Material, texture_aspect
+from reloc_sim.seeds import TAG_RELIGHT, TAG_ROOM, make_rng
+from reloc_sim.textures import FIRST_PROCEDURAL, TEX_INDEX, TEX_SIZE, Material, texture_aspect
 
 #: The semantic classes of the label images (``frame-XXXXXX.label.png``, uint8 class ids:
 #: the index in this tuple). Room faces are floor, wall and ceiling; a piece of furniture or
@@ -137,6 +138,7 @@ class Room:
         self.s_vax = np.array([s[4] for s in surf], dtype=np.int64)
         self.s_uv = np.array([s[5] for s in surf], dtype=np.float32)
         self.s_density = np.array([s[6] for s in surf], dtype=np.float32)
+        self.uses_procedural = bool((self.s_tex >= FIRST_PROCEDURAL).any())
         # Semantic class of each surface: room faces by axis (z low: floor, z high: ceiling),
         # box faces by the part's own label, else its group's kind.
         cls = [CLASS_ID["wall"]] * 4 + [CLASS_ID["floor"], CLASS_ID["ceiling"]]
@@ -148,6 +150,26 @@ class Room:
                 box_class[b] = CLASS_ID[mats["label"]]
         self.s_class = np.array(cls + [c for c in box_class for _ in range(6)], dtype=np.uint8)
         self._free = _FreeFloor(self)
+        self._relit: Room | None = None
+
+    def relit(self) -> Room:
+        """The same room under other lighting, as at another time of day (the same on every
+        call): one lamp off when there are two or more, the others 0.6-1.5 times as strong,
+        one moved by up to 1.5 m under the ceiling, the ambient level 0.6-1.3 times."""
+        if self._relit is None:
+            rng = make_rng(TAG_RELIGHT, self.layout_seed)
+            lights, power = self.lights.copy(), self.light_power * rng.uniform(0.6, 1.5, len(self.light_power))
+            if len(power) > 1:
+                power[int(rng.integers(len(power)))] = 0.0
+            k = int(rng.integers(len(lights)))
+            step = rng.uniform(-1.5, 1.5, 2)
+            lights[k, :2] = np.clip(lights[k, :2] + step, self.lo[:2] + 0.3, self.hi[:2] - 0.3)
+            other = copy.copy(self)
+            other.lights, other.light_power = lights, power
+            other.ambient = self.ambient * float(rng.uniform(0.6, 1.3))
+            other._relit = other
+            self._relit = other
+        return self._relit
 
     # -- queries
     def footprints(self, walkable: bool = False) -> np.ndarray:
@@ -450,6 +472,8 @@ def make_room(
     room_min: Sequence[float] = DEFAULT_ROOM_MIN,
     room_max: Sequence[float] = DEFAULT_ROOM_MAX,
     lights: int = DEFAULT_LIGHTS,
+    texture_families: Sequence[str] = (),
+    rooms: int = 1,
 ) -> Room:
     """Build the furnished room of a layout seed (deterministic).
 
@@ -458,11 +482,14 @@ def make_room(
         room_min: smallest room size (x, y, z) in metres.
         room_max: largest room size (x, y, z) in metres.
         lights: number of point lights under the ceiling.
+        texture_families: the texture families of its materials (empty: every photograph,
+            drawn as before families existed; see :class:`reloc_sim.furniture.Palette`).
+        rooms: 1, or 2: a wall with a doorway across the longer side.
     """
     rng = make_rng(TAG_ROOM, layout_seed)
     size = np.array([rng.uniform(a, b) for a, b in zip(room_min, room_max)])
     X, Y, Z = size
-    pal = Palette(rng)
+    pal = Palette(rng, texture_families)
     build = _LayoutBuilder(size)
     walls = [
         pal.tiled(("brick", "cell", "page", "text", "gravel"), (0.5, 1.4), val=(0.7, 1.0)) for _ in range(4)
@@ -473,6 +500,8 @@ def make_room(
     ceiling = pal.tiled(("moon", "cell"), (1.5, 2.5), sat=(0.0, 0.1), val=(0.85, 1.0))
     wall_len = (Y, Y, X, X)
     keep_out = [_add_door(build, pal, rng, wall_len)]  # floor zones kept clear (in front of the door)
+    if rooms == 2:
+        keep_out += _add_partition(build, walls[0], rng)
     _add_wall_pieces(build, pal, rng, wall_len, keep_out)
 
     # Free-standing pieces: keep a large free area for the camera.
@@ -485,6 +514,40 @@ def make_room(
     _add_decorations(build, pal, rng, wall_len)
     lpos, power, ambient = _lights(rng, size, lights)
     return Room(layout_seed, size, build.boxes, build.groups, walls + [floor, ceiling], lpos, power, ambient)
+
+
+def _add_partition(build: _LayoutBuilder, material: Material, rng: np.random.Generator) -> list[tuple]:
+    """Split the room in two with a 12 cm wall across its longer side, near the middle, with
+    a doorway 1.0-1.4 m wide and 2.05 m high.
+
+    Args:
+        build: the room being built.
+        material: the wall's material.
+        rng: the room's random generator.
+    Returns:
+        The floor zones (lo, hi) on both sides of the doorway that the furniture keeps clear of.
+    """
+    size = build.size
+    a = 0 if size[0] >= size[1] else 1  # the partition is a plane x = c (a = 0) or y = c (a = 1)
+    b = 1 - a
+    half, t, dw, dh = size[b] / 2, 0.06, rng.uniform(1.0, 1.4), 2.05
+    s = rng.uniform(-half + 0.6 + dw / 2, half - 0.6 - dw / 2)
+
+    def box(c, lo_b, hi_b, z0, z1, pad=t):
+        lo, hi = np.zeros(3), np.zeros(3)
+        lo[a], hi[a], lo[b], hi[b], lo[2], hi[2] = c - pad, c + pad, lo_b, hi_b, z0, z1
+        return lo, hi
+
+    for _ in range(50):  # clear of the door
+        c = rng.uniform(-0.12, 0.12) * size[a]
+        if not any(overlap(box(c, -half, half, 0.0, size[2]), o, 0.1) for o in build.bounds(True)):
+            break
+    faces = dict.fromkeys(range(6), material)
+    build.add("wall", [(*box(c, -half, s - dw / 2, 0.0, size[2]), faces)])
+    build.add("wall", [(*box(c, s + dw / 2, half, 0.0, size[2]), faces)])
+    # the lintel is no obstacle on the floor: walkable, as a rug (the camera passes under it)
+    build.add("wall", [(*box(c, s - dw / 2, s + dw / 2, dh, size[2]), faces)], walkable=True)
+    return [box(c, s - dw / 2 - 0.1, s + dw / 2 + 0.1, 0.0, dh, pad=1.0)]
 
 
 def _add_door(build: _LayoutBuilder, pal: Palette, rng: np.random.Generator, wall_len) -> tuple:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 # SeedSequence tags: which random stream a seed feeds.
-TAG_ROOM, TAG_VIEWPOINTS, TAG_PATH, TAG_FRAME = 11, 12, 13, 14
+TAG_ROOM, TAG_VIEWPOINTS, TAG_PATH, TAG_FRAME, TAG_RELIGHT, TAG_FAMILY = 11, 12, 13, 14, 15, 16
 
 
 def seed_sequence(*words: int) -> np.random.SeedSequence:

@@ -1,10 +1,15 @@
-"""Textures of the synthetic rooms: scikit-image photographs in a mip-mapped atlas.
+"""Textures of the synthetic rooms: photographs and procedural patterns in a mip-mapped atlas.
 
 Every surface of a room is texture-mapped in world metres with one of the photographs
-bundled with scikit-image (no download). Materials (:data:`MATERIAL_TEXTURES`) are tiled
-on walls, floor and furniture bodies; pictures (:data:`PICTURE_TEXTURES`) are fitted once
-on posters, book spines, doors and screens. :func:`atlas` holds all of them resized to one
-square size with their mip levels, for vectorised trilinear lookups by the renderer.
+bundled with scikit-image (no download) or, in rooms that name texture families, with a
+procedural pattern (:mod:`reloc_sim.procedural`). Materials (:data:`MATERIAL_TEXTURES`) are
+tiled on walls, floor and furniture bodies; pictures (:data:`PICTURE_TEXTURES`) are fitted
+once on posters, book spines, doors and screens. :func:`atlas` holds all of them resized to
+one square size with their mip levels, for vectorised trilinear lookups by the renderer.
+
+:data:`TEXTURE_FAMILIES` groups the textures into families (three of photographs, one per
+procedural pattern), each with its materials and its pictures; a room made with some
+families uses only their textures (:class:`reloc_sim.furniture.Palette`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from reloc_sim import procedural
 
 #: scikit-image photographs (all bundled, none downloaded) tiled as materials.
 MATERIAL_TEXTURES = ("brick", "gravel", "grass", "moon", "cell", "coins", "page", "text", "checkerboard")
@@ -37,10 +44,38 @@ PICTURE_TEXTURES = (
     "page",
     "text",
 )
-#: Every texture of the atlas, in atlas order.
+#: Every photograph of the atlas, in atlas order.
 _TEXTURES = MATERIAL_TEXTURES + tuple(n for n in PICTURE_TEXTURES if n not in MATERIAL_TEXTURES)
+#: Every procedural texture, after the photographs in the atlas.
+PROCEDURAL_TEXTURES = tuple(n for f in procedural.FAMILIES for n in procedural.texture_names(f))
 #: texture name -> index in the atlas.
-TEX_INDEX = {n: i for i, n in enumerate(_TEXTURES)}
+TEX_INDEX = {n: i for i, n in enumerate(_TEXTURES + PROCEDURAL_TEXTURES)}
+#: Indices from this one on are procedural (only an atlas built with them holds them).
+FIRST_PROCEDURAL = len(_TEXTURES)
+
+#: Texture families: name -> (materials, pictures). The photographs are split into three
+#: families with no texture in common; every procedural family serves as both.
+TEXTURE_FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "photo_a": (("brick", "gravel", "grass", "moon"),
+                ("astronaut", "coffee", "chelsea", "rocket", "cat", "hubble_deep_field")),
+    "photo_b": (("cell", "checkerboard"), ("immunohistochemistry", "colorwheel", "logo")),
+    "photo_c": (("coins", "page", "text"), ("stereo_motorcycle", "retina", "clock", "camera", "horse")),
+    **{f: (procedural.texture_names(f),) * 2 for f in procedural.FAMILIES},
+}
+
+
+def family_textures(families: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The materials and the pictures of these texture families (each sorted, no repeats).
+
+    Raises:
+        KeyError: an unknown family.
+    """
+    unknown = [f for f in families if f not in TEXTURE_FAMILIES]
+    if unknown:
+        raise KeyError(f"unknown texture families {unknown}: choose from {', '.join(TEXTURE_FAMILIES)}")
+    mats = sorted({n for f in families for n in TEXTURE_FAMILIES[f][0]})
+    pics = sorted({n for f in families for n in TEXTURE_FAMILIES[f][1]})
+    return tuple(mats), tuple(pics)
 TEX_SIZE = 256  # texels per side of mip level 0 (a power of two)
 _TEX_MIN = 4  # smallest mip level
 
@@ -155,15 +190,19 @@ class Atlas:
         return top + (bottom - top) * fy
 
 
-@functools.lru_cache(maxsize=1)
-def atlas() -> Atlas:
-    """The texture atlas (built once per process, about half a second)."""
+@functools.lru_cache(maxsize=2)
+def atlas(with_procedural: bool = False) -> Atlas:
+    """The texture atlas (built once per process, about half a second; one more second
+    ``with_procedural``, which adds :data:`PROCEDURAL_TEXTURES` after the photographs)."""
     aspect, level0 = [], []
     for name in _TEXTURES:
         photo = _load_photo(name)
         aspect.append(photo.shape[1] / photo.shape[0])
         img = Image.fromarray(photo).resize((TEX_SIZE, TEX_SIZE), Image.Resampling.LANCZOS)
         level0.append(np.asarray(img, dtype=np.float32) / 255.0)
+    for name in PROCEDURAL_TEXTURES if with_procedural else ():
+        aspect.append(1.0)
+        level0.append(procedural.make_texture(name, TEX_SIZE).astype(np.float32) / 255.0)
     pyramid = [np.stack(level0)]
     while pyramid[-1].shape[1] > _TEX_MIN:
         a = pyramid[-1]
@@ -176,5 +215,7 @@ def atlas() -> Atlas:
 
 
 def texture_aspect(name: str) -> float:
-    """Width / height of the photograph ``name`` (a texture name of the atlas)."""
+    """Width / height of the texture ``name`` (a texture name of the atlas; 1 for a procedural one)."""
+    if TEX_INDEX[name] >= FIRST_PROCEDURAL:
+        return 1.0
     return float(atlas().aspect[TEX_INDEX[name]])

@@ -426,7 +426,12 @@ def _sample_path(segments: list[_Segment], config: SceneConfig, rng: np.random.G
         if m.any():
             P[m], A[m] = sg.at(np.clip((times[m] - starts[i]) / sg.frames, 0.0, 1.0))
     P = (P + _shake(rng, n_steps, 3, config.shake_m))[:: config.frame_stride]
-    A = (A + _shake(rng, n_steps, 3, math.radians(config.shake_deg)))[:: config.frame_stride]
+    A = A + _shake(rng, n_steps, 3, math.radians(config.shake_deg))
+    if config.sweep_deg > 0:  # a pan-tilt head sweeping slowly (drawn only then: other paths stay as they were)
+        for axis, amplitude in ((0, config.sweep_deg), (1, config.sweep_deg / 2)):  # pan, then tilt
+            period, phase = rng.uniform(150.0, 400.0), rng.uniform(0.0, 2 * math.pi)
+            A[:, axis] += math.radians(amplitude) * np.sin(2 * math.pi * np.arange(n_steps) / period + phase)
+    A = A[:: config.frame_stride]
     T = np.tile(np.eye(4), (config.frames, 1, 1))
     T[:, :3, :3] = _rotations(A[:, 0], A[:, 1], A[:, 2])
     T[:, :3, 3] = P
