@@ -218,6 +218,89 @@ def test_fit_writes_model_history_tensorboard(tiny_scene, tmp_path):
     assert model.predict(f, f)["q"].shape == (1, 4)
 
 
+def _scripted_criteria(monkeypatch, criteria):
+    """Make Trainer.validate report these criteria, one per epoch, after the real validation,
+    and keep a copy of the weights at each; returns that list of state dicts."""
+    from reloc_train.train import Trainer
+
+    real, seen = Trainer.validate, []
+
+    def scripted(self):
+        val = real(self)
+        val["val_criterion"] = criteria[len(seen)]
+        seen.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        return val
+
+    monkeypatch.setattr(Trainer, "validate", scripted)
+    return seen
+
+
+def _fit(tiny_scene, out, epochs, *extra):
+    from reloc_train.train import main
+
+    args = ["--data", str(tiny_scene), "--out", str(out), "--method", "uniform", "--epochs", str(epochs)]
+    for s in TINY + ["run.max_steps_per_epoch=2", *extra]:
+        args += ["--set", s]
+    return main(args)
+
+
+def _same_weights(model, state) -> bool:
+    return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_model_file_is_the_best_validated_epoch_not_the_last(tiny_scene, tmp_path, monkeypatch):
+    seen = _scripted_criteria(monkeypatch, [2.0, 1.0, 1.5])
+    assert _fit(tiny_scene, tmp_path / "run", 3) == 0
+    model, info = load_model(tmp_path / "run" / "model.pt")
+    assert info.meta["best_epoch"] == 2 and info.meta["criterion"] == 1.0 and info.meta["stopped"] is None
+    assert _same_weights(model, seen[1]) and not _same_weights(model, seen[2])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [m["val_criterion"] for m in metrics] == [2.0, 1.0, 1.5]
+
+
+def test_a_diverging_run_stops_says_so_and_keeps_its_best_epoch(tiny_scene, tmp_path, monkeypatch, capsys):
+    seen = _scripted_criteria(monkeypatch, [1.0, 0.8, 2.5, 0.1])  # 2.5 > 3 x 0.8: diverged at epoch 3
+    assert _fit(tiny_scene, tmp_path / "run", 4) == 3
+    assert len(seen) == 3  # epoch 4 never ran
+    model, info = load_model(tmp_path / "run" / "model.pt")
+    assert info.meta["best_epoch"] == 2 and _same_weights(model, seen[1])
+    assert "validation criterion 2.5 at epoch 3 is over 3 times the best, 0.8 at epoch 2" in info.meta["stopped"]
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "model.pt holds the best epoch (2)" in err
+
+
+def test_a_non_finite_loss_stops_the_run(tiny_scene, tmp_path, monkeypatch, capsys):
+    from reloc_train.train import Trainer
+
+    real = Trainer.train_step
+
+    def poisoned(self, batch):
+        stats = real(self, batch)
+        if self.global_step == 2:  # the third step (global_step counts completed steps)
+            stats["losses"] = [float("nan")] + list(stats["losses"][1:])
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
+    assert _fit(tiny_scene, tmp_path / "run", 3) == 3
+    _, info = load_model(tmp_path / "run" / "model.pt")
+    assert info.meta["best_epoch"] == 1 and info.meta["steps"] == 3
+    assert info.meta["stopped"] == "the loss of task t is not finite at step 3 (epoch 2)"
+    assert "training diverged: the loss of task t is not finite" in capsys.readouterr().err
+
+
+def test_validation_scenes_apart_from_the_training_ones(tiny_scene, tmp_path):
+    """data.val_root: the validation scenes' own training frames are the map, their test frames
+    the queries; the criterion is the mean of median t / 0.1 m + median r / 5 deg."""
+    assert _fit(tiny_scene, tmp_path / "run", 1, f"data.val_root={tiny_scene}", "eval.max_frames=6") == 0
+    _, info = load_model(tmp_path / "run" / "model.pt")
+    assert info.meta["validation_scenes"] == [tiny_scene.name]
+    (s,) = info.meta["validation"]["scenes"].values()
+    assert s["count"] == 6
+    assert info.meta["criterion"] == pytest.approx(s["median_t_m"] / 0.1 + s["median_r_deg"] / 5.0)
+    with pytest.raises(ConfigError, match="eval.diverge_factor must be > 1"):
+        load_config([], ["eval.diverge_factor=1"])
+
+
 def _run_train(args, env, **kw):
     return subprocess.Popen([sys.executable, "-m", "reloc_train.train", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)

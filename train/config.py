@@ -43,12 +43,18 @@ class DataConfig:
         cache_features: with ``model.freeze_stages`` > 0, compute the frozen stages' output
             once per frame and train on it (the frozen stages then cost nothing per step).
         pairs: which frames make training pairs.
+        val_root: a root of validation scenes, apart from the training ones (their
+            ``train_split`` frames are the map, their ``val_split`` frames the queries);
+            None: validate on the ``val_split`` frames of the training scenes.
+        val_scenes: names of scenes under ``val_root`` (None: all).
     """
 
     root: str | None = None
     scenes: list[str] | None = None
     train_split: str = "train"
     val_split: str = "test"
+    val_root: str | None = None
+    val_scenes: list[str] | None = None
     cache_limit_mb: float = 4096.0
     cache_features: bool = True
     pairs: PairConfig = field(default_factory=PairConfig)
@@ -189,10 +195,18 @@ class RunConfig:
 @dataclass
 class EvalConfig:
     """Attributes:
-        max_frames: validation queries per scene (None: all).
+        max_frames: validation queries per scene (None: all), evenly spaced: the same every epoch.
+        criterion_t_m, criterion_r_deg: the validation criterion is the mean over the
+            validation scenes of (top-1 median t / criterion_t_m + median r / criterion_r_deg);
+            the model file is the epoch with the lowest.
+        diverge_factor: stop when the criterion exceeds this many times its best (or a loss
+            is not finite): the run diverged.
     """
 
     max_frames: int | None = 500
+    criterion_t_m: float = 0.1
+    criterion_r_deg: float = 5.0
+    diverge_factor: float = 3.0
 
 
 @dataclass
@@ -220,6 +234,12 @@ class TrainConfig:
                        ("run.log_every", self.run.log_every)):
             if v < 1:
                 raise ConfigError(f"{key} must be >= 1, got {v}")
+        e = self.eval
+        for key, v in (("eval.criterion_t_m", e.criterion_t_m), ("eval.criterion_r_deg", e.criterion_r_deg)):
+            if not v > 0:
+                raise ConfigError(f"{key} must be > 0, got {v}")
+        if not e.diverge_factor > 1:
+            raise ConfigError(f"eval.diverge_factor must be > 1, got {e.diverge_factor}")
 
     def as_dict(self) -> dict:
         """Plain YAML/JSON-able nested dict (tuples as lists)."""

@@ -11,6 +11,15 @@ model file the node loads), ``config.yaml``,
 ``history.csv`` (per-step losses and task weights), ``metrics.json`` (validation per
 epoch) and TensorBoard scalars under ``tb/``.
 
+Validation, every epoch, on the validation scenes (``data.val_root``) or else on the
+``val_split`` frames of the training scenes; never on test scenes. Its criterion is the mean
+over the scenes of (top-1 median t / ``eval.criterion_t_m`` + median r /
+``eval.criterion_r_deg``), over the same evenly spaced queries every epoch. ``model.pt`` holds
+the epoch with the lowest criterion (its meta data: ``best_epoch``, ``criterion``), not the
+last one. The run stops when a loss is not finite or the criterion exceeds
+``eval.diverge_factor`` times its best, says so, still writes the best epoch, and exits
+with status 3.
+
 Distributed training (torchrun): every rank trains on its shard of the pairs. The per-task
 gradients are reduced across ranks *before* the MTL method weighs them, so every rank
 computes the same weights and applies the same update (see ``reloc_train.mtl.engine``).
@@ -184,7 +193,10 @@ class Trainer:
         self.model_cfg = mc.model_config()
         size = self.model_cfg.input_size
         self.train_fs = FrameSet.from_scenes(self.scenes, d.train_split)
-        self.val_fs = FrameSet.from_scenes(self.scenes, d.val_split)
+        # validation: the map and queries of separate validation scenes, or the training scenes' val_split
+        self.val_scenes = open_scenes(d.val_root, d.val_scenes) if d.val_root else self.scenes
+        self.val_db_fs = FrameSet.from_scenes(self.val_scenes, d.train_split) if d.val_root else self.train_fs
+        self.val_fs = FrameSet.from_scenes(self.val_scenes, d.val_split)
 
         torch.manual_seed(run.seed)  # identical initial weights on every rank
         self.model = RelPoseNet(self.model_cfg)
@@ -199,6 +211,9 @@ class Trainer:
         self.dataset = PairDataset(self.train_fs, train_store, d.pairs, seed=run.seed, rank=self.rank,
                                    world_size=self.world)
         self.val_store = self._store(ImageStore(self.val_fs, size, d.cache_limit_mb)) if self.main else None
+        self.val_db_store = train_store
+        if d.val_root and self.main:
+            self.val_db_store = self._store(ImageStore(self.val_db_fs, size, d.cache_limit_mb))
         self.start = train_store.start  # the encoder stage the training inputs enter at
         self.overlap = None
         if "r" in self.tasks:
@@ -223,6 +238,9 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) if cosine else 1.0)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        # the best epoch by the validation criterion: its weights go into model.pt
+        self.best: dict = {"criterion": math.inf, "epoch": None, "model": None, "eval": None, "aux": None}
+        self.stopped = ""  # why the run stopped early ("" when it ran all its epochs)
         self.history: list[dict] = []
         self.metrics: list[dict] = []
         self.tb = None
@@ -305,7 +323,7 @@ class Trainer:
             "aux_decoder": self.decoder.state_dict() if self.decoder is not None else None,
             "method": self.method.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "rng": rng_state(),
-            "history": self.history, "metrics": self.metrics,
+            "history": self.history, "metrics": self.metrics, "best": self.best,
         }, self.checkpoint_path())
         self._write_history()
 
@@ -328,6 +346,7 @@ class Trainer:
         set_rng_state(ck["rng"])
         self.epoch, self.step_in_epoch, self.global_step = ck["epoch"], ck["step_in_epoch"], ck["global_step"]
         self.history, self.metrics = ck["history"], ck["metrics"]
+        self.best = ck.get("best", self.best)
         if self.step_in_epoch >= self.steps_per_epoch:
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
@@ -396,9 +415,13 @@ class Trainer:
                 self.global_step += 1
                 if self.main:
                     self._log_step(stats, bar)
+                if self._agree(self._non_finite(stats)):
+                    break
                 if ck_every and self.global_step % ck_every == 0 and self.step_in_epoch < self.steps_per_epoch:
                     self.save_checkpoint()
             bar.close()
+            if self.stopped:
+                break
             val = self.validate()
             if self.main:
                 row = {"epoch": self.epoch + 1, "step": self.global_step, "seconds": round(time.time() - t0, 2),
@@ -406,12 +429,51 @@ class Trainer:
                 self.metrics.append(row)
                 log.info("epoch %d/%d: %s", self.epoch + 1, epochs,
                          ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+            diverged = self._agree(self._keep_best(val) if self.main else "")
             self.save_checkpoint()  # epoch complete (step_in_epoch == steps_per_epoch)
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            if diverged:
+                break
         result = self.finish()
         if self.world > 1:
             dist.barrier()
         return result
+
+    def _non_finite(self, stats: dict) -> str:
+        """Why to stop after a step whose loss is not finite ("" when every loss is)."""
+        bad = [n for n, v in zip(self.tasks, stats["losses"]) if not math.isfinite(float(v))]
+        return (f"the loss of task {', '.join(bad)} is not finite at step {self.global_step} (epoch "
+                f"{self.epoch + 1})") if bad else ""
+
+    def _keep_best(self, val: dict) -> str:
+        """Keep the weights of an epoch with a better validation criterion; returns why the run
+        diverged ("" when it did not): a criterion over ``eval.diverge_factor`` times the best."""
+        c = val["val_criterion"]
+        if c < self.best["criterion"]:
+            self.best = {"criterion": c, "epoch": self.epoch + 1, "eval": getattr(self, "last_eval", None),
+                         "aux": getattr(self, "last_aux", None),
+                         "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+            return ""
+        f = self.cfg.eval.diverge_factor
+        if not math.isfinite(c) or c > f * self.best["criterion"]:
+            return (f"the validation criterion {c:.3g} at epoch {self.epoch + 1} is over {f:g} times the best, "
+                    f"{self.best['criterion']:.3g} at epoch {self.best['epoch']}")
+        return ""
+
+    def _agree(self, reason: str) -> bool:
+        """Whether to stop, the same on every rank (rank 0's reason, or any rank's non-finite
+        loss, counts); sets :attr:`stopped`."""
+        if self.world > 1:
+            flag = torch.tensor([1.0 if reason else 0.0], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item() > 0 and not reason:
+                reason = "another rank stopped the run"
+        if reason:
+            self.stopped = reason
+            if self.main:
+                log.error("training diverged: %s; stopping (model.pt: the best epoch, %s)", reason,
+                          self.best["epoch"] if self.best["epoch"] is not None else "none")
+        return bool(reason)
 
     def _log_step(self, stats: dict, bar) -> None:
         losses, weights = stats["losses"], stats["weights"]
@@ -434,10 +496,16 @@ class Trainer:
     def validate(self) -> dict:
         if not self.main:
             return {}
-        res = validate(self.model, self.train_fs, self.dataset.store, self.val_fs, self.val_store,
-                       self.device, self.cfg.eval.max_frames)
+        e = self.cfg.eval
+        res = validate(self.model, self.val_db_fs, self.val_db_store, self.val_fs, self.val_store,
+                       self.device, e.max_frames)
         m = res["mean"]
-        val = {"val_median_t_m": m["median_t_m"], "val_median_r_deg": m["median_r_deg"],
+        crit = [s["median_t_m"] / e.criterion_t_m + s["median_r_deg"] / e.criterion_r_deg
+                for s in res["scenes"].values()]
+        res["criterion"] = float(np.mean(crit)) if crit else math.inf
+        if not math.isfinite(res["criterion"]):
+            res["criterion"] = math.inf
+        val = {"val_criterion": res["criterion"], "val_median_t_m": m["median_t_m"], "val_median_r_deg": m["median_r_deg"],
                "val_retrieval_median_t_m": m["retrieval_median_t_m"],
                "val_retrieval_median_r_deg": m["retrieval_median_r_deg"],
                "val_recall_at_1": m["recall_at_1"], "val_recall_at_5": m["recall_at_5"],
@@ -460,6 +528,9 @@ class Trainer:
             return {}
         self.tb.flush()
         d = self.cfg.data
+        best = self.best
+        if best["model"] is not None:  # the best epoch's weights, not the last's
+            self.model.load_state_dict(best["model"])
         fp = save_model(self.out / "model.pt", self.model, meta={
             "mtl_method": self.method.name,
             "mtl_options": self.cfg.mtl.options,
@@ -468,15 +539,21 @@ class Trainer:
             "train_config": self.cfg.as_dict(),
             "encoder_init": self.init_source,
             "epochs": self.epoch, "steps": self.global_step, "world_size": self.world,
-            "validation": getattr(self, "last_eval", None),
+            "best_epoch": best["epoch"], "criterion": best["criterion"] if best["epoch"] else None,
+            "criterion_definition": f"mean over validation scenes of median t / {self.cfg.eval.criterion_t_m:g} m "
+                                    f"+ median r / {self.cfg.eval.criterion_r_deg:g} deg (top-1)",
+            "validation_scenes": [s.name for s in self.val_scenes], "stopped": self.stopped or None,
+            "validation": best["eval"] if best["epoch"] else getattr(self, "last_eval", None),
             # the decoder stays in checkpoint.pt: the node never runs it
             "aux_tasks": list(self.aux_tasks),
             "aux_levels": list(self.decoder.levels) if self.decoder is not None else [],
-            "aux_validation": getattr(self, "last_aux", None),
+            "aux_validation": best["aux"] if best["epoch"] else getattr(self, "last_aux", None),
         })
-        log.info("model written to %s (fingerprint %s)", self.out / "model.pt", fp[:12])
-        return {"model": str(self.out / "model.pt"), "fingerprint": fp,
-                "validation": getattr(self, "last_eval", None)}
+        log.info("model written to %s (fingerprint %s): epoch %s of %d, validation criterion %s", self.out / "model.pt",
+                 fp[:12], best["epoch"], self.epoch, f"{best['criterion']:.4g}" if best["epoch"] else "n/a")
+        return {"model": str(self.out / "model.pt"), "fingerprint": fp, "best_epoch": best["epoch"],
+                "criterion": best["criterion"], "stopped": self.stopped,
+                "validation": best["eval"] if best["epoch"] else getattr(self, "last_eval", None)}
 
 
 # --------------------------------------------------------------------------- CLI
@@ -521,12 +598,15 @@ def main(argv: list[str] | None = None) -> int:
     result = trainer.fit()
     if trainer.main and result.get("validation"):
         m = result["validation"]["mean"]
-        print(f"final validation: median {m['median_t_m']:.3f} m / {m['median_r_deg']:.2f} deg "
-              f"(retrieval only {m['retrieval_median_t_m']:.3f} m / {m['retrieval_median_r_deg']:.2f} deg); "
-              f"model: {result['model']}")
+        print(f"validation of the best epoch ({result['best_epoch']}): median {m['median_t_m']:.3f} m / "
+              f"{m['median_r_deg']:.2f} deg (retrieval only {m['retrieval_median_t_m']:.3f} m / "
+              f"{m['retrieval_median_r_deg']:.2f} deg); model: {result['model']}")
+    if trainer.main and trainer.stopped:
+        print(f"training diverged: {trainer.stopped}; model.pt holds the best epoch "
+              f"({result.get('best_epoch') or 'none: no epoch was validated'})", file=sys.stderr)
     if dist.is_initialized():
         dist.destroy_process_group()
-    return 0
+    return 3 if trainer.stopped else 0
 
 
 if __name__ == "__main__":
