@@ -23,8 +23,9 @@ Changing a family that a model was trained on voids its results: add a new one i
 Each scene scans a region of its floor whose size is chosen, from its trajectories alone,
 for 7-Scenes' map coverage (:meth:`SceneFamily.covered_scene`; ``coverage`` prints it).
 ``render`` resumes: a scene whose folder is complete and was made from the same config and
-seed is kept. It writes ``family.yaml`` (the scenes of each split, their draws and coverage)
-beside the scene folders.
+seed is kept. The scenes of each split go into their own folder (``OUT/train``, ``OUT/val``,
+``OUT/test``), so that a training run given ``OUT/train`` cannot read a test scene, and
+``OUT/family.yaml`` lists the scenes of each split, their draws and coverage.
 """
 
 from __future__ import annotations
@@ -248,14 +249,15 @@ def has_7scenes_coverage(row: Coverage, robot: bool = False) -> bool:
 
 
 def covered_scenes(family: SceneFamily, splits: Sequence[str] | None, seed: int,
-                   log=None) -> list[tuple[SceneConfig, Coverage]]:
-    """:meth:`SceneFamily.covered_scene` of every scene of some splits (default: all)."""
-    out = []
+                   log=None) -> dict[str, list[tuple[SceneConfig, Coverage]]]:
+    """:meth:`SceneFamily.covered_scene` of every scene of some splits (default: all): split ->
+    [(config, coverage)]."""
+    out: dict[str, list] = {}
     for sp in splits or [s.name for s in family.splits]:
         for k in range(family.split(sp).scenes):
-            out.append(family.covered_scene(sp, k, seed))
+            out.setdefault(sp, []).append(family.covered_scene(sp, k, seed))
             if log:
-                log(_coverage_line(*out[-1]))
+                log(_coverage_line(*out[sp][-1]))
     return out
 
 
@@ -293,7 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     t0 = time.perf_counter()
     log = (lambda s: print(s, flush=True))
-    covered = covered_scenes(fam, args.split, args.seed, log)
+    by_split = covered_scenes(fam, args.split, args.seed, log)
+    covered = [cr for rows in by_split.values() for cr in rows]
     ok = sum(has_7scenes_coverage(r, is_robot(c)) for c, r in covered)
     summary = (f"{ok}/{len(covered)} scenes with 7-Scenes' coverage (median 0.20-0.35 m and 7-13° (robot 4-13°), "
                f">= 90 % within 0.5 m and 30°)")
@@ -307,12 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json(args.out / "coverage.json", [{"config": c.as_dict(), **r.as_dict()} for c, r in covered])
             record_command(args.out)
         return 0
-    configs = [c for c, _ in covered]
-    args.out.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in configs if not is_complete_scene(args.out / c.name, c, args.seed)]
-    print(f"{fam.name}: {len(configs)} scenes, {len(configs) - len(todo)} already complete, rendering "
-          f"{len(todo)} with {args.workers} workers", flush=True)
-    generate_dataset(args.out, todo, seed=args.seed, workers=args.workers) if todo else None
+    todo = {sp: [c for c, _ in rows if not is_complete_scene(args.out / sp / c.name, c, args.seed)]
+            for sp, rows in by_split.items()}
+    n_todo = sum(len(v) for v in todo.values())
+    print(f"{fam.name}: {len(covered)} scenes, {len(covered) - n_todo} already complete, rendering "
+          f"{n_todo} with {args.workers} workers", flush=True)
+    for sp, configs in todo.items():  # one folder per split: a training root holds no test scene
+        if configs:
+            generate_dataset(args.out / sp, configs, seed=args.seed, workers=args.workers)
     listing = {**fam.describe(), "seed": args.seed,
                "coverage": {c.name: {**r.as_dict(), "region_m": c.region_m, "frame_stride": c.frame_stride}
                             for c, r in covered}}

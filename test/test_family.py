@@ -141,12 +141,13 @@ def test_render_resumes_and_lists_the_scenes(tmp_path, capsys, monkeypatch):
     out = tmp_path / "mini"
     assert main(["render", "--family", "mini", "--out", str(out), "--workers", "1"]) == 0
     assert "rendering 3 with 1 workers" in capsys.readouterr().out
-    first = out / "mini_train_00" / "seq-01" / "frame-000000.color.png"
+    assert sorted(p.name for p in out.iterdir()) == ["family.yaml", "test", "train"]  # one folder per split
+    first = out / "train" / "mini_train_00" / "seq-01" / "frame-000000.color.png"
     stamp = first.stat().st_mtime_ns
-    (out / "mini_test_00" / "TestSplit.txt").unlink()  # an interrupted scene is made again
+    (out / "test" / "mini_test_00" / "TestSplit.txt").unlink()  # an interrupted scene is made again
     assert main(["render", "--family", "mini", "--out", str(out), "--workers", "1"]) == 0
     assert "2 already complete, rendering 1" in capsys.readouterr().out
-    assert first.stat().st_mtime_ns == stamp and (out / "mini_test_00" / "TestSplit.txt").is_file()
+    assert first.stat().st_mtime_ns == stamp and (out / "test" / "mini_test_00" / "TestSplit.txt").is_file()
     import yaml
 
     listing = yaml.safe_load((out / "family.yaml").read_text())
