@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reloc_train.mtl.aligned import FLOAT64_EPS
 from reloc_train import mtl
 from reloc_train.mtl import (METHODS, MGDA, AlignedMTL, GradNorm, PCGrad, Uncertainty, Uniform,
                              active_set_refine, balance_transformation, build_method,
@@ -139,19 +140,46 @@ def test_aligned_vs_torchjd(n_tasks, label, G, M):
     # ill-conditioned cases, whose cond is 1e8; the digits depend on the CPU's LAPACK kernels)
     ev = torch.linalg.eigvalsh(M)
     rtol = min(1e-6, max(1e-9, 4 * torch.finfo(F64).eps * float(ev.max() / ev.min().clamp_min(1e-300))))
-    for mode in ("min", "median", "rmse"):
+    for mode in ("min", "median", "rmse"):  # torchjd on a float64 Gram: the float64 threshold
         theirs = agg.AlignedMTLWeighting(pref_vector=ones, scale_mode=mode)(M)
-        b, info = balance_transformation(M, scale_mode=mode)
+        b, info = balance_transformation(M, scale_mode=mode, rank_rtol=FLOAT64_EPS)
         assert torch.allclose(b @ ones, theirs, rtol=rtol, atol=1e-12 * float(theirs.abs().max()))
-        ours = AlignedMTL(n_tasks, scale_mode=mode).weights(torch.ones(n_tasks), gram=M).double()
-        assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6 * float(theirs.abs().max()))
-    m = AlignedMTL(n_tasks)
+        ours = AlignedMTL(n_tasks, scale_mode=mode, rank_rtol=FLOAT64_EPS).weights(torch.ones(n_tasks), gram=M)
+        assert torch.allclose(ours.double(), theirs, rtol=1e-5, atol=1e-6 * float(theirs.abs().max()))
+    m = AlignedMTL(n_tasks, rank_rtol=FLOAT64_EPS)
     m.weights(torch.ones(n_tasks), gram=M)
     stats = {**mtl.gram_stats(M), **m.last_stats}
     eig = torch.linalg.eigvalsh(M)
     assert stats["lambda_max"] == pytest.approx(float(eig[-1]), rel=1e-9)
     assert stats["lambda_min"] == pytest.approx(float(eig[0]), rel=1e-6, abs=1e-9 * float(eig[-1]))
     assert stats["rank"] == (n_tasks - 1 if label == "rank-deficient" else n_tasks)
+
+
+def _vanishing_task_gram(scale: float, n_tasks: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """G (T x 50) with the last task's gradient scaled by ``scale`` (a loss that reached 0), and GG^T."""
+    G = torch.randn(n_tasks, 50, generator=torch.Generator().manual_seed(3), dtype=F64)
+    G[-1] *= scale
+    return G, G @ G.T
+
+
+def test_aligned_with_a_vanishing_task_gradient_against_torchjd():
+    """The published form (torchjd, float64 Gram) gives the other tasks ~no weight when one task's
+    gradient vanishes; the default, the authors' float32 threshold (torchjd on the float32 Gram),
+    drops that task from the rank instead and keeps the others' weights."""
+    agg = jd()
+    ones = torch.ones(3, dtype=F64)
+    G, M = _vanishing_task_gram(1e-5)
+    published = AlignedMTL(3, rank_rtol=FLOAT64_EPS).weights(torch.ones(3), gram=M).double()
+    assert torch.allclose(published, agg.AlignedMTLWeighting(pref_vector=ones)(M), rtol=1e-5)
+    assert published[:2].abs().max() < 1e-3 and published[2] > 0.5  # the collapse
+    guarded = AlignedMTL(3).weights(torch.ones(3), gram=M).double()
+    theirs32 = agg.AlignedMTLWeighting(pref_vector=ones.float())(M.float()).double()
+    assert torch.allclose(guarded, theirs32, rtol=1e-4, atol=1e-6)
+    assert guarded[:2].abs().min() > 0.1 and guarded[2].abs() < 1e-3
+    # a task that is merely weak (not vanishing) stays in the rank: the published form, unchanged
+    G2, M2 = _vanishing_task_gram(1e-2)
+    assert torch.allclose(AlignedMTL(3).weights(torch.ones(3), gram=M2).double(),
+                          agg.AlignedMTLWeighting(pref_vector=ones)(M2), rtol=1e-5)
 
 
 def test_imtl_g_equal_projections():

@@ -10,6 +10,13 @@ from torch import Tensor
 from .base import THETA_COST, Z_COST, Weighting, as_gram64
 
 SCALE_MODES = ("min", "median", "rmse")
+#: The default relative eigenvalue threshold of the rank: float32's machine epsilon, as in the
+#: authors' code (its Gram is float32, ``tol = max(lambda) * T * torch.finfo().eps``). A task
+#: whose gradient vanishes below it leaves the rank instead of taking all the weight (see
+#: :func:`balance_transformation`). ``rank_rtol=FLOAT64_EPS`` gives torchjd's threshold on a
+#: float64 Gram: the published form without that guard.
+OFFICIAL_RTOL = float(torch.finfo(torch.float32).eps)
+FLOAT64_EPS = float(torch.finfo(torch.float64).eps)
 
 
 def balance_transformation(gram: Tensor, scale_mode: str = "min",
@@ -18,8 +25,8 @@ def balance_transformation(gram: Tensor, scale_mode: str = "min",
 
     With the eigendecomposition :math:`M = V\Lambda V^\top` (float64), keep the
     non-degenerate part :math:`\lambda_i > \tau`, :math:`\tau = \lambda_{\max}\cdot T\cdot
-    \text{rank\_rtol}` (default ``rank_rtol`` = float64 machine epsilon, as torchjd; the
-    official code used float32's), giving :math:`V_r, \Lambda_r` (rank :math:`r`), and
+    \text{rank\_rtol}` (default ``rank_rtol`` = :data:`OFFICIAL_RTOL`, float32's machine
+    epsilon, the authors' code's threshold), giving :math:`V_r, \Lambda_r` (rank :math:`r`), and
 
     .. math::  B = \sqrt{\lambda_{\text{scale}}}\; V_r \Lambda_r^{-1/2} V_r^\top,
 
@@ -29,6 +36,16 @@ def balance_transformation(gram: Tensor, scale_mode: str = "min",
     :math:`(BG)(BG)^\top = B M B = \lambda_{\text{scale}}\, V_r V_r^\top` (:math:`=\lambda_{\min} I`
     when :math:`M` is non-singular). When :math:`M = 0`, :math:`B = I`.
 
+    A vanishing task. With ``'min'``, task :math:`k`'s weight in the direction of a task whose
+    eigenvalue is :math:`\lambda` is :math:`\sqrt{\lambda_{\min}/\lambda}`: when one task's
+    gradient vanishes (a retrieval loss that reached 0), :math:`\lambda_{\min} \to 0` and every
+    other task's weight goes to 0 with it, while the vanishing task keeps weight 1. Under Adam,
+    which rescales the tiny update to a full step, training then follows the vanishing task's
+    noise, and the other losses climb. This is the method as published; its authors' code is
+    guarded by its float32 threshold, which drops such a task from the rank once
+    :math:`\lambda_{\min} < \lambda_{\max} T \epsilon_{32}`. ``rank_rtol=FLOAT64_EPS`` (torchjd on a
+    float64 Gram) removes that guard; a larger ``rank_rtol`` guards earlier.
+
     Returns:
         ``(B, info)``: ``B`` T x T float64 CPU; ``info`` with ``rank`` and ``lambda_scale``.
     """
@@ -37,7 +54,7 @@ def balance_transformation(gram: Tensor, scale_mode: str = "min",
     m = as_gram64(gram)
     n = m.shape[0]
     lam, v = torch.linalg.eigh(m)
-    eps = torch.finfo(torch.float64).eps if rank_rtol is None else float(rank_rtol)
+    eps = OFFICIAL_RTOL if rank_rtol is None else float(rank_rtol)
     tol = lam.max() * n * eps
     keep = lam > tol
     rank = int(keep.sum())
@@ -80,7 +97,8 @@ class AlignedMTL(Weighting):
         n_tasks: T.
         pref: the preference vector :math:`w` (default ones).
         scale_mode: ``'min'`` (default, the paper), ``'median'`` or ``'rmse'``.
-        rank_rtol: relative eigenvalue threshold of the rank (default float64 epsilon).
+        rank_rtol: relative eigenvalue threshold of the rank (default :data:`OFFICIAL_RTOL`,
+            the authors' float32 threshold; :data:`FLOAT64_EPS`: torchjd's on a float64 Gram).
     """
 
     name = "aligned"
