@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from reloc_ros.core.model import ModelConfig
+from reloc_train.augment import AugmentConfig
 from reloc_train.pairs import PairConfig
 
 __all__ = ["DataConfig", "ModelSection", "MTLConfig", "RetrievalConfig", "OptimConfig", "RunConfig", "EvalConfig", "TrainConfig",
@@ -47,6 +48,8 @@ class DataConfig:
             ``train_split`` frames are the map, their ``val_split`` frames the queries);
             None: validate on the ``val_split`` frames of the training scenes.
         val_scenes: names of scenes under ``val_root`` (None: all).
+        augment: appearance augmentation of the training inputs
+            (:class:`reloc_train.augment.AugmentConfig`; off by default).
     """
 
     root: str | None = None
@@ -55,6 +58,7 @@ class DataConfig:
     val_split: str = "test"
     val_root: str | None = None
     val_scenes: list[str] | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache_limit_mb: float = 4096.0
     cache_features: bool = True
     pairs: PairConfig = field(default_factory=PairConfig)

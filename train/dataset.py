@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from reloc_ros.core.geometry import canonical_quat, pose_to_tq, relative_pose
 from reloc_ros.core.model import RelPoseNet, resize_rgb
 from reloc_ros.data.sevenscenes import Frame, Scene, read_color
+from reloc_train.augment import AugmentConfig, augment_image
 from reloc_train.pairs import PairConfig, PairSampler
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class ImageStore:
 
 class FeatureStore:
     """The output of a network's first ``start`` encoder stages for every frame of an image
-    store, computed once (in eval mode, float16 on the CPU).
+    store, computed once (in eval mode, float16 on the CPU); with augmentation, also for
+    ``augment.variants`` augmented copies of every frame.
 
     Args:
         model: the network; its first ``start`` stages must stay frozen while the store is used.
@@ -106,29 +108,41 @@ class FeatureStore:
         start: how many encoder stages the store has run (>= 1).
         device: where to compute.
         batch: images per forward pass.
+        augment: appearance augmentation (None or ``p == 0``: the clean frames only).
+        seed: seeds the augmented copies (copy v of frame i: ``[seed, v, i]``).
     """
 
-    def __init__(self, model: RelPoseNet, images: ImageStore, start: int, device: torch.device, batch: int = 64):
+    def __init__(self, model: RelPoseNet, images: ImageStore, start: int, device: torch.device, batch: int = 64,
+                 augment: AugmentConfig | None = None, seed: int = 0):
         if start < 1:
             raise ValueError("a FeatureStore runs at least one encoder stage")
-        self.fs, self.start = images.fs, int(start)
+        self.fs, self.start, self.n = images.fs, int(start), len(images)
+        self.variants = augment.variants if augment is not None and augment.p > 0 else 0
         was = model.training
         model.eval()
         parts = []
         with torch.no_grad():
-            for s in range(0, len(images), batch):
-                x = model.preprocess(torch.stack([images[i] for i in range(s, min(s + batch, len(images)))]).to(device))
-                parts.append(model.encoder.feature_map(x, 0, self.start).to("cpu", torch.float16))
+            for v in range(self.variants + 1):
+                for s in range(0, self.n, batch):
+                    rows = range(s, min(s + batch, self.n))
+                    imgs = [images[i] if v == 0 else torch.from_numpy(augment_image(
+                        images[i].numpy(), augment, np.random.default_rng([seed, v, i]))) for i in rows]
+                    x = model.preprocess(torch.stack(imgs).to(device))
+                    parts.append(model.encoder.feature_map(x, 0, self.start).to("cpu", torch.float16))
         model.train(was)
         self.cache = torch.cat(parts) if parts else torch.zeros(0)
-        log.info("cached the output of %d frozen encoder stages for %d frames (%.0f MB)", self.start, len(images),
-                 self.cache.numel() * 2 / 2**20)
+        log.info("cached the output of %d frozen encoder stages for %d frames x %d (%.0f MB)", self.start, self.n,
+                 self.variants + 1, self.cache.numel() * 2 / 2**20)
 
     def __len__(self) -> int:
-        return len(self.cache)
+        return self.n
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.cache[i]
+
+    def variant(self, i: int, v: int) -> torch.Tensor:
+        """Copy ``v`` of frame ``i`` (0: the clean frame; 1..variants: augmented)."""
+        return self.cache[v * self.n + i]
 
     def batch(self, idx, device: torch.device) -> torch.Tensor:
         """The inputs of stage ``start`` for frames ``idx``, float32 on ``device``."""
@@ -146,11 +160,17 @@ class PairDataset(Dataset):
         pair_cfg: overlap thresholds (:class:`reloc_train.pairs.PairConfig`).
         seed: seeds the pair draws (with the epoch).
         rank, world_size: shard of the pairs that this process trains on (distributed).
+        augment: appearance augmentation of the inputs (None: none). Each input is augmented
+            with probability ``augment.p``: an image afresh, a cached feature map by taking one
+            of the store's augmented copies. The draws depend on (seed, epoch, item) only, so
+            a resumed run sees the same inputs.
     """
 
     def __init__(self, fs: FrameSet, store, pair_cfg: PairConfig, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, augment: AugmentConfig | None = None):
         self.fs, self.store = fs, store
+        self.augment = augment if augment is not None and augment.p > 0 else None
+        self.epoch = 0
         # Pairs never cross scenes: distinct scenes have unrelated world frames.
         self.samplers = []
         for k in range(len(fs.scenes)):
@@ -169,6 +189,7 @@ class PairDataset(Dataset):
             hard_negatives: (N,) a hard negative frame per frame (-1: none), used for the
                 first frame of each pair; None: no hard negatives.
         """
+        self.epoch = epoch
         parts = [idx[s.pairs(epoch)] for idx, s in self.samplers]
         pairs = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
         rng = np.random.default_rng([self.seed, epoch, 1])
@@ -184,9 +205,20 @@ class PairDataset(Dataset):
         i, j = (int(v) for v in self.pairs[k])
         t, q = pose_to_tq(relative_pose(self.fs.poses[i], self.fs.poses[j]))
         h = -1 if self.hard_negatives is None else int(self.hard_negatives[i])
-        item = {"a": self.store[i], "b": self.store[j], "t": torch.tensor(t, dtype=torch.float32),
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, k, 2]) if self.augment else None
+        item = {"a": self._input(i, rng), "b": self._input(j, rng), "t": torch.tensor(t, dtype=torch.float32),
                 "q": torch.tensor(canonical_quat(q), dtype=torch.float32),
                 "idx": torch.tensor([i, j, h], dtype=torch.int64)}
         if self.hard_negatives is not None:
-            item["h"] = self.store[h if h >= 0 else i]
+            item["h"] = self._input(h if h >= 0 else i, rng)
         return item
+
+    def _input(self, i: int, rng: np.random.Generator | None) -> torch.Tensor:
+        """Frame ``i``'s input, augmented with probability ``augment.p`` (``rng``: None, never)."""
+        if rng is None or rng.uniform() >= self.augment.p:
+            return self.store[i]
+        if isinstance(self.store, FeatureStore):
+            if self.store.variants == 0:
+                return self.store[i]
+            return self.store.variant(i, int(rng.integers(1, self.store.variants + 1)))
+        return torch.from_numpy(augment_image(self.store[i].numpy(), self.augment, rng))

@@ -207,9 +207,9 @@ class Trainer:
             for p in self.model.state_dict().values():
                 dist.broadcast(p, 0)
         self.tasks = self.model_cfg.tasks
-        train_store = self._store(ImageStore(self.train_fs, size, d.cache_limit_mb))
+        train_store = self._store(ImageStore(self.train_fs, size, d.cache_limit_mb), d.augment)
         self.dataset = PairDataset(self.train_fs, train_store, d.pairs, seed=run.seed, rank=self.rank,
-                                   world_size=self.world)
+                                   world_size=self.world, augment=d.augment)
         self.val_store = self._store(ImageStore(self.val_fs, size, d.cache_limit_mb)) if self.main else None
         self.val_db_store = train_store
         if d.val_root and self.main:
@@ -286,11 +286,12 @@ class Trainer:
                      self.aux_train.num_classes, int(self.aux_train.has_label.sum()), len(self.train_fs),
                      int(self.aux_train.has_depth.sum()))
 
-    def _store(self, images: ImageStore):
-        """The training inputs: the images, or with frozen stages their cached output."""
+    def _store(self, images: ImageStore, augment=None):
+        """The training inputs: the images, or with frozen stages their cached output (with
+        ``augment``: and that of augmented copies)."""
         k = self.cfg.model.freeze_stages
         if k > 0 and self.cfg.data.cache_features:
-            return FeatureStore(self.model, images, k, self.device)
+            return FeatureStore(self.model, images, k, self.device, augment=augment, seed=self.cfg.run.seed)
         return images
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
