@@ -462,3 +462,13 @@ def test_recall_command_scores_frozen_gem_against_the_oracle(tiny_scene, tmp_pat
     cov = coverage(sc.poses(sc.frames("train")), sc.poses(sc.frames("test")))
     assert r["oracle_recall"] == pytest.approx(cov.within_50cm_30deg)
     assert "| oracle (a map frame within 0.5 m and 30° exists) |" in (tmp_path / "recall.md").read_text()
+
+
+def test_every_training_config_file_loads():
+    """Each config/train*.yaml loads over the defaults (a typo in a shipped recipe is caught here)."""
+    files = sorted((Path(__file__).resolve().parents[1] / "config").glob("train*.yaml"))
+    assert len(files) >= 4
+    for f in files:
+        load_config([f])
+    cfg = load_config([f for f in files if f.name in ("train_cpu.yaml", "train_rooms52.yaml")])
+    assert cfg.model.arch == "efficientnet_lite0" and cfg.data.augment.p == 0.5
