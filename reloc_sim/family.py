@@ -48,7 +48,7 @@ from reloc_sim.seeds import TAG_FAMILY, make_rng
 from reloc_sim.textures import TEXTURE_FAMILIES
 from reloc_sim.trajectory import preset_coverage
 
-__all__ = ["FamilySplit", "SceneFamily", "FAMILIES", "family_scenes", "covered_scenes", "has_7scenes_coverage",
+__all__ = ["FamilySplit", "SceneFamily", "FAMILIES", "covered_scenes", "has_7scenes_coverage",
            "is_robot", "main"]
 
 FAMILY_FILE = "family.yaml"
@@ -209,12 +209,6 @@ FAMILIES: dict[str, SceneFamily] = {
         ),
     ),
 }
-
-
-def family_scenes(family: SceneFamily | str, splits: Sequence[str] | None = None) -> list[SceneConfig]:
-    """The scene configs of some splits (default: all) of a family or a named family."""
-    fam = FAMILIES[family] if isinstance(family, str) else family
-    return [c for s in (splits or [sp.name for sp in fam.splits]) for c in fam.scenes(s)]
 
 
 #: The scans a scene tries, in order, for 7-Scenes' coverage: (the scanned region's size in m,
