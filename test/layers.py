@@ -32,7 +32,7 @@ ALLOWED = {
     "ros": {"core"},
     "mapping": {"core", "data"},
     "eval": {"core", "data", "mapping"},
-    "sim": {"core", "data"},
+    "sim": {"core", "data", "eval"},
     "train": {"core", "data", "mapping", "eval", "sim"},
     "experiments": {"core", "data", "mapping", "eval", "sim", "train"},
     "tools": {"core", "data", "ros", "mapping", "eval", "sim", "train", "experiments"},
