@@ -288,6 +288,17 @@ def test_a_non_finite_loss_stops_the_run(tiny_scene, tmp_path, monkeypatch, caps
     assert "training diverged: the loss of task t is not finite" in capsys.readouterr().err
 
 
+def test_with_nothing_to_validate_on_the_last_epoch_is_written(tiny_scene, tmp_path, monkeypatch, caplog):
+    import reloc_train.train as tr
+    from reloc_train.validate import METRIC_KEYS
+
+    monkeypatch.setattr(tr, "validate", lambda *a, **k: {"scenes": {}, "mean": {m: float("nan") for m in METRIC_KEYS}})
+    assert _fit(tiny_scene, tmp_path / "run", 2) == 0  # not a divergence
+    _, info = load_model(tmp_path / "run" / "model.pt")
+    assert info.meta["best_epoch"] is None and info.meta["steps"] == 4 and info.meta["stopped"] is None
+    assert "no validation query" in caplog.text
+
+
 def test_validation_scenes_apart_from_the_training_ones(tiny_scene, tmp_path):
     """data.val_root: the validation scenes' own training frames are the map, their test frames
     the queries; the criterion is the mean of median t / 0.1 m + median r / 5 deg."""

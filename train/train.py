@@ -450,6 +450,10 @@ class Trainer:
         """Keep the weights of an epoch with a better validation criterion; returns why the run
         diverged ("" when it did not): a criterion over ``eval.diverge_factor`` times the best."""
         c = val["val_criterion"]
+        if not getattr(self, "last_eval", {}).get("scenes"):  # nothing to validate on: the last epoch is kept
+            log.warning("no validation query (split %r of %s): model.pt will be the last epoch",
+                        self.cfg.data.val_split, ", ".join(s.name for s in self.val_scenes))
+            return ""
         if c < self.best["criterion"]:
             self.best = {"criterion": c, "epoch": self.epoch + 1, "eval": getattr(self, "last_eval", None),
                          "aux": getattr(self, "last_aux", None),
