@@ -112,3 +112,28 @@ def test_frozen_stages_keep_their_weights_and_statistics(tmp_path):
 def test_lite0_is_an_encoder_with_a_last_layer():
     enc = EfficientNetLiteEncoder()
     assert enc.last_shared_layer()[0] is enc.net.conv_head.weight and enc.num_stages == 9
+
+
+def test_correlation_head_reads_where_cells_went_not_what_they_look_like():
+    """pose_head 'correlation': Z is the cosine of every cell of a's grid with every cell of
+    b's, so scaling a cell's feature leaves it unchanged and permuting b's cells permutes
+    its columns; the result equals the explicit double loop."""
+
+    cfg = ModelConfig(arch="resnet18", input_size=(48, 64), head_hidden=16, pose_grid=(2, 3), pose_channels=4,
+                      pose_head="correlation")
+    net = RelPoseNet(cfg).eval()
+    assert cfg.pair_dim == 36 and net.heads["t"].net[0].in_features == 36
+    g = torch.Generator().manual_seed(0)
+    fa, fb = torch.randn(2, 24, generator=g), torch.randn(2, 24, generator=g)
+    z = net.pair(fa, fb).view(2, 6, 6)
+    A, B = fa.view(2, 4, 6), fb.view(2, 4, 6)
+    for i in range(6):
+        for j in range(6):
+            ref = torch.nn.functional.cosine_similarity(A[:, :, i], B[:, :, j], dim=1)
+            assert torch.allclose(z[:, i, j], ref, atol=1e-6)
+    scale = torch.rand(1, 1, 6, generator=g) + 0.5
+    assert torch.allclose(net.pair((A * scale).flatten(1), fb).view(2, 6, 6), z, atol=1e-5)
+    perm = torch.randperm(6, generator=g)
+    assert torch.allclose(net.pair(fa, B[:, :, perm].flatten(1)).view(2, 6, 6), z[:, :, perm], atol=1e-6)
+    with pytest.raises(ValueError, match="needs a pose_grid"):
+        ModelConfig(arch="resnet18", pose_head="correlation")

@@ -78,6 +78,10 @@ class ModelSection:
         pose_grid, pose_channels: the heads' feature as a (rows, cols) grid of pose_channels
             (None: the global average); see ``reloc_ros.core.model.ModelConfig``.
         tasks: "t", "q" and optionally "r" (retrieval, trained with the view-overlap loss).
+        pose_head: "concat" or "correlation" (needs pose_grid); see ``ModelConfig``.
+        init: a model file (``model.pt``) whose weights, all of them, start the run instead
+            of ``pretrained``: fine-tuning, e.g. the shipped generic model on one scene. Its
+            network settings must equal this section's (the run stops naming those that differ).
     """
 
     arch: str = "resnet34"
@@ -90,12 +94,14 @@ class ModelSection:
     pose_grid: tuple[int, int] | None = None
     pose_channels: int = 64
     tasks: list[str] = field(default_factory=lambda: ["t", "q"])
+    pose_head: str = "concat"
+    init: str | None = None
 
     def model_config(self):
         """The network's :class:`~reloc_ros.core.model.ModelConfig` (what the model file keeps)."""
         return ModelConfig(arch=self.arch, input_size=tuple(self.input_size), head_hidden=self.head_hidden,
                            dropout=self.dropout, descriptor_dim=self.descriptor_dim, pose_grid=self.pose_grid,
-                           pose_channels=self.pose_channels, tasks=tuple(self.tasks))
+                           pose_channels=self.pose_channels, tasks=tuple(self.tasks), pose_head=self.pose_head)
 
 
 @dataclass

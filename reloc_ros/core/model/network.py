@@ -40,6 +40,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 TASK_DIMS = {"t": 3, "q": 4}
 #: every task the network can be trained on: the pose heads and "r", the retrieval descriptor
 TASKS = ("t", "q", "r")
+#: How the heads compare two frames (ModelConfig.pose_head).
+POSE_HEADS = ("concat", "correlation")
 
 
 @dataclass
@@ -60,6 +62,11 @@ class ModelConfig:
             grid, reduced to ``pose_channels`` by a 1x1 convolution and flattened, so the
             heads see where things are; None: the global average (a C-vector).
         pose_channels: channels of the grid pose feature.
+        pose_head: how the heads compare the two frames: ``concat`` reads ``[f_a, f_b]``;
+            ``correlation`` (needs ``pose_grid``; after ExReNet, Winkelbauer et al., ICRA
+            2021) reads the cosine similarity of every cell of a's grid with every cell of
+            b's, an (R*C)^2 volume that says where each part of a went in b, not what it
+            looks like.
         tasks: the tasks trained, in loss order: "t" translation, "q" rotation and
             optionally "r", the retrieval descriptor.
     """
@@ -75,6 +82,7 @@ class ModelConfig:
     pose_grid: tuple[int, int] | None = None
     pose_channels: int = 64
     tasks: tuple[str, ...] = ("t", "q")
+    pose_head: str = "concat"
 
     def __post_init__(self):
         if self.arch not in BACKBONES:
@@ -97,6 +105,10 @@ class ModelConfig:
             self.pose_grid = tuple(int(v) for v in self.pose_grid)
             if len(self.pose_grid) != 2 or min(self.pose_grid) < 1 or self.pose_channels < 1:
                 raise ValueError(f"pose_grid must be (rows, cols) >= 1, got {self.pose_grid}")
+        if self.pose_head not in POSE_HEADS:
+            raise ValueError(f"unknown pose_head {self.pose_head!r}; choose one of {list(POSE_HEADS)}")
+        if self.pose_head == "correlation" and self.pose_grid is None:
+            raise ValueError("pose_head 'correlation' needs a pose_grid (the cells it correlates)")
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -117,6 +129,13 @@ class ModelConfig:
         if self.pose_grid is None:
             return self.channels
         return self.pose_channels * self.pose_grid[0] * self.pose_grid[1]
+
+    @property
+    def pair_dim(self) -> int:
+        """Length of the heads' input Z for a pair of features."""
+        if self.pose_head == "correlation":
+            return (self.pose_grid[0] * self.pose_grid[1]) ** 2
+        return 2 * self.feature_dim
 
     @property
     def descriptor_length(self) -> int:
@@ -154,9 +173,8 @@ class RelPoseNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = build_encoder(cfg.arch)
-        C = cfg.feature_dim
         self.heads = nn.ModuleDict(
-            {t: Head(2 * C, TASK_DIMS[t], cfg.head_hidden, cfg.dropout) for t in cfg.pose_tasks}
+            {t: Head(cfg.pair_dim, TASK_DIMS[t], cfg.head_hidden, cfg.dropout) for t in cfg.pose_tasks}
         )
         self.pose_neck = None if cfg.pose_grid is None else nn.Sequential(
             nn.AdaptiveAvgPool2d(cfg.pose_grid), nn.Conv2d(cfg.channels, cfg.pose_channels, 1),
@@ -206,7 +224,16 @@ class RelPoseNet(nn.Module):
 
     def predict(self, f_a: torch.Tensor, f_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """Relative pose of b in a from two feature batches: {'t': (B, 3), 'q': (B, 4)}."""
-        return self.heads_from_z(torch.cat([f_a, f_b], dim=1))
+        return self.heads_from_z(self.pair(f_a, f_b))
+
+    def pair(self, f_a: torch.Tensor, f_b: torch.Tensor) -> torch.Tensor:
+        """The heads' input Z (B, pair_dim) of two feature batches (see ``pose_head``)."""
+        if self.cfg.pose_head == "correlation":
+            B, (R, C) = f_a.shape[0], self.cfg.pose_grid
+            a = F.normalize(f_a.float().view(B, self.cfg.pose_channels, R * C), dim=1)
+            b = F.normalize(f_b.float().view(B, self.cfg.pose_channels, R * C), dim=1)
+            return torch.bmm(a.transpose(1, 2), b).flatten(1).to(f_a.dtype)
+        return torch.cat([f_a, f_b], dim=1)
 
     def heads_from_z(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
@@ -244,7 +271,7 @@ class RelPoseNet(nn.Module):
         parts = [x_a, x_b] + ([extra] if extra is not None and len(extra) else [])
         z, feats = self.encoder.feature_maps(torch.cat(parts, dim=0), start, levels)
         f = self.pose_feature(z[: 2 * B])
-        out = self.heads_from_z(torch.cat([f[:B], f[B:]], dim=1))
+        out = self.heads_from_z(self.pair(f[:B], f[B:]))
         if "r" in self.cfg.tasks:
             out["r"] = self.descriptor(z)
         return out, z, feats
