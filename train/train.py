@@ -37,7 +37,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +49,8 @@ from tqdm import tqdm
 
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.files import atomic_save, atomic_write_text
-from reloc_ros.core.model import RelPoseNet, save_model
-from reloc_ros.data.sevenscenes import open_scenes
+from reloc_ros.core.model import ModelFileError, RelPoseNet, load_model, save_model
+from reloc_ros.data.sevenscenes import SevenScenesError, open_scenes
 from reloc_train.auxiliary import AuxDecoder, AuxTargets, aux_losses, check_levels, default_levels, evaluate_aux
 from reloc_train.config import ConfigError, TrainConfig, load_config, resume_mismatches
 from reloc_train.dataset import FeatureStore, FrameSet, ImageStore, PairDataset
@@ -65,6 +65,21 @@ log = logging.getLogger("reloc_train")
 
 
 # --------------------------------------------------------------------------- environment
+def init_from_model(model: RelPoseNet, path: str | Path) -> str:
+    """Copy every weight of the model file ``path`` into ``model`` (fine-tuning); returns the
+    file and its fingerprint. Raises ConfigError when the file's network settings differ from
+    the model's, naming those that do (a missing or corrupt file: ModelFileError)."""
+    src, info = load_model(path, "cpu")
+    mine, theirs = asdict(model.cfg), asdict(info.config)
+    differ = [f"{k} {theirs[k]!r} (config: {mine[k]!r})" for k in mine if mine[k] != theirs.get(k)]
+    if differ:
+        raise ConfigError(f"model.init {path}: the file's network differs from the model section: "
+                          + "; ".join(differ))
+    model.load_state_dict(src.state_dict(), strict=True)
+    log.info("all weights initialised from %s (fingerprint %s)", path, info.fingerprint[:12])
+    return f"{path} (fingerprint {info.fingerprint[:12]})"
+
+
 def init_distributed(device_name: str) -> tuple[int, int, int]:
     """(rank, world_size, local_rank); initialises the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -200,7 +215,8 @@ class Trainer:
 
         torch.manual_seed(run.seed)  # identical initial weights on every rank
         self.model = RelPoseNet(self.model_cfg)
-        self.init_source = load_imagenet_weights(self.model, mc.pretrained)
+        self.init_source = init_from_model(self.model, mc.init) if mc.init else \
+            load_imagenet_weights(self.model, mc.pretrained)
         self.model.freeze_stages(mc.freeze_stages)
         self.model.to(self.device)
         if self.world > 1:
@@ -598,8 +614,12 @@ def config_from_args(args) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
-    trainer = Trainer(cfg, resume=args.resume)
+    try:
+        cfg = config_from_args(args)
+        trainer = Trainer(cfg, resume=args.resume)
+    except (ConfigError, ModelFileError, SevenScenesError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     result = trainer.fit()
     if trainer.main and result.get("validation"):
         m = result["validation"]["mean"]

@@ -51,15 +51,20 @@ def code_version() -> str:
     return f"{__version__}+g{sha}" if sha else __version__
 
 
-def save_model(path: Path | str, model: RelPoseNet, meta: dict | None = None) -> str:
+def save_model(path: Path | str, model: RelPoseNet, meta: dict | None = None,
+               dtype: torch.dtype | None = None) -> str:
     """Write a self-describing model file; returns its fingerprint.
 
     Args:
         path: destination (written atomically).
         model: the trained network.
         meta: provenance: MTL method, training data, training config, metrics, ...
+        dtype: store floating-point weights in this type (e.g. ``torch.float16`` for the
+            shipped model, half the size); :func:`load_model` casts them back to the
+            network's. None: as they are.
     """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().to(dtype) if dtype is not None and v.is_floating_point() else v.detach().cpu()
+             for k, v in model.state_dict().items()}
     fp = tensor_fingerprint(state)
     cfg = asdict(model.cfg)
     for k in ("input_size", "mean", "std", "tasks"):
