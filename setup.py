@@ -43,6 +43,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", sorted(glob("launch/*.launch.py"))),
         ("share/" + package_name + "/config", sorted(glob("config/*.yaml"))),
+        ("share/" + package_name + "/models/generic", sorted(glob("models/generic/*"))),
     ],
     # torch and torchvision are left to the user's environment (a CUDA build, the system's,
     # or scripts/setup_env.sh): pip must never replace a working torch.

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reloc_ros.core.model import load_model
 from reloc_ros.core.geometry import invert, pose_errors
 from reloc_ros.data.sevenscenes import Scene, read_color, read_depth_raw, read_pose
 from reloc_ros.ros.messages import encode_compressed
@@ -368,37 +369,44 @@ def _readme_commands() -> list[list[str]]:
 
 
 def test_readme_own_robot_commands(tiny_scene, tmp_path, monkeypatch):
-    """The README's convert, train and build commands, as written, with sizes for a test."""
-    from conftest import TINY_TRAIN
-
+    """The README's convert, build and fine-tune commands, as written, with sizes for a test:
+    the map's database is built with the shipped generic model, which then localizes in it."""
     from reloc_ros.core.localizer import Localizer
     from reloc_ros.mapping import database as database_cli
-    from reloc_train import train as train_cli
+    from reloc_train import recipes
     from reloc_ros.tools.bag import to_map
 
     cmds = _readme_commands()
-    assert [c[0] for c in cmds] == ["reloc_ros.tools.bag.to_map", "reloc_train.train", "reloc_ros.mapping.database"]
+    assert [c[0] for c in cmds] == ["reloc_ros.tools.bag.to_map", "reloc_ros.mapping.database", "reloc_train.recipes"]
     robot.write_robot_bag(tiny_scene, tmp_path / "my_run", robot.RobotBagOptions(
         sequences=SEQS, depth=True, depth_frame="separate"))
-    (tmp_path / "config").symlink_to(Path(__file__).resolve().parents[1] / "config")
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "config").symlink_to(repo / "config")
+    (tmp_path / "models").symlink_to(repo / "models")
     monkeypatch.chdir(tmp_path)
     sizes = {
         "reloc_ros.tools.bag.to_map": ["--test-block-s", "0.3", "--test-every", "3", "--guard-s", "0.05", "--quiet"],
-        "reloc_train.train": [a for kv in TINY_TRAIN + ["model.freeze_stages=0", "optim.epochs=1",
-                                                        "run.max_steps_per_epoch=4"] for a in ("--set", kv)],
         "reloc_ros.mapping.database": [],
+        "reloc_train.recipes": [a for kv in ["optim.epochs=1", "run.max_steps_per_epoch=2", "optim.batch_size=4",
+                                             "eval.max_frames=4", "run.workers=0", "data.pairs.max_distance_m=1.5",
+                                             "data.pairs.max_angle_deg=45", "data.pairs.min_distance_m=0"]
+                                for a in ("--set", kv)] + ["--device", "cpu"],
     }
-    runners = {"reloc_ros.tools.bag.to_map": to_map.cli, "reloc_train.train": train_cli.main,
-               "reloc_ros.mapping.database": database_cli.main}
+    runners = {"reloc_ros.tools.bag.to_map": to_map.cli, "reloc_ros.mapping.database": database_cli.main,
+               "reloc_train.recipes": recipes.main}
     for module, *args in cmds:
         assert runners[module](args + sizes[module]) == 0, module
     conv = json.loads((tmp_path / "maps" / "my_run" / "conversion.json").read_text())
     assert conv["test_frames"] > 0 and conv["depth"]
-    loc = Localizer.from_files(tmp_path / "runs" / "my_run" / "model.pt", tmp_path / "maps" / "my_run.db.pt",
+    loc = Localizer.from_files(tmp_path / "models" / "generic" / "model.pt", tmp_path / "maps" / "my_run.db.pt",
                                device="cpu")
     assert len(loc.db) == conv["train_frames"] and loc.db.keypoints is not None
     r = loc.localize(read_color(Scene(tiny_scene).frames("test")[0].color_path))
     assert r.pose is not None and np.isfinite(r.pose).all()
+    # the fine-tuned model starts from the generic one: same network, new weights
+    tuned = load_model(tmp_path / "runs" / "my_run" / "model.pt")[1]
+    assert tuned.config == loc.model_info.config and tuned.fingerprint != loc.model_info.fingerprint
+    assert tuned.meta["encoder_init"].startswith("models/generic/model.pt")
 
 
 def test_robot_bag_looks_like_a_robots(rbag):

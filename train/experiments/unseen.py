@@ -184,8 +184,8 @@ def pnp_recovery(rows: list[dict], fused: str) -> dict:
     out = {"failures": len(fails)}
     rec_any = np.zeros(len(fails), bool)
     for name in ("fused+lm", "fused+dro"):
-        if fails and f"{name}_t_m" in fails[0]:
-            ok = np.array([_good(r[f"{name}_t_m"], r[f"{name}_r_deg"]) for r in fails])
+        if rows and f"{name}_t_m" in rows[0]:
+            ok = np.array([_good(r[f"{name}_t_m"], r[f"{name}_r_deg"]) for r in fails], dtype=bool)
             out[name] = int(ok.sum())
             rec_any |= ok
     out["recovered"] = int(rec_any.sum())
@@ -289,7 +289,8 @@ def summarize(per_scene: dict) -> dict:
            "oracle_recall": mean(lambda v: v["oracle_recall"]),
            "frozen_gem_recall_at_1": mean(lambda v: v["frozen_gem_recall_at_1"])}
     out["pnp"] = {k: int(sum(v["pnp"].get(k, 0) for v in vals)) for k in ("failures", "fused+lm", "fused+dro",
-                                                                           "recovered")}
+                                                                           "recovered")
+                  if k in ("failures", "recovered") or any(k in v["pnp"] for v in vals)}
     return out
 
 
@@ -315,7 +316,7 @@ def report(result: dict) -> str:
                      f"{r['ratio']['top1_t']:.2f} / {r['ratio']['top1_r']:.2f}", tr(m["consensus"]), tr(m["triangulate"]),
                      f"{fmt(o['neighbour_t_m'])} / {fmt(o['neighbour_r_deg'], '.1f')} → {fmt(o['regressed_t_m'])} / "
                      f"{fmt(o['regressed_r_deg'], '.1f')}"] + [tr(m[e]) for e in extra]
-                    + [f"{p['failures']} → {p['recovered']}"])
+                    + [_recovered(p)])
     if s:
         rm, rw = s["ratio_mean"], s["ratio_worst"]
         rows.append(["**mean**", "", "/".join(pct(s["recall"][k]) for k in (1, 5, 10))
@@ -323,18 +324,30 @@ def report(result: dict) -> str:
                      tr(s["methods"]["retrieval-only"]), tr(s["methods"]["top1"]),
                      f"**{rm['top1_t']:.2f} / {rm['top1_r']:.2f}**", tr(s["methods"]["consensus"]),
                      tr(s["methods"]["triangulate"]), f"ratio {rm['oracle_t']:.2f} / {rm['oracle_r']:.2f}"]
-                    + [tr(s["methods"][e]) for e in extra] + [f"{s['pnp']['failures']} → {s['pnp']['recovered']}"])
-    notes = [f"Recipe {result['conf']['recipe']!r}, model {result['model']} (fingerprint "
-             f"{result['model_fingerprint'][:16]}), data {result['data']}, commit {result['commit']}, "
+                    + [tr(s["methods"][e]) for e in extra] + [_recovered(s["pnp"])])
+    trains = RECIPES[result["conf"]["recipe"]].trains
+    what = (f"one model per scene ({result['model_fingerprint'][:26]})"
+            + (f", each fine-tuned from {result['model']}" if result["model"] else "")) if trains else \
+        f"model {result['model']} (fingerprint {result['model_fingerprint'][:16]})"
+    notes = [f"Recipe {result['conf']['recipe']!r}, {what}, data {result['data']}, commit {result['commit']}, "
              f"{s.get('queries', 0)} queries; fusion {fused}, top-{result['conf']['top_k']}.",
              "Medians in m / °. Ratio: top1 / retrieval-only per scene (mean over scenes in bold; worst scene "
              + (f"{rw['top1_t']:.2f} / {rw['top1_r']:.2f}" if s else "-") + "). Oracle nb → regressed: the oracle "
              "neighbour's own pose, then the regression from it.",
              (f"Fusion ({fused}) / top1: {rm['fused_t']:.2f} / {rm['fused_r']:.2f}. recall@5 / oracle: "
               f"{rm['recall5_over_oracle']:.2f}. PnP failures (fused pose also outside 25 cm / 10°): "
-              f"{s['pnp']['failures']}, of which LM brings {s['pnp']['fused+lm']} and DRO "
-              f"{s['pnp']['fused+dro']} within 25 cm / 10° ({s['pnp']['recovered']} by either).") if s else ""]
+              f"{s['pnp']['failures']}" + "".join(f"; {n} brings {s['pnp'][k]} within 25 cm / 10°"
+                                                 for k, n in (("fused+lm", "LM"), ("fused+dro", "DRO"))
+                                                 if k in s["pnp"])
+              + ("" if any(k in s["pnp"] for k in ("fused+lm", "fused+dro")) else " (no LM or DRO row)")
+              + ".") if s else ""]
     return markdown_table(head, rows, f"Unseen scenes: {result['conf']['recipe']} recipe", notes)
+
+
+def _recovered(p: dict) -> str:
+    """'failures → recovered', or '→ –' when no LM or DRO row ran."""
+    ran = any(k in p for k in ("fused+lm", "fused+dro"))
+    return f"{p['failures']} → {p['recovered'] if ran else '–'}"
 
 
 def _commit() -> str:

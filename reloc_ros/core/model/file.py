@@ -10,6 +10,7 @@ training code. A missing, empty, truncated, corrupt or foreign file raises
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from reloc_ros.core.files import FileProblem, atomic_save, load_container, tenso
 from reloc_ros.core.model.network import ModelConfig, RelPoseNet
 
 __all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "ModelFileError", "ModelInfo", "code_version",
-           "save_model", "read_model_file", "load_model"]
+           "save_model", "read_model_file", "load_model", "generic_model_path"]
 
 MODEL_FORMAT = "reloc_ros.model"  # the format id of every model file (unchanged by the re-layout)
 MODEL_FORMAT_VERSION = 1
@@ -116,3 +117,12 @@ def load_model(path: Path | str, device: str | torch.device = "cpu") -> tuple[Re
         raise ModelFileError(path, f"weights do not fit the {cfg.arch} architecture: {str(e)[:300]}") from None
     model.to(device).eval()
     return model, ModelInfo(path=path, config=cfg, meta=payload.get("meta", {}), fingerprint=fp)
+
+
+def generic_model_path() -> Path:
+    """The shipped generic model (``python -m reloc_train.ship``): ``models/generic/model.pt``
+    of a source checkout, else the installed ``share/reloc_ros/models/generic/model.pt``."""
+    src = Path(__file__).resolve().parents[3] / "models" / "generic" / "model.pt"
+    if src.is_file():
+        return src
+    return Path(sys.prefix) / "share" / "reloc_ros" / "models" / "generic" / "model.pt"
