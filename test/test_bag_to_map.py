@@ -406,7 +406,7 @@ def test_readme_own_robot_commands(tiny_scene, tmp_path, monkeypatch):
     # the fine-tuned model starts from the generic one: same network, new weights
     tuned = load_model(tmp_path / "runs" / "my_run" / "model.pt")[1]
     assert tuned.config == loc.model_info.config and tuned.fingerprint != loc.model_info.fingerprint
-    assert tuned.meta["encoder_init"].startswith("models/generic/model.pt")
+    assert f"models/generic/model.pt (fingerprint {loc.model_info.fingerprint[:12]})" in tuned.meta["encoder_init"]
 
 
 def test_robot_bag_looks_like_a_robots(rbag):

@@ -23,9 +23,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from reloc_ros.core.model import generic_model_path
-from reloc_ros.data.sevenscenes import Scene
-from reloc_train.config import TrainConfig, load_config
+from reloc_ros.core.model import ModelFileError, generic_model_path, read_model_file
+from reloc_ros.data.sevenscenes import Scene, SevenScenesError
+from reloc_train.config import ConfigError, TrainConfig, load_config
+from reloc_train.train import Trainer
 
 __all__ = ["Recipe", "RECIPES", "CONFIG_DIR", "GENERIC_MODEL", "scene_training_config", "main"]
 
@@ -82,8 +83,6 @@ def scene_training_config(recipe: Recipe, scene_dir: Path | str, out: Path | str
     if recipe.init:
         if init is None:
             raise ValueError(f"recipe {recipe.name!r} starts from a model: give one")
-        from reloc_ros.core.model import read_model_file  # lazy: only the fine-tune recipe reads it
-
         net = read_model_file(init)["config"]
         sets += [f"model.{k}={_yaml(v)}" for k, v in net.items()
                  if k in ("arch", "input_size", "head_hidden", "dropout", "descriptor_dim", "pose_grid",
@@ -112,11 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training overrides")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
-    from reloc_ros.core.model import ModelFileError  # lazy: the CLI's errors only
-    from reloc_ros.data.sevenscenes import SevenScenesError
-    from reloc_train.config import ConfigError
-    from reloc_train.train import Trainer
-
     try:
         r = RECIPES[args.recipe]
         cfg = scene_training_config(r, args.scene, args.out, init=args.model if r.init else None, extra=args.set,

