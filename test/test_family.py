@@ -82,9 +82,16 @@ def test_a_family_room_shows_only_its_textures_and_old_rooms_are_unchanged():
     allowed = {TEX_INDEX[n] for n in mats + pics}
     assert set(np.unique(room.s_tex)) <= allowed and room.uses_procedural
     # a room without families draws exactly as before families existed
-    old = PRESETS["demo"].room()
+    old = PRESETS["benchmark"].room()
     assert not old.uses_procedural and np.all(old.s_tex < FIRST_PROCEDURAL)
     assert set(TEXTURE_FAMILIES) >= set(cfg.texture_families)
+    # the demo's room shows only families that no rooms52 training or validation room uses:
+    # the shipped generic model never saw its appearance
+    demo = PRESETS["demo"]
+    seen = {f for split in ("train", "val") for c in ROOMS52.scenes(split) for f in c.texture_families}
+    assert demo.texture_families and not set(demo.texture_families) & seen
+    mats, pics = family_textures(demo.texture_families)
+    assert set(np.unique(demo.room().s_tex)) <= {TEX_INDEX[n] for n in mats + pics}
 
 
 def test_two_rooms_joined_by_a_doorway_the_camera_passes():
