@@ -30,6 +30,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from reloc_ros.core.files import atomic_write_text
@@ -136,11 +137,10 @@ def plot_curves(metrics: list[dict], history: Path, path: Path) -> None:
     if history.is_file():
         rows = list(csv.DictReader(open(history)))
         steps = [int(r["step"]) for r in rows]
+        n = max(1, len(rows) // 100)  # moving mean over 1 % of the run
         for k in [k for k in rows[0] if k.startswith("loss_")] if rows else []:
-            v = torch.tensor([float(r[k]) for r in rows])
-            n = max(1, len(v) // 100)
-            sm = torch.nn.functional.avg_pool1d(v[None, None], n, 1).flatten() if len(v) >= n else v
-            axes[0].plot(steps[n - 1:], sm.numpy(), label=k[5:])
+            sm = np.convolve([float(r[k]) for r in rows], np.ones(n) / n, mode="valid")
+            axes[0].plot(steps[n - 1:], sm, label=k[5:])
         axes[0].set_yscale("log")
         axes[0].set_xlabel("step")
         axes[0].set_title("training losses (moving mean)")

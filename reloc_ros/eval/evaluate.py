@@ -58,6 +58,14 @@ from reloc_ros.eval.report import fmt, markdown_table, pct, write_csv, write_sum
 BASELINES = ("pnp",)
 
 
+def query_frames(scene: Scene, split: str = "test", max_frames: int | None = None) -> list:
+    """The queries of a scene's ``split``: all its frames, or ``max_frames`` evenly spaced."""
+    frames = scene.frames(split)
+    if max_frames is not None and len(frames) > max_frames:
+        frames = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, max_frames).round().astype(int))]
+    return frames
+
+
 def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = None,
              fusion_base: FusionConfig | None = None, progress: bool = True, also: dict | None = None) -> dict:
     """Run every frame of ``split`` through the localizer's own stages; per-frame rows and the summary.
@@ -89,9 +97,7 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
     per = {m: {"t": [], "r": []} for m in methods}
     covs = []
     for sc in scenes:
-        frames = sc.frames(split)
-        if max_frames is not None and len(frames) > max_frames:
-            frames = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, max_frames).round().astype(int))]
+        frames = query_frames(sc, split, max_frames)
         if sc.name in loc.db.scene_names:
             map_rows = loc.scene_rows[loc.db.scene_names.index(sc.name)].numpy()
             covs.append(coverage(loc.poses[map_rows], sc.poses(frames), sc.name))

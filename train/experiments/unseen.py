@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -56,7 +57,7 @@ from reloc_ros.core.model import load_model
 from reloc_ros.core.pnp import PnPConfig
 from reloc_ros.data.coverage import oracle_neighbours
 from reloc_ros.data.sevenscenes import Scene, open_scenes, read_color
-from reloc_ros.eval.evaluate import baseline_localizers, evaluate, write
+from reloc_ros.eval.evaluate import baseline_localizers, evaluate, query_frames, write
 from reloc_ros.eval.report import fmt, markdown_table, pct, write_summary
 from reloc_ros.core.files import atomic_write_text
 from reloc_ros.mapping.database import build_database
@@ -90,14 +91,6 @@ LEDGER_FIELDS = ["date", "commit", "recipe", "data", "scenes", "queries", "confi
                  "retrieval_t_m", "retrieval_r_deg", "top1_t_m", "top1_r_deg", "top1_ratio_t", "top1_ratio_r",
                  "consensus_t_m", "consensus_r_deg", "oracle_regression_ratio_t", "oracle_regression_ratio_r",
                  "recall5_over_oracle", "pnp_failures", "recovered", "out"]
-
-
-def _frames(scene: Scene, split: str, max_frames: int | None):
-    """The queries of a scene, as :func:`reloc_ros.eval.evaluate.evaluate` picks them."""
-    frames = scene.frames(split)
-    if max_frames is not None and len(frames) > max_frames:
-        frames = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, max_frames).round().astype(int))]
-    return frames
 
 
 def scene_model(recipe: str, model: Path | None, scene: Scene, work: Path, device: str) -> Path:
@@ -160,9 +153,14 @@ def oracle_regression(loc: Localizer, scene: Scene, frames) -> dict:
             "regressed_r_deg": med(rg_r)}
 
 
+@functools.lru_cache(maxsize=2)
+def _frozen(size_hw: tuple[int, int], device: torch.device):
+    return frozen_model("efficientnet_lite0", size_hw).to(device)
+
+
 def frozen_recall(scene: Scene, frames, size_hw: tuple[int, int], device: torch.device) -> float:
     """recall@1 of a frozen ImageNet EfficientNet-Lite0 GeM descriptor (map: the training split)."""
-    model = frozen_model("efficientnet_lite0", size_hw).to(device)
+    model = _frozen(tuple(size_hw), device)
     tr = FrameSet.from_scenes([scene], "train")
     ids = {fr.id for fr in frames}
     te = FrameSet.from_scenes([scene], "test")
@@ -235,7 +233,7 @@ def run(conf: dict, model: Path | None, data: Path, out: Path, scenes: list[str]
         also = baseline_localizers(loc, tuple(refiners), dro_path=dro)
         loc.warmup()
         res = evaluate(loc, [sc], conf["split"], conf["max_frames"], progress=progress, also=also)
-        frames = _frames(sc, conf["split"], conf["max_frames"])
+        frames = query_frames(sc, conf["split"], conf["max_frames"])
         orc = oracle_regression(loc, sc, frames)
         gem1 = frozen_recall(sc, frames, tuple(loc.model.cfg.input_size), dev)
         write(res, out / sc.name, f"{conf['recipe']} model on unseen {sc.name} ({conf['split']}), top-{conf['top_k']}")
