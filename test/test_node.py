@@ -316,7 +316,7 @@ def frames_accounted_for(kv: dict) -> bool:
         return int(kv[key])
 
     frames = (c("frames processed") + c("frames malformed") + c("frames failed") + c("frames dropped")
-              + c("frames skipped (rate limit / on demand)") + c("frames cleared (deactivated)")
+              + c("frames without intrinsics") + c("frames skipped (rate limit / on demand)") + c("frames cleared (deactivated)")
               + c("frames queued") + c("frames in flight"))
     poses = c("poses published") + c("poses rejected") + c("poses discarded (deactivated)")
     return c("frames received") == frames and c("frames processed") == poses

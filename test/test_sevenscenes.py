@@ -489,19 +489,22 @@ def test_scene_name_from_relative_and_symlinked_paths(sample_dir, tmp_path, monk
     assert Scene(Path(".")).name == sample_dir.resolve().name
 
 
-@pytest.mark.parametrize("version", [0, 2, "two"])
+@pytest.mark.parametrize("version", [0, 3, "two"])
 def test_scene_metadata_of_another_version_is_refused_in_one_line(scene_copy, version):
     """intrinsics.yaml carries a format version: an older or newer one names the file and
-    the commands that write it again; one without a version is version 1."""
+    the commands that write it again; one without a version is version 1, and versions 1
+    and 2 (which adds depth_to_color) are both read."""
     from reloc_ros.data.sevenscenes import INTRINSICS_FILE, SCENE_FORMAT_VERSION, Scene, SevenScenesError
 
     cam = {"fx": 525.0, "fy": 525.0, "cx": 320.0, "cy": 240.0, "width": 640, "height": 480}
     path = scene_copy / INTRINSICS_FILE
     path.write_text(yaml.safe_dump({"color": cam}))
-    assert Scene(scene_copy).color_intrinsics.fx == 525.0 and SCENE_FORMAT_VERSION == 1
+    assert Scene(scene_copy).color_intrinsics.fx == 525.0 and SCENE_FORMAT_VERSION == 2
+    path.write_text(yaml.safe_dump({"format_version": 2, "color": cam}))
+    assert Scene(scene_copy).color_intrinsics.fx == 525.0
     path.write_text(yaml.safe_dump({"format_version": version, "color": cam}))
     with pytest.raises(SevenScenesError) as e:
         Scene(scene_copy).color_intrinsics
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(str(path)) and "reloc_sim.synthetic" in msg and "to_map" in msg
-    assert ("newer" if version == 2 else "older") in msg
+    assert ("newer" if version == 3 else "older") in msg

@@ -163,7 +163,7 @@ class FrameDatabase:
             kp = None
             if "kp_offsets" in tensors:
                 kp = KeypointSet(tensors["kp_offsets"], tensors["kp_xyz"], tensors["kp_desc"],
-                                 PnPConfig.from_dict(payload["keypoint_config"]))
+                                 PnPConfig.from_dict(payload["keypoint_config"]), tensors.get("kp_uv"))
             dense = None
             if payload.get("dense_config"):
                 dense = DenseSet.from_tensors(tensors, DenseConfig.from_dict(payload["dense_config"]))

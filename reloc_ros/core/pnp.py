@@ -38,6 +38,8 @@ import numpy as np
 import torch
 
 from reloc_ros.core.geometry import project
+from reloc_ros.core.matchers import MATCHERS, Features, get_matcher
+from reloc_ros.core.matchers.sift import grey_at
 
 __all__ = ["PnPConfig", "KeypointSet", "PnPResult", "PnPRefiner", "extract_sift", "lift", "resize_for",
            "reprojection_covariance"]
@@ -63,6 +65,15 @@ class PnPConfig:
     """RANSAC iterations."""
     min_inliers: int = 12
     """fewer inliers than this gives no pose."""
+    matcher: str = "sift"
+    """the local-feature unit (:mod:`reloc_ros.core.matchers`: sift, xfeat, xfeat+lighterglue, ...)."""
+    mutual: bool = False
+    """keep only mutual nearest-neighbour matches (SIFT; the learned units always are)."""
+    covisible: int = 0
+    """after a first pose, also match this many more database frames, those nearest to it
+    (camera centre distance + angle / 30°) that retrieval did not give, and solve again with all."""
+    query_keypoints: int = 0
+    """keypoints of the query (0: ``max_keypoints``)."""
 
     def __post_init__(self):
         w, h = self.image_size
@@ -72,6 +83,14 @@ class PnPConfig:
             raise ValueError("max_keypoints and min_inliers must be >= 4, top_m >= 1")
         if not 0 < self.ratio <= 1 or self.reproj_px <= 0 or self.iterations < 1:
             raise ValueError("ratio must be in (0, 1], reproj_px > 0, iterations >= 1")
+        if self.covisible < 0 or self.query_keypoints < 0:
+            raise ValueError("covisible and query_keypoints must be >= 0")
+        if self.matcher not in MATCHERS:
+            raise ValueError(f"unknown matcher {self.matcher!r}: use one of {', '.join(MATCHERS.names())}")
+
+    @property
+    def n_query(self) -> int:
+        return int(self.query_keypoints or self.max_keypoints)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -84,14 +103,14 @@ class PnPConfig:
         d["image_size"] = tuple(int(v) for v in d["image_size"])
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
+    def unit(self):
+        """The configured local-feature unit (built once per process)."""
+        return get_matcher(self.matcher, self.ratio, self.mutual)
+
 
 def resize_for(rgb_HW3: np.ndarray, cfg: PnPConfig) -> np.ndarray:
     """The grey image SIFT sees: ``rgb`` resized (area filter) to ``cfg.image_size``."""
-    w, h = cfg.image_size
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb_HW3), cv2.COLOR_RGB2GRAY)
-    if grey.shape != (h, w):
-        grey = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA)
-    return grey
+    return grey_at(rgb_HW3, cfg.image_size)
 
 
 def extract_sift(rgb_HW3: np.ndarray, cfg: PnPConfig, max_keypoints: int | None = None
@@ -99,14 +118,13 @@ def extract_sift(rgb_HW3: np.ndarray, cfg: PnPConfig, max_keypoints: int | None 
     """SIFT keypoints of an RGB uint8 image at ``cfg.image_size``: pixel coordinates
     ``uv_K2`` (float32, pixel centres at integers) and descriptors ``desc_KD`` (uint8),
     strongest first."""
-    n = int(max_keypoints or cfg.max_keypoints)
-    sift = cv2.SIFT_create(nfeatures=n)
-    kps, desc = sift.detectAndCompute(resize_for(rgb_HW3, cfg), None)
-    if desc is None or not kps:
-        return np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
-    order = np.argsort([-k.response for k in kps], kind="stable")[:n]
-    uv = np.array([kps[i].pt for i in order], dtype=np.float32).reshape(-1, 2)
-    return uv, np.clip(np.rint(desc[order]), 0, 255).astype(np.uint8)
+    f = get_matcher("sift").extract(rgb_HW3, cfg.image_size, int(max_keypoints or cfg.max_keypoints))
+    return f.uv, f.desc
+
+
+def extract(rgb_HW3: np.ndarray, cfg: PnPConfig, max_keypoints: int | None = None) -> Features:
+    """The configured unit's keypoints of an RGB uint8 image at ``cfg.image_size``."""
+    return cfg.unit().extract(rgb_HW3, cfg.image_size, int(max_keypoints or cfg.max_keypoints))
 
 
 def lift(uv_K2: np.ndarray, depth_m_HW: np.ndarray, K_33: np.ndarray, image_size: tuple[int, int]
@@ -137,44 +155,64 @@ class KeypointSet:
     Attributes:
         offsets: (N + 1,) int64.
         xyz: (K, 3) float32 points in their frame's camera (optical axes, metres).
-        desc: (K, 128) uint8 SIFT descriptors.
-        config: the :class:`PnPConfig` they were extracted with (image size, count).
+        desc: (K, D) descriptors of the config's matcher (SIFT: 128 uint8; learned: float16).
+        config: the :class:`PnPConfig` they were extracted with (matcher, image size, count).
+        uv: (K, 2) float32 pixel coordinates at ``config.image_size`` (None in databases made
+            before they were stored; the learned matchers need them).
     """
 
     offsets: torch.Tensor
     xyz: torch.Tensor
     desc: torch.Tensor
     config: PnPConfig = field(default_factory=PnPConfig)
+    uv: torch.Tensor | None = None
 
     def __post_init__(self):
         k = int(self.offsets[-1]) if len(self.offsets) else -1
         if len(self.offsets) < 1 or int(self.offsets[0]) != 0 or k != len(self.xyz) or k != len(self.desc) \
-                or bool((self.offsets[1:] < self.offsets[:-1]).any()):
+                or bool((self.offsets[1:] < self.offsets[:-1]).any()) or (self.uv is not None and len(self.uv) != k):
             raise ValueError("keypoint offsets do not index the keypoint rows")
+        unit = MATCHERS.get(self.config.matcher)
+        dtype = torch.uint8 if unit.descriptor_dtype == np.uint8 else torch.float16
         if self.xyz.ndim != 2 or self.xyz.shape[1] != 3 or self.desc.ndim != 2 \
-                or self.desc.shape[1] != DESCRIPTOR_BYTES or self.desc.dtype != torch.uint8:
-            raise ValueError(f"keypoints must be (K, 3) points and (K, {DESCRIPTOR_BYTES}) uint8 descriptors")
+                or self.desc.shape[1] != unit.descriptor_dim or self.desc.dtype != dtype:
+            raise ValueError(f"keypoints must be (K, 3) points and (K, {unit.descriptor_dim}) {dtype} descriptors "
+                             f"of matcher {self.config.matcher}")
+        if self.uv is not None and (self.uv.ndim != 2 or self.uv.shape[1] != 2):
+            raise ValueError("keypoint pixels must be (K, 2)")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     @classmethod
-    def pack(cls, per_frame: list[tuple[np.ndarray, np.ndarray]], config: PnPConfig) -> "KeypointSet":
-        """From per-frame ``(xyz_K3, desc_KD)`` lists."""
-        counts = [len(x) for x, _ in per_frame]
+    def pack(cls, per_frame: list[tuple], config: PnPConfig) -> "KeypointSet":
+        """From per-frame ``(xyz_K3, desc_KD)`` or ``(xyz_K3, desc_KD, uv_K2)`` lists."""
+        unit = MATCHERS.get(config.matcher)
+        D, dt = unit.descriptor_dim, unit.descriptor_dtype
+        counts = [len(f[0]) for f in per_frame]
         offsets = torch.tensor(np.r_[0, np.cumsum(counts)], dtype=torch.int64)
-        xyz = np.concatenate([x for x, _ in per_frame]) if per_frame else np.zeros((0, 3))
-        desc = np.concatenate([d for _, d in per_frame]) if per_frame else np.zeros((0, DESCRIPTOR_BYTES))
+        xyz = np.concatenate([f[0] for f in per_frame]) if per_frame else np.zeros((0, 3))
+        desc = np.concatenate([f[1] for f in per_frame]) if per_frame else np.zeros((0, D))
+        uv = None
+        if per_frame and all(len(f) > 2 for f in per_frame):
+            uv = torch.from_numpy(np.concatenate([f[2] for f in per_frame]).astype(np.float32).reshape(-1, 2))
         return cls(offsets, torch.from_numpy(np.asarray(xyz, np.float32).reshape(-1, 3)),
-                   torch.from_numpy(np.asarray(desc, np.uint8).reshape(-1, DESCRIPTOR_BYTES)), config)
+                   torch.from_numpy(np.asarray(desc, dt).reshape(-1, D)), config, uv)
 
     def frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(xyz_K3, desc_KD) of database frame ``i``."""
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         return self.xyz[a:b].numpy(), self.desc[a:b].numpy()
 
+    def features(self, i: int) -> tuple[np.ndarray, Features]:
+        """(xyz_K3, :class:`~reloc_ros.core.matchers.Features`) of database frame ``i``."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        uv = self.uv[a:b].numpy() if self.uv is not None else np.zeros((b - a, 2), np.float32)
+        return self.xyz[a:b].numpy(), Features(uv, self.desc[a:b].numpy(), np.zeros(b - a, np.float32))
+
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"kp_offsets": self.offsets, "kp_xyz": self.xyz, "kp_desc": self.desc}
+        t = {"kp_offsets": self.offsets, "kp_xyz": self.xyz, "kp_desc": self.desc}
+        return t | ({"kp_uv": self.uv} if self.uv is not None else {})
 
     @staticmethod
     def concat(sets: list["KeypointSet"]) -> "KeypointSet":
@@ -184,8 +222,9 @@ class KeypointSet:
         for s in sets:
             offs.append(s.offsets[1:] + base)
             base += int(s.offsets[-1])
+        uv = None if any(s.uv is None for s in sets) else torch.cat([s.uv for s in sets])
         return KeypointSet(torch.cat(offs), torch.cat([s.xyz for s in sets]), torch.cat([s.desc for s in sets]),
-                           sets[0].config)
+                           sets[0].config, uv)
 
 
 def reprojection_covariance(T_wc: np.ndarray, X_N3: np.ndarray, u_N2: np.ndarray, K: np.ndarray,
@@ -230,9 +269,11 @@ def reprojection_covariance(T_wc: np.ndarray, X_N3: np.ndarray, u_N2: np.ndarray
 @dataclass
 class PnPResult:
     """``ok``: a pose was found (``pose`` camera-to-world); ``reason`` says why not.
-    ``inliers`` / ``matches``: RANSAC inliers and ratio-test matches; ``ms``: the time;
+    ``inliers`` / ``matches``: RANSAC inliers and the matches they came from; ``ms``: the time;
     ``covariance``: the Gauss–Newton covariance (:func:`reprojection_covariance`, map axes,
-    uncalibrated); ``reproj_rms_px``: the RMS reprojection error of the inliers."""
+    uncalibrated); ``reproj_rms_px``: the RMS reprojection error of the inliers.
+    ``partial``: when RANSAC found a pose with too few inliers, that pose (a start for another
+    refiner, never published); ``frames``: the database frames matched."""
 
     ok: bool
     pose: np.ndarray | None
@@ -242,15 +283,43 @@ class PnPResult:
     ms: float
     reproj_rms_px: float = float("nan")
     covariance: np.ndarray | None = None
+    partial: np.ndarray | None = None
+    frames: int = 0
+
+
+def _pose_of(rvec, tvec) -> np.ndarray:
+    R_cw, _ = cv2.Rodrigues(rvec)
+    pose = np.eye(4)
+    pose[:3, :3] = R_cw.T
+    pose[:3, 3] = -R_cw.T @ np.asarray(tvec).reshape(3)
+    return pose
+
+
+def nearest_frames(poses_N44: np.ndarray, T_44: np.ndarray, k: int, exclude=(), max_m: float = 1.5,
+                   max_deg: float = 60.0) -> list[int]:
+    """The ``k`` database frames nearest to a pose by camera-centre distance + angle / 30°,
+    within ``max_m`` and ``max_deg``, leaving out ``exclude``."""
+    if k <= 0 or len(poses_N44) == 0:
+        return []
+    d = np.linalg.norm(poses_N44[:, :3, 3] - T_44[:3, 3], axis=1)
+    cos = (np.einsum("nij,ij->n", poses_N44[:, :3, :3], T_44[:3, :3]) - 1) / 2
+    r = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    score = d + r / 30.0
+    score[(d > max_m) | (r > max_deg)] = np.inf
+    score[list(exclude)] = np.inf
+    order = [int(i) for i in np.argsort(score, kind="stable") if np.isfinite(score[i])]
+    return order[:k]
 
 
 class PnPRefiner:
-    """SIFT matching of a query to database frames, then PnP-RANSAC (see the module docstring).
+    """Local-feature matching of a query to database frames, then PnP-RANSAC (see the module
+    docstring); with ``covisible``, a second round with the frames nearest to the first pose.
 
     Args:
         keypoints: the database's :class:`KeypointSet`.
         poses_N44: camera-to-world poses of the database frames.
-        cfg: settings; by default those the keypoints were extracted with.
+        cfg: settings; by default those the keypoints were extracted with. The matcher, its
+            image size and descriptor must be the keypoints'.
     """
 
     def __init__(self, keypoints: KeypointSet, poses_N44: np.ndarray, cfg: PnPConfig | None = None):
@@ -259,55 +328,84 @@ class PnPRefiner:
         if tuple(self.cfg.image_size) != tuple(keypoints.config.image_size):
             raise ValueError(f"the refiner's image size {self.cfg.image_size} differs from the database "
                              f"keypoints' {keypoints.config.image_size}")
+        if self.cfg.matcher != keypoints.config.matcher:
+            raise ValueError(f"the refiner's matcher {self.cfg.matcher!r} differs from the database keypoints' "
+                             f"{keypoints.config.matcher!r}; rebuild the database with --matcher {self.cfg.matcher}")
         self.poses = np.asarray(poses_N44, dtype=np.float64)
         if len(self.poses) != len(keypoints):
             raise ValueError(f"{len(self.poses)} poses for {len(keypoints)} keypoint frames")
-        self.matcher = cv2.BFMatcher(cv2.NORM_L2)
+        self.unit = self.cfg.unit()
+        if keypoints.uv is None and self.cfg.matcher != "sift":
+            raise ValueError(f"matcher {self.cfg.matcher!r} needs the keypoints' pixels, which this database "
+                             "lacks; rebuild it")
+
+    def _correspondences(self, fq: Features, rows) -> tuple[list, list]:
+        obj, img = [], []
+        for r in rows:
+            xyz, fd = self.kp.features(int(r))
+            if len(fd) < 2:
+                continue
+            ij = self.unit.match(fq, fd, self.cfg.image_size)
+            if len(ij):
+                T = self.poses[int(r)]
+                obj.append(xyz[ij[:, 1]].astype(np.float64) @ T[:3, :3].T + T[:3, 3])
+                img.append(fq.uv[ij[:, 0]].astype(np.float64))
+        return obj, img
+
+    def _solve(self, obj_N3, img_N2, K):
+        cfg = self.cfg
+        ok, rvec, tvec, inl = cv2.solvePnPRansac(obj_N3, img_N2, K, None, iterationsCount=cfg.iterations,
+                                                 reprojectionError=cfg.reproj_px, confidence=0.999,
+                                                 flags=cv2.SOLVEPNP_AP3P)
+        n_in = 0 if inl is None else len(inl)
+        if not ok or n_in < 4:
+            return None, n_in, None
+        inl = inl.reshape(-1)
+        rvec, tvec = cv2.solvePnPRefineLM(obj_N3[inl], img_N2[inl], K, None, rvec, tvec)
+        return (rvec, tvec), n_in, inl
 
     def refine(self, rgb_HW3: np.ndarray, K_33: np.ndarray, rows) -> PnPResult:
         """The query's pose from its RGB image, its intrinsics at ``cfg.image_size`` and the
         database rows to match (best first; the first ``top_m`` are used)."""
         t0 = time.perf_counter()
         cfg = self.cfg
+        partial = None
 
-        def fail(reason: str, matches: int = 0, inliers: int = 0) -> PnPResult:
-            return PnPResult(False, None, inliers, matches, reason, (time.perf_counter() - t0) * 1e3)
+        def fail(reason: str, matches: int = 0, inliers: int = 0, frames: int = 0) -> PnPResult:
+            return PnPResult(False, None, inliers, matches, reason, (time.perf_counter() - t0) * 1e3,
+                             partial=partial, frames=frames)
 
-        uv_q, desc_q = extract_sift(rgb_HW3, cfg)
-        if len(uv_q) < cfg.min_inliers:
-            return fail(f"{len(uv_q)} query keypoints (fewer than {cfg.min_inliers})")
-        obj, img = [], []
-        dq = desc_q.astype(np.float32)
-        for r in list(rows)[: cfg.top_m]:
-            xyz, desc = self.kp.frame(int(r))
-            if len(desc) < 2:
-                continue
-            for pair in self.matcher.knnMatch(dq, desc.astype(np.float32), k=2):
-                if len(pair) == 2 and pair[0].distance < cfg.ratio * pair[1].distance:
-                    obj.append(self.poses[int(r)][:3, :3] @ xyz[pair[0].trainIdx] + self.poses[int(r)][:3, 3])
-                    img.append(uv_q[pair[0].queryIdx])
-        n = len(obj)
+        fq = self.unit.extract(rgb_HW3, cfg.image_size, cfg.n_query)
+        if len(fq) < cfg.min_inliers:
+            return fail(f"{len(fq)} query keypoints (fewer than {cfg.min_inliers})")
+        used = [int(r) for r in list(rows)[: cfg.top_m]]
+        obj, img = self._correspondences(fq, used)
+        n = sum(len(o) for o in obj)
         if n < cfg.min_inliers:
-            return fail(f"{n} matches (fewer than {cfg.min_inliers})", n)
-        obj_N3, img_N2 = np.asarray(obj, np.float64), np.asarray(img, np.float64)
+            return fail(f"{n} matches (fewer than {cfg.min_inliers})", n, frames=len(used))
         K = np.asarray(K_33, dtype=np.float64)
-        ok, rvec, tvec, inl = cv2.solvePnPRansac(obj_N3, img_N2, K, None, iterationsCount=cfg.iterations,
-                                                 reprojectionError=cfg.reproj_px, confidence=0.999,
-                                                 flags=cv2.SOLVEPNP_AP3P)
-        if not ok or inl is None or len(inl) < cfg.min_inliers:
-            return fail(f"{0 if inl is None else len(inl)} RANSAC inliers (fewer than {cfg.min_inliers})", n,
-                        0 if inl is None else len(inl))
-        inl = inl.reshape(-1)
-        rvec, tvec = cv2.solvePnPRefineLM(obj_N3[inl], img_N2[inl], K, None, rvec, tvec)
+        sol, n_in, inl = self._solve(np.concatenate(obj), np.concatenate(img), K)
+        if sol is not None and n_in < cfg.min_inliers:
+            partial = _pose_of(*sol)
+        if sol is None or n_in < cfg.min_inliers:
+            return fail(f"{n_in} RANSAC inliers (fewer than {cfg.min_inliers})", n, n_in, len(used))
+        if cfg.covisible > 0:
+            more = nearest_frames(self.poses, _pose_of(*sol), cfg.covisible, exclude=used)
+            o2, i2 = self._correspondences(fq, more)
+            if o2:
+                sol2, n_in2, inl2 = self._solve(np.concatenate(obj + o2), np.concatenate(img + i2), K)
+                if sol2 is not None and n_in2 >= n_in:
+                    obj, img, sol, n_in, inl = obj + o2, img + i2, sol2, n_in2, inl2
+                    used += more
+                    n = sum(len(o) for o in obj)
+        obj_N3, img_N2 = np.concatenate(obj), np.concatenate(img)
+        rvec, tvec = sol
         proj, _ = cv2.projectPoints(obj_N3[inl], rvec, tvec, K, None)
         rms = float(np.sqrt(np.mean(np.sum((proj.reshape(-1, 2) - img_N2[inl]) ** 2, axis=1))))
-        R_cw, _ = cv2.Rodrigues(rvec)
-        pose = np.eye(4)
-        pose[:3, :3] = R_cw.T
-        pose[:3, 3] = -R_cw.T @ tvec.reshape(3)
+        pose = _pose_of(rvec, tvec)
         if not np.all(np.isfinite(pose)):
-            return fail("PnP gave a non-finite pose", n, len(inl))
+            return fail("PnP gave a non-finite pose", n, n_in, len(used))
         cov, _ = reprojection_covariance(pose, obj_N3[inl], img_N2[inl], K)
         if not np.all(np.isfinite(cov)):
-            return fail("the inliers do not constrain the pose (singular Gauss-Newton system)", n, len(inl))
-        return PnPResult(True, pose, len(inl), n, "", (time.perf_counter() - t0) * 1e3, rms, cov)
+            return fail("the inliers do not constrain the pose (singular Gauss-Newton system)", n, n_in, len(used))
+        return PnPResult(True, pose, n_in, n, "", (time.perf_counter() - t0) * 1e3, rms, cov, frames=len(used))

@@ -6,10 +6,8 @@ Depth images here are uint16 millimetres with 0 for "no measurement" (the 7-Scen
 its 65535 is mapped to 0). Intrinsics are 3x3 ``K`` matrices with the centre of the top-left
 pixel at (0, 0).
 
-Distortion models (``sensor_msgs/CameraInfo.distortion_model``): ``plumb_bob`` (k1 k2 p1 p2
-k3) and ``rational_polynomial`` (k1 k2 p1 p2 k3 k4 k5 k6), OpenCV's standard model;
-``equidistant`` (k1 k2 k3 k4), OpenCV's fisheye model. An all-zero D of any model is no
-distortion.
+The distortion models and the colour undistortion live in the core
+(:mod:`reloc_ros.core.distortion`, which the node uses too) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -19,10 +17,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from reloc_ros.core.distortion import (DISTORTION_MODELS, _maps, check_distortion,
+                                       has_distortion, undistort_color)
+
 __all__ = ["DISTORTION_MODELS", "depth_to_mm", "has_distortion", "check_distortion", "undistort_color",
            "undistort_depth", "resample_depth", "reproject_depth"]
-
-DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
 
 
 def depth_to_mm(depth: np.ndarray) -> np.ndarray:
@@ -35,45 +34,6 @@ def depth_to_mm(depth: np.ndarray) -> np.ndarray:
         mm = np.rint(np.nan_to_num(d.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0) * 1000.0)
         return np.where((mm > 0) & (mm < 65535), mm, 0).astype(np.uint16)
     raise ValueError(f"depth must be uint16 millimetres or float metres, got {d.dtype}")
-
-
-def has_distortion(D: Sequence[float]) -> bool:
-    return bool(np.any(np.asarray(D, dtype=np.float64) != 0.0))
-
-
-def check_distortion(model: str, D: Sequence[float]) -> None:
-    """Raise ValueError when ``(model, D)`` is a distortion OpenCV cannot undo here."""
-    if not has_distortion(D):
-        return
-    n = len(D)
-    if model in ("plumb_bob", "rational_polynomial"):
-        if n not in (4, 5, 8, 12, 14):
-            raise ValueError(f"distortion model {model} with {n} coefficients")
-    elif model == "equidistant":
-        if n != 4:
-            raise ValueError(f"equidistant distortion needs 4 coefficients, got {n}")
-    else:
-        raise ValueError(f"unsupported distortion model {model!r} (known: {', '.join(DISTORTION_MODELS)})")
-    if not np.all(np.isfinite(np.asarray(D, dtype=np.float64))):
-        raise ValueError("distortion coefficients are not finite")
-
-
-def _maps(K: np.ndarray, D: Sequence[float], model: str, size: tuple[int, int]):
-    K = np.asarray(K, dtype=np.float64)
-    D = np.asarray(D, dtype=np.float64)
-    if model == "equidistant":
-        return cv2.fisheye.initUndistortRectifyMap(K, D, np.eye(3), K, size, cv2.CV_32FC1)
-    return cv2.initUndistortRectifyMap(K, D, None, K, size, cv2.CV_32FC1)
-
-
-def undistort_color(rgb: np.ndarray, K: np.ndarray, D: Sequence[float], model: str = "plumb_bob") -> np.ndarray:
-    """The pinhole image (same K, D = 0) of a distorted one: bilinear, black outside."""
-    check_distortion(model, D)
-    if not has_distortion(D):
-        return rgb
-    h, w = rgb.shape[:2]
-    mx, my = _maps(K, D, model, (w, h))
-    return cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def undistort_depth(depth_mm: np.ndarray, K: np.ndarray, D: Sequence[float], model: str = "plumb_bob") -> np.ndarray:

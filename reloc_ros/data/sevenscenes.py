@@ -18,7 +18,11 @@ redkitchen, stairs, or any other name that contains split files).
 The real dataset ships no intrinsics. The usual values are used when a scene has no
 ``intrinsics.yaml``: colour f = 525, depth f = 585, centre (320, 240), 640x480. Colour and
 depth are *not* registered in the real data; ``intrinsics.yaml`` may declare
-``depth_registered: true`` (the synthetic scenes do).
+``depth_registered: true`` (the synthetic scenes do), or (format version 2) record the
+depth-to-colour calibration under ``depth_to_color`` (:mod:`reloc_ros.data.rgbd`): then
+:meth:`Scene.depth` registers the depth to colour, and with ``pose_camera: depth`` (the pose
+files are the depth camera's, as in 7-Scenes) :meth:`Scene.pose` gives colour-camera poses.
+Without either, depth is sampled at the colour pixel: an approximation.
 
 Every problem with a scene raises :class:`SevenScenesError` with the offending path.
 """
@@ -37,7 +41,8 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from reloc_ros.core.camera import Intrinsics
-from reloc_ros.core.geometry import rigidity_error
+from reloc_ros.core.geometry import invert, rigidity_error
+from reloc_ros.data.rgbd import POSE_CAMERAS, DepthToColor, register_depth
 
 __all__ = [
     "SEVEN_SCENES",
@@ -62,9 +67,12 @@ INVALID_DEPTH_VALUES = (0, 65535)
 
 SPLIT_FILES = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
 INTRINSICS_FILE = "intrinsics.yaml"
-#: Version of the scene metadata (``intrinsics.yaml``) that reloc_ros writes and reads; a file
-#: without ``format_version`` is version 1 (the format it has had since it was introduced).
-SCENE_FORMAT_VERSION = 1
+#: Version of the scene metadata (``intrinsics.yaml``) that reloc_ros writes; a file without
+#: ``format_version`` is version 1. Version 2 adds ``depth_to_color`` and ``pose_camera``;
+#: both versions are read.
+SCENE_FORMAT_VERSION = 2
+#: The versions this code reads.
+SCENE_FORMAT_VERSIONS = (1, 2)
 #: The commands that write a scene's metadata anew.
 SCENE_REBUILD = ("python -m reloc_sim.synthetic for a synthetic scene, python -m reloc_ros.tools.bag.to_map "
                  "for a robot's bag")
@@ -306,6 +314,8 @@ class Scene:
             "color": DEFAULT_COLOR_INTRINSICS,
             "depth": DEFAULT_DEPTH_INTRINSICS,
             "depth_registered": False,
+            "depth_to_color": None,
+            "pose_camera": "color",
             "source": "7-Scenes defaults",
         }
         if path.is_file():
@@ -316,7 +326,7 @@ class Scene:
             if not isinstance(d, dict) or "color" not in d:
                 raise SevenScenesError(path, "expected a mapping with a 'color' entry")
             version = d.get("format_version", 1)
-            if version != SCENE_FORMAT_VERSION:
+            if version not in SCENE_FORMAT_VERSIONS:
                 age = "newer" if isinstance(version, int) and version > SCENE_FORMAT_VERSION else "older"
                 raise SevenScenesError(path, f"scene metadata format version {version!r} is {age} than the one this "
                                              f"code reads ({SCENE_FORMAT_VERSION}); write the scene again "
@@ -325,6 +335,19 @@ class Scene:
             cam["depth"] = _intrinsics(d.get("depth", d["color"]), path)
             cam["depth_registered"] = bool(d.get("depth_registered", False))
             cam["source"] = str(path)
+            if d.get("depth_to_color") is not None:
+                try:
+                    cam["depth_to_color"] = DepthToColor.from_dict(d["depth_to_color"])
+                except ValueError as e:
+                    raise SevenScenesError(path, str(e)) from None
+                if cam["depth_registered"]:
+                    raise SevenScenesError(path, "depth_registered: true and a depth_to_color calibration contradict")
+            cam["pose_camera"] = str(d.get("pose_camera", "color"))
+            if cam["pose_camera"] not in POSE_CAMERAS:
+                raise SevenScenesError(path, f"pose_camera must be one of {list(POSE_CAMERAS)}, "
+                                             f"got {cam['pose_camera']!r}")
+            if cam["pose_camera"] == "depth" and cam["depth_to_color"] is None:
+                raise SevenScenesError(path, "pose_camera: depth needs a depth_to_color calibration")
         return cam
 
     @property
@@ -371,12 +394,21 @@ class Scene:
                 )
         return out
 
-    def pose(self, frame: Frame) -> np.ndarray:
-        """4x4 camera-to-world pose of a frame (validated, cached)."""
+    def raw_pose(self, frame: Frame) -> np.ndarray:
+        """4x4 camera-to-world pose of a frame as its pose file has it (validated, cached)."""
         key = frame.pose_path
         if key not in self._pose_cache:
             self._pose_cache[key] = read_pose(key)
         return self._pose_cache[key].copy()
+
+    def pose(self, frame: Frame) -> np.ndarray:
+        """4x4 camera-to-world pose of the frame's colour camera: the pose file's, moved from
+        the depth camera to the colour camera where ``pose_camera`` is ``depth``."""
+        T = self.raw_pose(frame)
+        cam = self.camera
+        if cam["pose_camera"] == "depth":
+            T = T @ invert(cam["depth_to_color"].T_color_depth)
+        return T
 
     def poses(self, frames: Sequence[Frame]) -> np.ndarray:
         """Stacked (N, 4, 4) poses of frames."""
@@ -423,13 +455,22 @@ class Scene:
                                                      f"({len(classes)} classes)")
         return lab
 
-    def depth(self, frame: Frame) -> np.ndarray:
-        """float32 (H, W) depth in metres, NaN where invalid."""
+    def depth(self, frame: Frame, registered: bool = True) -> np.ndarray:
+        """float32 (H, W) depth in metres, NaN where invalid: registered to the colour camera
+        (at its size) where the scene records a ``depth_to_color`` calibration and
+        ``registered`` is true, else the depth file as it is."""
         if frame.depth_path is None:
             raise SevenScenesError(
                 frame.pose_path.with_name(f"frame-{frame.index:06d}.depth.png"), "depth file is missing"
             )
-        return read_depth(frame.depth_path)
+        d = read_depth(frame.depth_path)
+        calib = self.camera["depth_to_color"]
+        if registered and calib is not None:
+            try:
+                d = register_depth(d, self.depth_intrinsics, self.color_intrinsics, calib)
+            except ValueError as e:
+                raise SevenScenesError(frame.depth_path, str(e)) from None
+        return d
 
     def validate(self, split: str | Sequence[int] = "all", images: bool = True) -> int:
         """Read every pose (and image header when ``images``); returns the frame count.

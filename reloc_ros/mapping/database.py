@@ -26,7 +26,8 @@ from reloc_ros.core.database import DatabaseError, FrameDatabase, model_record
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.model import ModelFileError, ModelInfo, RelPoseNet, code_version, load_model, resize_rgb
 from reloc_ros.core.featuremetric import DenseConfig, DenseSet, frame_points
-from reloc_ros.core.pnp import KeypointSet, PnPConfig, extract_sift, lift
+from reloc_ros.core.matchers import matcher_names
+from reloc_ros.core.pnp import KeypointSet, PnPConfig, extract, lift
 from reloc_ros.data.sevenscenes import Scene, SevenScenesError, open_scenes, read_color
 
 __all__ = ["encode_images", "build_database", "main"]
@@ -55,16 +56,22 @@ def encode_images(model: RelPoseNet, paths: Sequence[Path], device: torch.device
 
 
 def scene_keypoints(scene: Scene, frames, cfg: PnPConfig, progress: bool = True) -> list[tuple]:
-    """Per frame ``(xyz_K3, desc_KD)``: the strongest ``cfg.max_keypoints`` SIFT keypoints
-    with valid depth, lifted into the frame's camera with the colour intrinsics (the depth
-    is sampled at the same relative position: exact for registered depth, as in the
-    synthetic scenes, an approximation for the raw 7-Scenes sensor depth)."""
+    """Per frame ``(xyz_K3, desc_KD, uv_K2)``: the strongest ``cfg.max_keypoints`` keypoints of
+    the configured matcher with valid depth, lifted into the frame's colour camera with the
+    colour intrinsics. The depth is the scene's registered to colour where it records a
+    depth-to-colour calibration (:mod:`reloc_ros.data.rgbd`), or is registered already (the
+    synthetic scenes, bag-to-map); otherwise it is sampled at the same relative position, an
+    approximation for a raw sensor's depth."""
     K = scene.color_intrinsics.scaled(*cfg.image_size).K
+    if not scene.camera["depth_registered"] and scene.camera["depth_to_color"] is None:
+        print(f"warning: {scene.root}: depth is not registered to colour and no depth_to_color calibration is "
+              "recorded; keypoint depth is approximate (python -m reloc_ros.data.rgbd fit)", file=sys.stderr)
     out = []
     for fr in tqdm(frames, desc=f"keypoints {scene.name}", disable=not progress, dynamic_ncols=True, leave=False):
-        uv, desc = extract_sift(read_color(fr.color_path), cfg, max_keypoints=2 * cfg.max_keypoints)
-        xyz, ok = lift(uv, scene.depth(fr), K, cfg.image_size)
-        out.append((xyz[ok][: cfg.max_keypoints], desc[ok][: cfg.max_keypoints]))
+        f = extract(read_color(fr.color_path), cfg, max_keypoints=2 * cfg.max_keypoints)
+        xyz, ok = lift(f.uv, scene.depth(fr), K, cfg.image_size)
+        keep = np.nonzero(ok)[0][: cfg.max_keypoints]
+        out.append((xyz[keep], f.desc[keep], f.uv[keep]))
     return out
 
 
@@ -147,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--keypoint-size", type=int, nargs=2, metavar=("W", "H"), default=list(PnPConfig.image_size),
                    help="image size the keypoints are extracted at (default 320 240)")
     b.add_argument("--max-keypoints", type=int, default=PnPConfig.max_keypoints, help="keypoints per frame")
+    b.add_argument("--matcher", default="sift", choices=matcher_names(),
+                   help="local features of the keypoints (reloc_ros.core.matchers; default sift)")
     b.add_argument("--dense", action="store_true",
                    help="also store depth points with encoder features, for the feature-metric refiner (lm)")
     b.add_argument("--dense-levels", type=int, nargs="+", default=list(DenseConfig.levels),
@@ -163,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             model, info = load_model(args.model, dev)
             scenes = open_scenes(args.scene, args.scenes)
             split = [int(s) for s in args.sequences.split(",")] if args.sequences else args.split
-            kcfg = PnPConfig(image_size=tuple(args.keypoint_size), max_keypoints=args.max_keypoints) \
+            kcfg = PnPConfig(image_size=tuple(args.keypoint_size), max_keypoints=args.max_keypoints,
+                             matcher=args.matcher) \
                 if args.keypoints else None
             dcfg = DenseConfig(levels=tuple(args.dense_levels), steps=tuple(args.dense_steps)) if args.dense else None
             db = build_database(model, info, scenes, split, dev, args.batch, keypoints=kcfg, dense=dcfg)
@@ -183,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  built {db.meta.get('created')} ({db.meta.get('code_version')}), split {db.meta.get('split')}")
             if db.keypoints is not None:
                 k = db.keypoints
-                print(f"  keypoints: {int(k.offsets[-1])} ({int(k.offsets[-1]) / max(1, len(k)):.0f} per frame) at "
+                print(f"  keypoints: {int(k.offsets[-1])} {k.config.matcher} ({int(k.offsets[-1]) / max(1, len(k)):.0f} "
+                      f"per frame) at "
                       f"{k.config.image_size[0]}x{k.config.image_size[1]}, for the PnP refiner")
             if db.dense is not None:
                 d = db.dense

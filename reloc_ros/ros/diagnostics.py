@@ -5,7 +5,8 @@ of its timings and state) under its lock once per period, and publishes
 :func:`status` of that snapshot. Every frame the node receives is accounted for, at every
 snapshot::
 
-    received = processed + malformed + failed + dropped + skipped + cleared + queued + in flight
+    received = processed + malformed + no_intrinsics + failed + dropped + skipped + cleared
+               + queued + in flight
     processed = published + rejected + discarded
 
 (the counters are defined in :class:`Stats`).
@@ -27,10 +28,10 @@ __all__ = ["COUNTERS", "FRAME_OUTCOMES", "POSE_OUTCOMES", "Stats", "Snapshot", "
            "status"]
 
 #: The node's event counters (see :class:`Stats`).
-COUNTERS = ("received", "processed", "malformed", "failed", "dropped", "skipped", "cleared", "rejected",
-            "published", "discarded")
+COUNTERS = ("received", "processed", "malformed", "no_intrinsics", "failed", "dropped", "skipped", "cleared",
+            "rejected", "published", "discarded", "camera_info", "camera_info_ignored")
 #: What becomes of a frame the worker takes: one of these, counted when the worker is done with it.
-FRAME_OUTCOMES = ("malformed", "failed", "rejected", "published", "discarded")
+FRAME_OUTCOMES = ("malformed", "no_intrinsics", "failed", "rejected", "published", "discarded")
 #: The outcomes of a frame that was localized (counted as ``processed`` too).
 POSE_OUTCOMES = ("rejected", "published", "discarded")
 
@@ -44,10 +45,16 @@ class Stats:
     the worker took it is *dropped* when the worker was busy with another frame (the input
     is faster than the node), and *skipped* when the worker was idle by design (rate limit,
     on-demand mode); one still waiting at deactivation is *cleared*. A frame the worker took
-    is *malformed* (not an image), *failed* (an error while localizing it) or *processed*
-    (localized); a processed frame's pose is *published*, *rejected* (no pose, weak
-    consensus, low confidence, a missing TF) or *discarded* (the node was deactivated while
-    it was being localized)."""
+    is *malformed* (not an image), *no_intrinsics* (a refiner needs the camera's intrinsics
+    and neither camera_info nor the camera_intrinsics parameter gave them yet: not
+    localized), *failed* (an error while localizing it) or *processed* (localized); a
+    processed frame's pose is *published*, *rejected* (no pose, weak consensus, low
+    confidence, a missing TF) or *discarded* (the node was deactivated while it was being
+    localized).
+
+    Not frames: *camera_info* counts the usable CameraInfo messages received (a reliable,
+    transient-local publisher's arrive twice, once on each of the node's two
+    subscriptions), *camera_info_ignored* the unusable ones."""
 
     count: Counter = field(default_factory=lambda: Counter(dict.fromkeys(COUNTERS, 0)))
     last_inliers: int = 0
@@ -82,6 +89,10 @@ class Snapshot:
         gate_reason, gate_sent, gate_summary: the /initialpose gate's last decision, the
             number sent and its summary.
         camera: the intrinsics from camera_info, or None.
+        distortion: camera_info's distortion model, "none" without distortion ("" without
+            camera_info).
+        undistort_builds: how many times the undistortion tables were built (once per
+            distorted camera_info calibration and image size).
         seconds_since_success: since the last published pose (infinite: none yet).
     """
 
@@ -104,6 +115,8 @@ class Snapshot:
     gate_sent: int = 0
     gate_summary: str = ""
     camera: Intrinsics | None = None
+    distortion: str = ""
+    undistort_builds: int = 0
     seconds_since_success: float = math.inf
 
 
@@ -124,7 +137,8 @@ def report(s: Snapshot) -> dict:
         "lifecycle state": s.state, "poses discarded (deactivated)": c["discarded"],
         "frames received": c["received"], "frames processed": c["processed"],
         "frames dropped": c["dropped"], "frames skipped (rate limit / on demand)": c["skipped"],
-        "frames malformed": c["malformed"], "frames failed": c["failed"],
+        "frames malformed": c["malformed"], "frames without intrinsics": c["no_intrinsics"],
+        "frames failed": c["failed"],
         "frames cleared (deactivated)": c["cleared"], "frames queued": s.queued, "frames in flight": s.in_flight,
         "poses rejected": c["rejected"], "poses published": c["published"],
         "latency ms (median of last 100)": _ms(s.latencies_s, np.median),
@@ -145,15 +159,19 @@ def report(s: Snapshot) -> dict:
         "confidence threshold": round(s.threshold, 3),
         "initialpose": s.gate_reason, "initialposes sent": s.gate_sent, "initialpose gate": s.gate_summary,
         "max rss mb": rss_mb,
-        "camera info": "none" if s.camera is None else f"{s.camera.width}x{s.camera.height} fx {s.camera.fx:.1f}",
+        "camera info": "none" if s.camera is None else
+        f"{s.camera.width}x{s.camera.height} fx {s.camera.fx:.1f}, distortion {s.distortion or 'none'}",
+        "camera info messages": c["camera_info"], "camera info ignored": c["camera_info_ignored"],
+        "undistortion tables built": s.undistort_builds,
     }
 
 
 def diagnostic_level(now: Stats, before: Stats) -> tuple[int, str]:
     """(DiagnosticStatus level, message) from the counters now and at the last report.
 
-    WARN while input is malformed, dropped or fails (in the last period, with the counts),
-    when no image came yet, and while no pose has been published; OK otherwise.
+    WARN while input is malformed, dropped, fails or has no intrinsics (in the last period,
+    with the counts), when no image came yet, and while no pose has been published; OK
+    otherwise.
     """
     problems = []
     new = now.count - before.count  # what happened since the last report
@@ -161,6 +179,9 @@ def diagnostic_level(now: Stats, before: Stats) -> tuple[int, str]:
         problems.append("no image received")
     if new["malformed"]:
         problems.append(f"{new['malformed']} malformed frame(s) skipped ({now.count['malformed']} in all)")
+    if new["no_intrinsics"]:
+        problems.append(f"{new['no_intrinsics']} frame(s) not localized: no camera intrinsics yet "
+                        f"({now.count['no_intrinsics']} in all)")
     if new["failed"]:
         problems.append(f"{new['failed']} frame(s) failed ({now.count['failed']} in all)")
     if new["dropped"]:

@@ -22,11 +22,12 @@ import for the whole layer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from reloc_ros.core.camera import Intrinsics
+from reloc_ros.core.distortion import check_distortion, has_distortion
 from reloc_ros.core.geometry import is_rigid, make_pose, matrix_to_quat, normalize_quat, quat_from_ros, quat_to_ros, \
     rigidity_error
 
@@ -47,7 +48,8 @@ __all__ = [
     "rgb_to_pixels", "image_msg", "rgb_to_image_msg", "encode_compressed", "compressed_format",
     "compressed_image_msg", "rgb_to_compressed_msg",
     # camera info, transforms, poses, strings
-    "camera_info_msg", "camera_info_to_intrinsics", "transform_stamped_msg", "tf_message",
+    "camera_info_msg", "camera_info_to_intrinsics", "CameraCalibration", "camera_info_to_calibration",
+    "transform_stamped_msg", "tf_message",
     "transform_to_matrix", "pose_msg", "pose_stamped_msg", "pose_with_covariance_stamped_msg",
     "pose_to_matrix", "covariance_of", "string_msg", "check_frame_id",
 ]
@@ -81,6 +83,49 @@ def camera_info_to_intrinsics(msg) -> Intrinsics:
         raise ValueError(f"CameraInfo without usable intrinsics (K = {k.reshape(-1).tolist()}, "
                          f"{intr.width}x{intr.height})")
     return intr
+
+
+class CameraCalibration(NamedTuple):
+    """What a ``CameraInfo`` says about its images: pinhole intrinsics (from K) and the lens
+    distortion (``distortion_model`` and D; see :mod:`reloc_ros.core.distortion`). Equal
+    when every value is equal, so a stream's repeated CameraInfo compares equal."""
+
+    intrinsics: Intrinsics
+    model: str
+    D: tuple[float, ...]
+
+    @property
+    def distorted(self) -> bool:
+        """Whether the images need undistorting (a non-zero D)."""
+        return has_distortion(self.D)
+
+    def describe(self) -> str:
+        """One line for a log: ``fx 525.0 fy 525.0 cx 319.5 cy 239.5 (640x480), plumb_bob distortion``."""
+        i = self.intrinsics
+        dist = f"{self.model} distortion" if self.distorted else "no distortion"
+        return f"fx {i.fx:.1f} fy {i.fy:.1f} cx {i.cx:.1f} cy {i.cy:.1f} ({i.width}x{i.height}), {dist}"
+
+
+def camera_info_to_calibration(msg) -> CameraCalibration:
+    """The :class:`CameraCalibration` of a ``CameraInfo``: K as in
+    :func:`camera_info_to_intrinsics`, and its distortion model and D.
+
+    Raises:
+        ValueError: bad intrinsics (as :func:`camera_info_to_intrinsics`), or a distortion
+            that cannot be undone: an unsupported model, a wrong number of coefficients, a
+            non-finite one (the message names which).
+    """
+    intr = camera_info_to_intrinsics(msg)
+    model = str(msg.distortion_model or "")
+    try:
+        D = tuple(float(d) for d in msg.d)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"CameraInfo with unreadable distortion coefficients ({e})") from None
+    try:
+        check_distortion(model, D)
+    except ValueError as e:
+        raise ValueError(f"CameraInfo with a distortion that cannot be undone: {e} (D = {list(D)})") from None
+    return CameraCalibration(intr, model or "plumb_bob", D)
 
 
 # --------------------------------------------------------------------------- transforms

@@ -7,7 +7,9 @@ Interfaces (REP-105 frames; names are parameters, topics are relative and remapp
 
 * subscribes ``image`` (``sensor_msgs/Image``, any common encoding) or
   ``image/compressed`` (``sensor_msgs/CompressedImage``, ``use_compressed``), with
-  sensor-data QoS; optionally ``camera_info``;
+  sensor-data QoS; optionally ``camera_info`` (the refiner's intrinsics, and the lens
+  distortion, which is undone before localizing), on two subscriptions so that best-effort,
+  reliable and latched publishers all match;
 * publishes ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped``, stamped with the
   image's stamp) in ``map_frame`` when TF has ``map_frame -> database_frame`` (the user's
   alignment of the visual map, e.g. a static transform; see ``python -m
@@ -84,28 +86,39 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
+from reloc_ros.core.distortion import UndistortCache
 from reloc_ros.core.model._torchvision import import_torchvision
 from reloc_ros.ros import parameters
 from reloc_ros.ros.diagnostics import POSE_OUTCOMES, Snapshot, Stats, status
 from reloc_ros.ros.images import BACKEND as IMAGE_BACKEND
 from reloc_ros.ros.images import ImageConversionError, msg_to_rgb
-from reloc_ros.ros.messages import camera_info_to_intrinsics
+from reloc_ros.ros.messages import CameraCalibration, camera_info_to_calibration
 from reloc_ros.ros.outputs import Outputs
 from reloc_ros.ros.shutdown import stop_on_signals
 from reloc_ros.ros.startup import StartupError, checked_parameters, load_localizer, release_memory
 from reloc_ros.ros.tf import BACKEND as TF_BACKEND
 
 __all__ = ["RelocalizationNode", "ManagedRelocalizationNode", "StartupError", "main", "main_managed",
-           "limit_malloc_arenas"]
+           "limit_malloc_arenas", "CAMERA_INFO_LATCHED_QOS"]
+
+#: The second camera_info subscription's QoS: reliable and transient local with a history of
+#: one, which receives the last message of a latched publisher (one that published once,
+#: before the node subscribed). The first subscription is sensor-data QoS (best effort,
+#: volatile), which matches every volatile publisher, best effort or reliable. Neither alone
+#: matches all three: a transient-local reader is incompatible with a volatile writer, and a
+#: best-effort reader does not get a writer's history.
+CAMERA_INFO_LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class _Relocalization:
@@ -140,8 +153,11 @@ class _Relocalization:
         self._proc_times = deque(maxlen=100)
         self._stage_ms = deque(maxlen=100)  # localizer timings per frame
         self._last_warn: dict[str, float] = {}
-        self._camera = None  # Intrinsics from camera_info
+        self._calibration: CameraCalibration | None = None  # from camera_info (the callback replaces it whole)
         self._intrinsics = None  # Intrinsics from the camera_intrinsics parameter
+        self._undistort = UndistortCache()  # the worker's: remap tables rebuilt when camera_info changes
+        self._said_parameter = False  # "using the camera_intrinsics parameter until camera_info arrives"
+        self._cal_logged: CameraCalibration | None = None  # the camera_info calibration last logged
         self._subs: list = []
         self._worker_thread = None
         self._config_error = ""
@@ -173,6 +189,7 @@ class _Relocalization:
         """
         self.p = checked_parameters(self)
         self._intrinsics = parameters.camera_intrinsics(self.p)
+        self._said_parameter, self._cal_logged = False, None
         # nothing is published before this succeeds
         self.localizer = load_localizer(self.p, self.get_logger())
         self.outputs = Outputs(self, self.p, parameters.gate_config(self.p), make_publisher, self._warn)
@@ -198,7 +215,14 @@ class _Relocalization:
         else:
             self._subs.append(self.create_subscription(Image, "image", self._on_image, qos))
         if self.p["use_camera_info"]:
-            self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
+            # Two readers into one callback (see CAMERA_INFO_LATCHED_QOS). The latched reader's
+            # incompatible-QoS event, raised by every volatile publisher (which the other reader
+            # matches), is not a problem: silenced instead of rclpy's default warning.
+            self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+                                                       qos_profile_sensor_data))
+            self._subs.append(self.create_subscription(
+                CameraInfo, "camera_info", self._on_camera_info, CAMERA_INFO_LATCHED_QOS,
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None)))
         img_topic = self.resolve_topic_name("image/compressed" if self.p["use_compressed"] else "image")
         self.get_logger().info(
             f"ready: {self.p['mode']} mode, images from {img_topic}, pose on "
@@ -240,7 +264,8 @@ class _Relocalization:
         if self.outputs is not None:
             self.outputs.destroy(self._destroy_publisher)
             self.outputs = None
-        self._camera = None
+        self._calibration = None
+        self._undistort = UndistortCache()
         if self.localizer is not None:
             self.localizer = None
             release_memory()
@@ -260,17 +285,35 @@ class _Relocalization:
             self._new_frame.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Keep the newest usable camera_info (parsing it is cheap; the remap tables are built
+        by the worker). An unusable one drops the last: the camera_intrinsics parameter, if
+        set, is used until a usable one comes, else frames needing intrinsics are held back."""
         try:
-            self._camera = camera_info_to_intrinsics(msg)
+            cal = camera_info_to_calibration(msg)
         except ValueError as e:
-            self._camera = None  # the camera_intrinsics parameter, if set, until a usable one comes
-            self._warn("camera_info", f"camera_info ignored: {e}")
+            with self._lock:
+                self.stats.count["camera_info_ignored"] += 1
+                self._calibration = None
+            fallback = "the camera_intrinsics parameter is used" if self._intrinsics is not None else \
+                "no intrinsics"
+            self._warn("camera_info", f"camera_info ignored: {e}; {fallback} until a usable one arrives")
+            return
+        with self._lock:
+            self.stats.count["camera_info"] += 1
+            self._calibration = cal
+        if cal != self._cal_logged:  # say what is used now: the first at once, a change throttled
+            if self._cal_logged is None:
+                self._last_warn.pop("camera_info_used", None)
+            if self._warn("camera_info_used", f"camera_info: now using {cal.describe()}"
+                          + (": images are undistorted before localizing" if cal.distorted else ""), info=True):
+                self._cal_logged = cal
 
-    def _refine_K(self) -> np.ndarray | None:
-        """The camera's 3x3 intrinsics at the refiner's image size: from camera_info when one
-        arrived, else the camera_intrinsics parameter; None without either (or no refiner)."""
+    def _refine_K(self, cal: CameraCalibration | None) -> np.ndarray | None:
+        """The camera's 3x3 intrinsics at the refiner's image size: from camera_info (``cal``)
+        when one arrived, else the camera_intrinsics parameter; None without either (or no
+        refiner)."""
         size = self.localizer.refine_image_size
-        intr = self._camera or self._intrinsics
+        intr = cal.intrinsics if cal is not None else self._intrinsics
         return None if size is None or intr is None else intr.scaled(*size).K
 
     def _inactive_answer(self, response):
@@ -369,8 +412,18 @@ class _Relocalization:
                 n = self.stats.count["malformed"] + 1
             self._warn("malformed", f"malformed image skipped ({e}); {n} so far")
             return "malformed", {"ok": False, "message": f"malformed image: {e}"}
+        cal = self._calibration  # one camera_info for the whole frame
+        K = self._refine_K(cal)
+        if K is None and self.localizer.refine_image_size is not None:
+            return self._no_intrinsics()
+        if cal is None and K is not None and self.p["use_camera_info"] and not self._said_parameter:
+            self._said_parameter = True
+            self.get_logger().info("using the camera_intrinsics parameter until camera_info arrives")
+        if cal is not None and cal.distorted:
+            h, w = rgb.shape[:2]
+            rgb = self._undistort(rgb, cal.intrinsics.scaled(w, h).K, cal.D, cal.model)
         stamp = msg.header.stamp
-        res = self.localizer.localize(rgb, self._refine_K())
+        res = self.localizer.localize(rgb, K)
         with self._lock:
             self._stage_ms.append(res.timings_ms)
             self.stats.last_inliers = res.n_inliers
@@ -399,18 +452,37 @@ class _Relocalization:
             f"{res.n_inliers}/{len(res.hypotheses.db_index)} inliers, confidence {res.confidence:.2f}, "
             f"scene {res.scene}, {res.timings_ms['total']:.0f} ms")}
 
+    def _no_intrinsics(self) -> tuple[str, dict]:
+        """A frame the refiner cannot use: no camera_info yet and no camera_intrinsics parameter."""
+        with self._lock:
+            n = self.stats.count["no_intrinsics"] + 1
+        where = "waiting for camera_info" if self.p["use_camera_info"] else \
+            "set camera_intrinsics or use_camera_info"
+        message = f"no camera intrinsics for the refiner ({where}): frame not localized"
+        self._warn("no_intrinsics", f"{message}; {n} so far")
+        return "no_intrinsics", {"ok": False, "message": message}
+
     def _reject(self, message: str) -> tuple[str, dict]:
         with self._lock:
             self.stats.last_reason = message
         self._warn("rejected", message)
         return "rejected", {"ok": False, "message": message}
 
-    def _warn(self, kind: str, message: str) -> None:
+    def _warn(self, kind: str, message: str, info: bool = False) -> bool:
+        """Log ``message`` (a warning, or ``info``) unless one of this ``kind`` went out within
+        ``warn_throttle_s``; whether it was logged."""
         now = time.time()
         throttle = self.p["warn_throttle_s"]
         if now - self._last_warn.get(kind, 0.0) >= (throttle if isinstance(throttle, float) else 5.0):
             self._last_warn[kind] = now
-            self.get_logger().warning(message)
+            # two call sites: rclpy's logger keys its settings by the caller's line and refuses
+            # another severity from the same one
+            if info:
+                self.get_logger().info(message)
+            else:
+                self.get_logger().warning(message)
+            return True
+        return False
 
     # -- diagnostics -----------------------------------------------------------------------
     def _snapshot(self) -> Snapshot:
@@ -427,7 +499,10 @@ class _Relocalization:
         snap.calibrated, snap.threshold = loc.cfg.calibration is not None, loc.cfg.threshold
         snap.refiner, snap.refines = self.p["refiner"], loc.refine_image_size is not None
         snap.gate_reason, snap.gate_sent, snap.gate_summary = out.gate_state()
-        snap.camera = self._camera
+        cal = self._calibration
+        if cal is not None:
+            snap.camera, snap.distortion = cal.intrinsics, cal.model if cal.distorted else "none"
+        snap.undistort_builds = self._undistort.builds
         last = snap.stats.last_success_wall
         snap.seconds_since_success = time.time() - last if last else math.inf
         return snap

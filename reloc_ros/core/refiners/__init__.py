@@ -20,9 +20,11 @@ them branches on a refiner's name. ``"none"`` (:data:`NO_REFINER`) means no refi
 
 Built-in units (imported when first asked for, so a process pays only for the one it uses):
 
-    pnp   SIFT + PnP-RANSAC against the database depth     (refiners/pnp.py)
-    lm    feature-metric Levenberg-Marquardt from the fused pose (refiners/lm.py)
-    dro   DRO, the learned recurrent optimizer                (refiners/dro.py)
+    pnp      local features + PnP-RANSAC against the database depth (refiners/pnp.py)
+    lm       feature-metric Levenberg-Marquardt from the fused pose (refiners/lm.py)
+    dro      DRO, the learned recurrent optimizer                (refiners/dro.py)
+    pnp+lm   PnP, then LM where PnP fails                        (refiners/chain.py)
+    pnp+dro  PnP, then DRO where PnP fails                       (refiners/chain.py)
 
 More come from plugins (:func:`reloc_ros.core.registry.load_plugins`; ``docs/extending.md``).
 """
@@ -56,7 +58,8 @@ class _Refiners(Registry):
     """The refiner registry; the built-in units are imported on first use."""
 
     BUILTIN = {"pnp": "reloc_ros.core.refiners.pnp", "lm": "reloc_ros.core.refiners.lm",
-               "dro": "reloc_ros.core.refiners.dro"}
+               "dro": "reloc_ros.core.refiners.dro", "pnp+lm": "reloc_ros.core.refiners.chain",
+               "pnp+dro": "reloc_ros.core.refiners.chain"}
 
     def _builtins(self) -> None:
         for name, module in self.BUILTIN.items():

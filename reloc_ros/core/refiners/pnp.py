@@ -1,4 +1,4 @@
-"""SIFT + PnP-RANSAC against the retrieved frames' depth, as a refiner unit (``pnp``).
+"""Local features + PnP-RANSAC against the retrieved frames' depth, as a refiner unit (``pnp``).
 
 The algorithm is :class:`reloc_ros.core.pnp.PnPRefiner`; this unit gives it to the localizer:
 the database must hold keypoints (``python -m reloc_ros.mapping.database build --keypoints``);
@@ -47,6 +47,8 @@ class SiftPnP(Refiner):
 
     def __init__(self, pnp: PnPRefiner):
         self.pnp = pnp
+        if pnp.cfg.matcher != "sift":  # its report row names the matcher
+            self.row = f"{pnp.cfg.matcher}+pnp"
 
     @classmethod
     def build(cls, setup: RefinerSetup) -> "SiftPnP":
@@ -58,8 +60,8 @@ class SiftPnP(Refiner):
     def run(self, fused, image: np.ndarray, K_33: np.ndarray) -> Refinement:
         p = self.pnp.refine(image, K_33, fused.hypotheses.db_index)
         info = {"ok": p.ok, "inliers": p.inliers, "matches": p.matches, "reproj_rms_px": p.reproj_rms_px,
-                "ms": p.ms}
+                "ms": p.ms, "frames": p.frames}
         if not p.ok:
-            return Refinement(False, info=info, reason=p.reason)
+            return Refinement(False, info={**info, "partial": p.partial}, reason=p.reason)
         x = signals(p.inliers, p.matches, p.reproj_rms_px, p.covariance, float(fused.hypotheses.scores[0]))
         return Refinement(True, p.pose, p.covariance, x, p.inliers / max(1, p.matches), info)

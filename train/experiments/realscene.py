@@ -1,0 +1,312 @@
+"""Refinement on a real RGB-D scene: matchers, PnP, LM and the chain, chosen on the map only.
+
+    python -m reloc_train.experiments.realscene validate --scene data/redkitchen_rgbd \\
+        --model models/generic/model.pt --out docs/results/realscene/validation
+    python -m reloc_train.experiments.realscene test --scene data/redkitchen_rgbd \\
+        --model models/generic/model.pt --choice docs/results/realscene/validation/choice.json \\
+        --out docs/results/realscene/test
+
+``validate`` reads the training split only: each training sequence (a time block) in turn is
+the queries, and a database of the other training sequences the map (leave-one-block-out).
+Every query is encoded, retrieved and fused once; each matcher's PnP (:mod:`reloc_ros.core.matchers`)
+runs from the same retrieved frames, and feature-metric LM and the PnP-then-LM chain from the
+same fused pose. It writes the per-matcher table, the blur rule (skip blurred queries or refine
+them anyway, whichever scores better) and ``choice.json``: the matcher, PnP settings and blur
+threshold that the criterion picks. The criterion is the median position error over all
+queries, where a query PnP leaves unsolved is scored by its fused pose (the issue's target
+measure), then the share within 5 cm / 5°.
+
+``test`` builds the map from the whole training split, fits the publish calibration of the
+chosen chain on the last training sequence (a database without it), and runs the test split
+once, every stage on the same queries: retrieval-only, top1, consensus, triangulate, each
+matcher + PnP, LM, the chain, and the calibrated publish decision. Each run appends a line to
+``docs/results/test_ledger.csv``.
+
+Queries are RGB only: the query frames' depth is never read; their poses only score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from reloc_ros.core.device import resolve_device
+from reloc_ros.core.featuremetric import DenseConfig
+from reloc_ros.core.files import atomic_write_text
+from reloc_ros.core.localizer import Localizer, LocalizerConfig
+from reloc_ros.core.model import load_model
+from reloc_ros.core.pnp import PnPConfig
+from reloc_ros.data.sevenscenes import Scene, read_color
+from reloc_ros.eval.calibrate import calibrate
+from reloc_ros.eval.evaluate import evaluate, query_frames
+from reloc_ros.eval.report import markdown_table
+from reloc_ros.mapping.database import build_database
+from reloc_train.experiments.unseen import LEDGER, _commit
+
+log = logging.getLogger("reloc_train.experiments.realscene")
+
+__all__ = ["MATCHER_CONFIGS", "sharpness", "score_rows", "validate", "test", "main"]
+
+#: The PnP settings compared: name -> PnPConfig fields (the image size is a share of the scene's).
+MATCHER_CONFIGS = {
+    "sift-320": {"matcher": "sift", "scale": 0.5, "max_keypoints": 300},
+    "sift-640": {"matcher": "sift", "scale": 1.0, "max_keypoints": 600, "query_keypoints": 1200},
+    "sift-640-mutual": {"matcher": "sift", "scale": 1.0, "max_keypoints": 600, "query_keypoints": 1200,
+                        "mutual": True},
+    "sift-640-covis": {"matcher": "sift", "scale": 1.0, "max_keypoints": 600, "query_keypoints": 1200,
+                       "covisible": 3},
+    "xfeat-640": {"matcher": "xfeat", "scale": 1.0, "max_keypoints": 600, "query_keypoints": 1200},
+    "xfeat+lighterglue-640": {"matcher": "xfeat+lighterglue", "scale": 1.0, "max_keypoints": 600,
+                              "query_keypoints": 1200},
+}
+GOOD_T_M, GOOD_R_DEG = 0.05, 5.0
+WRONG_T_M, WRONG_R_DEG = 0.25, 10.0
+DENSE = DenseConfig(levels=(3, 2), steps=(1, 2))
+
+
+def pnp_config(name: str, scene: Scene) -> PnPConfig:
+    c = dict(MATCHER_CONFIGS[name])
+    s = c.pop("scale")
+    w, h = scene.color_intrinsics.width, scene.color_intrinsics.height
+    return PnPConfig(image_size=(int(round(w * s)), int(round(h * s))), **c)
+
+
+def sharpness(rgb_HW3: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image at 320x240: low for motion blur."""
+    g = cv2.resize(cv2.cvtColor(rgb_HW3, cv2.COLOR_RGB2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(g, cv2.CV_64F).var())
+
+
+def _keypoint_db(base, scene, split, cfg: PnPConfig):
+    """``base`` (a database of the same frames) with keypoints of ``cfg`` instead of its own."""
+    from reloc_ros.mapping.database import scene_keypoints  # lazy: one helper of the builder
+    from reloc_ros.core.pnp import KeypointSet  # lazy: as above
+
+    kp = KeypointSet.pack(scene_keypoints(scene, scene.frames(split), cfg, progress=False), cfg)
+    return replace(base, keypoints=kp)
+
+
+def localizers(model, info, scene: Scene, split, names, device, fusion: str = "consensus", top_k: int = 5):
+    """{row: Localizer} over databases of the same frames: one per PnP setting, LM and the chain
+    (of the first setting's matcher) on the dense database."""
+    t0 = time.time()
+    base = build_database(model, info, [scene], split, device, keypoints=pnp_config(names[0], scene), dense=DENSE,
+                          progress=False)
+    cfg0 = LocalizerConfig(top_k=top_k)
+    cfg0 = replace(cfg0, fusion=replace(cfg0.fusion, method=fusion))
+    out = {"chain": Localizer(model, base, replace(cfg0, refiner="pnp+lm"), device, model_info=info),
+           "lm": Localizer(model, base, replace(cfg0, refiner="lm"), device, model_info=info)}
+    for n in names:
+        db = base if n == names[0] else _keypoint_db(base, scene, split, pnp_config(n, scene))
+        out[n] = Localizer(model, db, replace(cfg0, refiner="pnp", pnp=pnp_config(n, scene)), device, model_info=info)
+    for n, lc in out.items():  # each setting its own report row
+        lc.refiner.row = n
+    log.info("databases of %s (%d frames) in %.0f s", split, len(base), time.time() - t0)
+    return out
+
+
+def run_queries(locs: dict, main: str, scene: Scene, split, max_frames=None) -> list[dict]:
+    """Per-query rows: every stage's errors (NaN: no pose), the PnP stage's extras and the sharpness."""
+    loc = locs[main]
+    also = {n: lc for n, lc in locs.items() if n != main}
+    res = evaluate(loc, [scene], split, max_frames, progress=False, also=also)
+    frames = query_frames(scene, split, max_frames)
+    rows = res["rows"]
+    for r, fr in zip(rows, frames):
+        r["sharpness"] = sharpness(read_color(fr.color_path))
+    return rows, res
+
+
+def score_rows(rows: list[dict], stage: str, fused: str = "consensus", skip_below: float = 0.0) -> dict:
+    """The issue's measures for one stage over all queries: median t / r where an unsolved
+    query (no pose, or sharpness below ``skip_below``) is scored by its fused pose; the share
+    within 5 cm / 5°; the unsolved share; the share solved but more than 25 cm / 10° off; ms."""
+    t, r, solved, ms = [], [], [], []
+    for x in rows:
+        ok = np.isfinite(x.get(f"{stage}_t_m", np.nan)) and x["sharpness"] >= skip_below
+        solved.append(ok)
+        key = stage if ok else fused
+        t.append(x.get(f"{key}_t_m", np.nan))
+        r.append(x.get(f"{key}_r_deg", np.nan))
+        if np.isfinite(x.get(f"{stage}_ms", np.nan)):
+            ms.append(x[f"{stage}_ms"])
+    t, r, solved = np.nan_to_num(t, nan=np.inf), np.nan_to_num(r, nan=np.inf), np.array(solved)
+    wrong = solved & ((t > WRONG_T_M) | (r > WRONG_R_DEG))
+    return {"queries": len(rows), "median_t_m": float(np.median(t)), "median_r_deg": float(np.median(r)),
+            "within_5cm_5deg": float(np.mean((t <= GOOD_T_M) & (r <= GOOD_R_DEG))),
+            "unsolved": float(1 - solved.mean()), "wrong": float(wrong.mean()),
+            "ms": float(np.median(ms)) if ms else float("nan")}
+
+
+def _table(scores: dict, title: str) -> str:
+    head = ["stage", "median t (cm)", "median r (°)", "≤ 5 cm, 5°", "unsolved", "solved, > 25 cm / 10°", "ms"]
+    body = [[k, f"{100 * s['median_t_m']:.1f}", f"{s['median_r_deg']:.2f}", f"{100 * s['within_5cm_5deg']:.1f} %",
+             f"{100 * s['unsolved']:.1f} %", f"{100 * s['wrong']:.1f} %", f"{s['ms']:.0f}"] for k, s in scores.items()]
+    return f"### {title}\n\n" + markdown_table(head, body) + "\n"
+
+
+def validate(model_path: Path, scene: Scene, out: Path, names=tuple(MATCHER_CONFIGS), stride: int = 2,
+             device: str = "cpu") -> dict:
+    """Leave-one-training-block-out over ``scene``'s training split (see the module docstring)."""
+    dev = resolve_device(device)
+    model, info = load_model(model_path, dev)
+    rows = []
+    blocks = scene.sequences("train")
+    for b in blocks:
+        locs = localizers(model, info, scene, [s for s in blocks if s != b], list(names), dev)
+        frames = scene.frames([b])[::stride]
+        rr, _ = run_queries(locs, names[0], scene, [b], max_frames=len(frames))
+        for x in rr:
+            x["block"] = b
+        rows += rr
+        log.info("block %d: %d queries", b, len(rr))
+    stages = ["retrieval-only", "top1", "consensus", *names, "lm", "chain"]
+    scores = {s: score_rows(rows, s) for s in stages}
+    pnp = [n for n in names]
+    best = min(pnp, key=lambda n: (scores[n]["median_t_m"], -scores[n]["within_5cm_5deg"]))
+    sharp = np.array([x["sharpness"] for x in rows])
+    blur = {"refine anyway": score_rows(rows, best)}
+    for q in (5, 10, 20):
+        tau = float(np.percentile(sharp, q))
+        blur[f"skip below {tau:.0f} (p{q})"] = {**score_rows(rows, best, skip_below=tau), "tau": tau}
+    blur_choice = min(blur, key=lambda k: (blur[k]["median_t_m"], blur[k]["wrong"]))
+    choice = {"matcher_config": best, "pnp": pnp_config(best, scene).as_dict(),
+              "min_sharpness": float(blur[blur_choice].get("tau", 0.0)), "blur_rule": blur_choice,
+              "criterion": "median position error over all queries, unsolved scored by the fused pose",
+              "blocks": blocks, "queries": len(rows), "model": str(model_path), "scene": str(scene.root),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": _commit()}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "choice.json", json.dumps(choice, indent=1))
+    atomic_write_text(out / "scores.json", json.dumps({"stages": scores, "blur": blur}, indent=1))
+    _write_rows(rows, out / "per_query.csv")
+    md = (f"# Real scene, validation (leave-one-training-block-out)\n\n{len(rows)} queries (every {stride}nd frame "
+          f"of training blocks {blocks}), map = the other training blocks. Model {model_path}. "
+          f"Command: `python -m reloc_train.experiments.realscene validate --scene {scene.root} --model {model_path} "
+          f"--out {out}`.\n\n" + _table(scores, "Every stage, same queries (unsolved scored by the fused pose)")
+          + "\n" + _table(blur, f"Blur rule for {best}") + f"\nChosen: **{best}**, blur rule: {blur_choice}.\n")
+    atomic_write_text(out / "summary.md", md)
+    print(md)
+    return choice
+
+
+def _write_rows(rows, path: Path) -> None:
+    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None})
+    buf = [",".join(keys)]
+    for r in rows:
+        buf.append(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys))
+    atomic_write_text(path, "\n".join(buf) + "\n")
+
+
+def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tuple(MATCHER_CONFIGS),
+         device: str = "cpu", ledger: Path = LEDGER) -> dict:
+    """The test split once, every stage on the same queries (see the module docstring)."""
+    dev = resolve_device(device)
+    model, info = load_model(model_path, dev)
+    choice = json.loads(Path(choice_path).read_text())
+    best = choice["matcher_config"]
+    names = [best] + [n for n in names if n != best]
+    # the publish calibration: the chain on the last training block, a map without it
+    cal_locs = localizers(model, info, scene, "fit", [best], dev)
+    cal, cal_info = calibrate(cal_locs["chain"], [scene], "calib", progress=False)
+    locs = localizers(model, info, scene, "train", names, dev)
+    locs["chain"].cfg = replace(locs["chain"].cfg, calibration=cal)
+    t0 = time.time()
+    rows, res = run_queries(locs, "chain", scene, "test")
+    wall = time.time() - t0
+    stages = ["retrieval-only", "top1", "consensus", "triangulate", *names, "lm", "chain"]
+    scores = {s: score_rows(rows, s) for s in stages}
+    pub = np.array([bool(r.get("published")) for r in rows])
+    conf = res["confidence"] or {}
+    enc = float(np.median([r.get("encode_ms", np.nan) for r in rows])) if rows and "encode_ms" in rows[0] \
+        else res["timings_ms"].get("encode", float("nan"))
+    decision = {"published_share": float(pub.mean()) if len(pub) else float("nan"),
+                "threshold": cal.threshold, "chi2": conf.get("chi2", {}), "precision": conf.get("precision"),
+                "calibration": cal_info.get("threshold")}
+    result = {"scene": str(scene.root), "model": str(model_path), "choice": choice, "queries": len(rows),
+              "scores": scores, "decision": decision, "timings_ms": res["timings_ms"], "encoder_ms": enc,
+              "recall": res["recall"], "oracle_recall": res["oracle_recall"], "coverage": res["coverage"],
+              "wall_s": wall, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": _commit()}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1, default=float))
+    _write_rows(rows, out / "per_query.csv")
+    tm = res["timings_ms"]
+    md = (f"# Real scene, test split\n\n{len(rows)} queries (the test split), map = the training split. "
+          f"Model {model_path}; settings from {choice_path} (validation only). Command: `python -m "
+          f"reloc_train.experiments.realscene test --scene {scene.root} --model {model_path} --choice {choice_path} "
+          f"--out {out}`.\n\n" + _table(scores, "Every stage, same queries (unsolved scored by the fused pose)")
+          + f"\nRetrieval recall@1/5/10: {', '.join(f'{100 * v:.0f} %' for v in res['recall'].values())} "
+          f"(the map allows {100 * res['oracle_recall']:.0f} %).\n\n"
+          f"Calibrated publish decision (chain, calibration fitted on the last training block): published "
+          f"{100 * decision['published_share']:.1f} %, precision {conf.get('precision')}, χ² shares "
+          f"{conf.get('chi2')}.\n\nTime per query (ms, means): encoder {tm.get('encode', float('nan')):.1f}, "
+          + ", ".join(f"{k} {v:.0f}" for k, v in tm.items() if k != "encode") + "\n")
+    atomic_write_text(out / "summary.md", md)
+    _append_ledger(result, out, ledger)
+    print(md)
+    return result
+
+
+REAL_LEDGER = ["date", "commit", "recipe", "data", "scenes", "queries", "config_hash", "model_fingerprint",
+               "retrieval_t_m", "retrieval_r_deg", "top1_t_m", "top1_r_deg", "top1_ratio_t", "top1_ratio_r",
+               "consensus_t_m", "consensus_r_deg", "oracle_regression_ratio_t", "oracle_regression_ratio_r",
+               "recall5_over_oracle", "pnp_failures", "recovered", "out"]
+
+
+def _append_ledger(result: dict, out: Path, ledger: Path) -> None:
+    s = result["scores"]
+    ch = s["chain"]
+    line = {"date": result["date"], "commit": result["commit"], "recipe": f"realscene:{result['choice']['matcher_config']}",
+            "data": result["scene"], "scenes": Path(result["scene"]).name, "queries": result["queries"],
+            "config_hash": json.dumps(result["choice"]["pnp"], sort_keys=True)[:0] or "-",
+            "model_fingerprint": "-", "retrieval_t_m": f"{s['retrieval-only']['median_t_m']:.4f}",
+            "retrieval_r_deg": f"{s['retrieval-only']['median_r_deg']:.4f}",
+            "top1_t_m": f"{s['top1']['median_t_m']:.4f}", "top1_r_deg": f"{s['top1']['median_r_deg']:.4f}",
+            "top1_ratio_t": "", "top1_ratio_r": "", "consensus_t_m": f"{ch['median_t_m']:.4f}",
+            "consensus_r_deg": f"{ch['median_r_deg']:.4f}", "oracle_regression_ratio_t": "",
+            "oracle_regression_ratio_r": "", "recall5_over_oracle": "",
+            "pnp_failures": f"{ch['unsolved']:.4f}", "recovered": "", "out": str(out)}
+    new = not ledger.is_file()
+    with open(ledger, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=REAL_LEDGER)
+        if new:
+            w.writeheader()
+        w.writerow(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ap = argparse.ArgumentParser(description="Refinement on a real RGB-D scene: validate on the map, then test")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("validate", "test"):
+        p = sub.add_parser(name)
+        p.add_argument("--scene", required=True, type=Path)
+        p.add_argument("--model", required=True, type=Path)
+        p.add_argument("--out", required=True, type=Path)
+        p.add_argument("--matchers", nargs="+", default=list(MATCHER_CONFIGS), choices=list(MATCHER_CONFIGS))
+        p.add_argument("--device", default="cpu")
+        if name == "validate":
+            p.add_argument("--stride", type=int, default=2, help="every n-th frame of each block is a query")
+        else:
+            p.add_argument("--choice", required=True, type=Path, help="choice.json written by validate")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    scene = Scene(args.scene)
+    if args.cmd == "validate":
+        validate(args.model, scene, args.out, tuple(args.matchers), args.stride, args.device)
+    else:
+        test(args.model, scene, args.choice, args.out, tuple(args.matchers), args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
