@@ -575,3 +575,28 @@ def test_drifting_odometry_tf_restarts_per_sequence_and_drifts_with_the_path(tin
                 assert g.rotation_error_deg(odo[i], rel_gt) == pytest.approx(np.degrees(drift * path), abs=1e-6)
                 worst = max(worst, err)
         assert (worst > 0.01) == (drift > 0)
+
+
+def test_a_calibrated_rgbd_scene_puts_the_depth_camera_at_its_pose_and_the_colour_poses_on_tf(scene_copy, tmp_path):
+    """A scene with a depth-to-colour calibration (intrinsics.yaml v2, pose files of the depth
+    camera): the depth optical frame sits at T_color_depth in the colour optical frame, and the
+    ground-truth poses are the colour camera's."""
+    from reloc_ros.data.rgbd import DepthToColor
+
+    T_cd = np.eye(4)
+    T_cd[:3, :3] = g.quat_to_matrix(g.normalize_quat(np.array([1.0, 0.002, 0.005, -0.001])))
+    T_cd[:3, 3] = (-0.0255, 0.0001, 0.0019)
+    cam = {"fx": 525.0, "fy": 525.0, "cx": 320.0, "cy": 240.0, "width": 640, "height": 480}
+    (scene_copy / "intrinsics.yaml").write_text(yaml.safe_dump(
+        {"format_version": 2, "color": cam, "depth": {**cam, "fx": 585.0, "fy": 585.0}, "pose_camera": "depth",
+         "depth_to_color": DepthToColor(T_cd).as_dict()}))
+    scene = Scene(scene_copy)
+    convert_scene(scene_copy, tmp_path / "bag", "test", storage="mcap", depth=True, progress=False)
+    bag = Bag(tmp_path / "bag")
+    (static,) = bag.list("/tf_static")
+    tf = {t.child_frame_id: rm.transform_to_matrix(t) for t in static.transforms}
+    T_link_depth = tf["camera_color_optical_frame"] @ T_cd
+    np.testing.assert_allclose(tf["camera_depth_optical_frame"], T_link_depth, atol=1e-6)
+    for f, msg in zip(scene.frames("test"), bag.list("/tf"), strict=True):
+        T = rm.transform_to_matrix(msg.transforms[0])
+        assert g.translation_error(T, scene.pose(f)) < 1e-6 and g.translation_error(T, scene.raw_pose(f)) > 0.02

@@ -41,8 +41,8 @@ from reloc_ros.core.geometry import project
 from reloc_ros.core.matchers import MATCHERS, Features, get_matcher
 from reloc_ros.core.matchers.sift import grey_at
 
-__all__ = ["PnPConfig", "KeypointSet", "PnPResult", "PnPRefiner", "extract_sift", "lift", "resize_for",
-           "reprojection_covariance"]
+__all__ = ["PnPConfig", "KeypointSet", "PnPResult", "PnPRefiner", "extract", "extract_sift", "lift", "resize_for",
+           "reprojection_covariance", "sharpness", "nearest_frames"]
 
 DESCRIPTOR_BYTES = 128
 
@@ -74,6 +74,8 @@ class PnPConfig:
     (camera centre distance + angle / 30°) that retrieval did not give, and solve again with all."""
     query_keypoints: int = 0
     """keypoints of the query (0: ``max_keypoints``)."""
+    min_sharpness: float = 0.0
+    """a query whose :func:`sharpness` is below this is not refined (motion blur; 0: refine all)."""
 
     def __post_init__(self):
         w, h = self.image_size
@@ -83,8 +85,8 @@ class PnPConfig:
             raise ValueError("max_keypoints and min_inliers must be >= 4, top_m >= 1")
         if not 0 < self.ratio <= 1 or self.reproj_px <= 0 or self.iterations < 1:
             raise ValueError("ratio must be in (0, 1], reproj_px > 0, iterations >= 1")
-        if self.covisible < 0 or self.query_keypoints < 0:
-            raise ValueError("covisible and query_keypoints must be >= 0")
+        if self.covisible < 0 or self.query_keypoints < 0 or self.min_sharpness < 0:
+            raise ValueError("covisible, query_keypoints and min_sharpness must be >= 0")
         if self.matcher not in MATCHERS:
             raise ValueError(f"unknown matcher {self.matcher!r}: use one of {', '.join(MATCHERS.names())}")
 
@@ -120,6 +122,11 @@ def extract_sift(rgb_HW3: np.ndarray, cfg: PnPConfig, max_keypoints: int | None 
     strongest first."""
     f = get_matcher("sift").extract(rgb_HW3, cfg.image_size, int(max_keypoints or cfg.max_keypoints))
     return f.uv, f.desc
+
+
+def sharpness(rgb_HW3: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image at 320x240: low under motion blur."""
+    return float(cv2.Laplacian(grey_at(rgb_HW3, (320, 240)), cv2.CV_64F).var())
 
 
 def extract(rgb_HW3: np.ndarray, cfg: PnPConfig, max_keypoints: int | None = None) -> Features:
@@ -375,6 +382,8 @@ class PnPRefiner:
             return PnPResult(False, None, inliers, matches, reason, (time.perf_counter() - t0) * 1e3,
                              partial=partial, frames=frames)
 
+        if cfg.min_sharpness > 0 and (sh := sharpness(rgb_HW3)) < cfg.min_sharpness:
+            return fail(f"motion blur: sharpness {sh:.0f} below {cfg.min_sharpness:.0f}")
         fq = self.unit.extract(rgb_HW3, cfg.image_size, cfg.n_query)
         if len(fq) < cfg.min_inliers:
             return fail(f"{len(fq)} query keypoints (fewer than {cfg.min_inliers})")

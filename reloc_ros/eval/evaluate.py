@@ -124,6 +124,9 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
                 rr = other.refine(fused, img, sc.color_intrinsics.scaled(*other.refine_image_size).K)
                 est[name] = rr.pose if rr.refinement and rr.refinement["ok"] and right_scene else None
                 row[f"{name}_ms"] = rr.timings_ms.get("refine", float("nan"))
+                for k in ("stage", "start"):  # a chained refiner's: which unit ran, from which pose
+                    if rr.refinement and k in rr.refinement:
+                        row[f"{name}_{k}"] = rr.refinement[k]
                 ms[name].append(row[f"{name}_ms"])
                 if other is loc:  # the node's pipeline: its decision is the refined one
                     decision = rr

@@ -47,6 +47,7 @@ from pathlib import Path
 from reloc_ros.core.calibration import CalibrationError
 from reloc_ros.core.database import DatabaseError, FrameDatabase
 from reloc_ros.core.device import resolve_device
+from reloc_ros.core.featuremetric import DenseConfig
 from reloc_ros.core.fusion import FusionConfig
 from reloc_ros.core.localizer import Localizer, LocalizerConfig
 from reloc_ros.core.model import ModelFileError, load_model
@@ -155,19 +156,26 @@ def stage_database(args, model: Path, scene_dir: Path) -> Path:
     device = resolve_device(args.device)
     net, info = load_model(model, device)
     split = map_split(scene_dir)
-    kp = None
+    kp = dense = None
     needs = REFINERS.get(args.refiner).needs if args.refiner != NO_REFINER else frozenset()
-    if "keypoints" in needs:  # keypoints at the scene's own resolution
+    if "keypoints" in needs:  # keypoints at the scene's own resolution, or the given settings
         intr = Scene(scene_dir).color_intrinsics
         kp = PnPConfig(image_size=(intr.width, intr.height))
+        if args.pnp:
+            d = json.loads(args.pnp.read_text())
+            kp = PnPConfig.from_dict(d.get("pnp", d))
+    if "dense" in needs:
+        dense = DenseConfig()
     key = key_of({"model": info.fingerprint, "scene": str(scene_dir.resolve()), "scene_stamp": _scene_key(scene_dir),
-                  "split": split, "keypoints": kp.as_dict() if kp else None})
+                  "split": split, "keypoints": kp.as_dict() if kp else None,
+                  "dense": dense.as_dict() if dense else None})
     db = args.out / f"db_{key}.pt"
     if not args.fresh and db.is_file():
         log(f"3/6 database: reusing {db}")
         return db
-    log(f"3/6 database: encoding the {split!r} frames" + (" and their keypoints" if kp else "") + " ...")
-    database = build_database(net, info, [Scene(scene_dir)], split, device, keypoints=kp)
+    log(f"3/6 database: encoding the {split!r} frames" + (f" and their {kp.matcher} keypoints" if kp else "")
+        + (" and dense grids" if dense else "") + " ...")
+    database = build_database(net, info, [Scene(scene_dir)], split, device, keypoints=kp, dense=dense)
     database.save(db)
     log(f"    {len(database)} frames in {database.meta['build_seconds']} s")
     return db
@@ -318,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--fusion", default="consensus", help="consensus | top1 | triangulate")
-    ap.add_argument("--refiner", choices=["none", "pnp"],
+    ap.add_argument("--refiner", choices=["none", "pnp", "lm", "pnp+lm"],
                     help="refinement after fusion (default pnp; none with --quick, whose 80x60 frames are too "
                          "small for SIFT)")
+    ap.add_argument("--pnp", type=Path, help="PnP settings (JSON: PnPConfig fields, or a realscene choice.json)")
     ap.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     ap.add_argument("--max-frames", type=int, help="test frames in the bag (default all)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="work folder (cached between runs)")

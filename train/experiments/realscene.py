@@ -36,7 +36,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -45,7 +44,7 @@ from reloc_ros.core.featuremetric import DenseConfig
 from reloc_ros.core.files import atomic_write_text
 from reloc_ros.core.localizer import Localizer, LocalizerConfig
 from reloc_ros.core.model import load_model
-from reloc_ros.core.pnp import PnPConfig
+from reloc_ros.core.pnp import PnPConfig, sharpness
 from reloc_ros.data.sevenscenes import Scene, read_color
 from reloc_ros.eval.calibrate import calibrate
 from reloc_ros.eval.evaluate import evaluate, query_frames
@@ -55,7 +54,7 @@ from reloc_train.experiments.unseen import LEDGER, _commit
 
 log = logging.getLogger("reloc_train.experiments.realscene")
 
-__all__ = ["MATCHER_CONFIGS", "sharpness", "score_rows", "validate", "test", "main"]
+__all__ = ["MATCHER_CONFIGS", "score_rows", "recovery", "validate", "test", "main"]
 
 #: The PnP settings compared: name -> PnPConfig fields (the image size is a share of the scene's).
 MATCHER_CONFIGS = {
@@ -74,17 +73,11 @@ WRONG_T_M, WRONG_R_DEG = 0.25, 10.0
 DENSE = DenseConfig(levels=(3, 2), steps=(1, 2))
 
 
-def pnp_config(name: str, scene: Scene) -> PnPConfig:
-    c = dict(MATCHER_CONFIGS[name])
+def pnp_config(name: str, scene: Scene, configs: dict = MATCHER_CONFIGS) -> PnPConfig:
+    c = dict(configs[name])
     s = c.pop("scale")
     w, h = scene.color_intrinsics.width, scene.color_intrinsics.height
     return PnPConfig(image_size=(int(round(w * s)), int(round(h * s))), **c)
-
-
-def sharpness(rgb_HW3: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey image at 320x240: low for motion blur."""
-    g = cv2.resize(cv2.cvtColor(rgb_HW3, cv2.COLOR_RGB2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
-    return float(cv2.Laplacian(g, cv2.CV_64F).var())
 
 
 def _keypoint_db(base, scene, split, cfg: PnPConfig):
@@ -96,19 +89,21 @@ def _keypoint_db(base, scene, split, cfg: PnPConfig):
     return replace(base, keypoints=kp)
 
 
-def localizers(model, info, scene: Scene, split, names, device, fusion: str = "consensus", top_k: int = 5):
+def localizers(model, info, scene: Scene, split, names, device, fusion: str = "consensus", top_k: int = 5,
+               configs: dict = MATCHER_CONFIGS):
     """{row: Localizer} over databases of the same frames: one per PnP setting, LM and the chain
     (of the first setting's matcher) on the dense database."""
     t0 = time.time()
-    base = build_database(model, info, [scene], split, device, keypoints=pnp_config(names[0], scene), dense=DENSE,
+    base = build_database(model, info, [scene], split, device, keypoints=pnp_config(names[0], scene, configs), dense=DENSE,
                           progress=False)
     cfg0 = LocalizerConfig(top_k=top_k)
     cfg0 = replace(cfg0, fusion=replace(cfg0.fusion, method=fusion))
     out = {"chain": Localizer(model, base, replace(cfg0, refiner="pnp+lm"), device, model_info=info),
            "lm": Localizer(model, base, replace(cfg0, refiner="lm"), device, model_info=info)}
     for n in names:
-        db = base if n == names[0] else _keypoint_db(base, scene, split, pnp_config(n, scene))
-        out[n] = Localizer(model, db, replace(cfg0, refiner="pnp", pnp=pnp_config(n, scene)), device, model_info=info)
+        db = base if n == names[0] else _keypoint_db(base, scene, split, pnp_config(n, scene, configs))
+        out[n] = Localizer(model, db, replace(cfg0, refiner="pnp", pnp=pnp_config(n, scene, configs)), device,
+                           model_info=info)
     for n, lc in out.items():  # each setting its own report row
         lc.refiner.row = n
     log.info("databases of %s (%d frames) in %.0f s", split, len(base), time.time() - t0)
@@ -148,6 +143,34 @@ def score_rows(rows: list[dict], stage: str, fused: str = "consensus", skip_belo
             "ms": float(np.median(ms)) if ms else float("nan")}
 
 
+def recovery(rows: list[dict], pnp: str) -> dict:
+    """What LM recovers of the queries PnP (setting ``pnp``) leaves unsolved: from the fused
+    pose (the ``lm`` row) and, in the chain, from PnP's best partial pose where RANSAC found one."""
+    fail = [x for x in rows if not np.isfinite(x.get(f"{pnp}_t_m", np.nan))]
+
+    def good(x, stage, t, r):
+        return bool(x.get(f"{stage}_t_m", np.inf) <= t and x.get(f"{stage}_r_deg", np.inf) <= r)
+
+    part = [x for x in fail if x.get("chain_start") == "partial"]
+    return {"pnp_failures": len(fail), "with_partial": len(part),
+            "fused_good_25cm": sum(good(x, "consensus", WRONG_T_M, WRONG_R_DEG) for x in fail),
+            "lm_from_fused_25cm": sum(good(x, "lm", WRONG_T_M, WRONG_R_DEG) for x in fail),
+            "lm_from_fused_5cm": sum(good(x, "lm", GOOD_T_M, GOOD_R_DEG) for x in fail),
+            "chain_25cm": sum(good(x, "chain", WRONG_T_M, WRONG_R_DEG) for x in fail),
+            "chain_5cm": sum(good(x, "chain", GOOD_T_M, GOOD_R_DEG) for x in fail),
+            "chain_from_partial_25cm": sum(good(x, "chain", WRONG_T_M, WRONG_R_DEG) for x in part),
+            "lm_from_fused_on_partial_25cm": sum(good(x, "lm", WRONG_T_M, WRONG_R_DEG) for x in part)}
+
+
+def _recovery_md(rec: dict) -> str:
+    return (f"PnP failures: {rec['pnp_failures']} ({rec['with_partial']} with a partial RANSAC pose). Within "
+            f"25 cm / 10° of them: the fused pose {rec['fused_good_25cm']}, LM from the fused pose "
+            f"{rec['lm_from_fused_25cm']} ({rec['lm_from_fused_5cm']} within 5 cm / 5°), the chain "
+            f"{rec['chain_25cm']} ({rec['chain_5cm']} within 5 cm / 5°). On the failures with a partial pose: "
+            f"LM from the partial pose {rec['chain_from_partial_25cm']}, from the fused pose "
+            f"{rec['lm_from_fused_on_partial_25cm']}.\n")
+
+
 def _table(scores: dict, title: str) -> str:
     head = ["stage", "median t (cm)", "median r (°)", "≤ 5 cm, 5°", "unsolved", "solved, > 25 cm / 10°", "ms"]
     body = [[k, f"{100 * s['median_t_m']:.1f}", f"{s['median_r_deg']:.2f}", f"{100 * s['within_5cm_5deg']:.1f} %",
@@ -180,7 +203,8 @@ def validate(model_path: Path, scene: Scene, out: Path, names=tuple(MATCHER_CONF
         tau = float(np.percentile(sharp, q))
         blur[f"skip below {tau:.0f} (p{q})"] = {**score_rows(rows, best, skip_below=tau), "tau": tau}
     blur_choice = min(blur, key=lambda k: (blur[k]["median_t_m"], blur[k]["wrong"]))
-    choice = {"matcher_config": best, "pnp": pnp_config(best, scene).as_dict(),
+    tau = float(blur[blur_choice].get("tau", 0.0))
+    choice = {"matcher_config": best, "pnp": {**pnp_config(best, scene).as_dict(), "min_sharpness": tau},
               "min_sharpness": float(blur[blur_choice].get("tau", 0.0)), "blur_rule": blur_choice,
               "criterion": "median position error over all queries, unsolved scored by the fused pose",
               "blocks": blocks, "queries": len(rows), "model": str(model_path), "scene": str(scene.root),
@@ -193,7 +217,8 @@ def validate(model_path: Path, scene: Scene, out: Path, names=tuple(MATCHER_CONF
           f"of training blocks {blocks}), map = the other training blocks. Model {model_path}. "
           f"Command: `python -m reloc_train.experiments.realscene validate --scene {scene.root} --model {model_path} "
           f"--out {out}`.\n\n" + _table(scores, "Every stage, same queries (unsolved scored by the fused pose)")
-          + "\n" + _table(blur, f"Blur rule for {best}") + f"\nChosen: **{best}**, blur rule: {blur_choice}.\n")
+          + "\n" + _table(blur, f"Blur rule for {best}") + f"\nChosen: **{best}**, blur rule: {blur_choice}.\n\n"
+          + _recovery_md(recovery(rows, names[0])))
     atomic_write_text(out / "summary.md", md)
     print(md)
     return choice
@@ -215,10 +240,11 @@ def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tup
     choice = json.loads(Path(choice_path).read_text())
     best = choice["matcher_config"]
     names = [best] + [n for n in names if n != best]
+    configs = {**MATCHER_CONFIGS, best: {**MATCHER_CONFIGS[best], "min_sharpness": choice["pnp"]["min_sharpness"]}}
     # the publish calibration: the chain on the last training block, a map without it
-    cal_locs = localizers(model, info, scene, "fit", [best], dev)
+    cal_locs = localizers(model, info, scene, "fit", [best], dev, configs=configs)
     cal, cal_info = calibrate(cal_locs["chain"], [scene], "calib", progress=False)
-    locs = localizers(model, info, scene, "train", names, dev)
+    locs = localizers(model, info, scene, "train", names, dev, configs=configs)
     locs["chain"].cfg = replace(locs["chain"].cfg, calibration=cal)
     t0 = time.time()
     rows, res = run_queries(locs, "chain", scene, "test")
@@ -232,8 +258,9 @@ def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tup
     decision = {"published_share": float(pub.mean()) if len(pub) else float("nan"),
                 "threshold": cal.threshold, "chi2": conf.get("chi2", {}), "precision": conf.get("precision"),
                 "calibration": cal_info.get("threshold")}
+    rec = recovery(rows, best)
     result = {"scene": str(scene.root), "model": str(model_path), "choice": choice, "queries": len(rows),
-              "scores": scores, "decision": decision, "timings_ms": res["timings_ms"], "encoder_ms": enc,
+              "scores": scores, "decision": decision, "recovery": rec, "timings_ms": res["timings_ms"], "encoder_ms": enc,
               "recall": res["recall"], "oracle_recall": res["oracle_recall"], "coverage": res["coverage"],
               "wall_s": wall, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": _commit()}
     out.mkdir(parents=True, exist_ok=True)
@@ -244,7 +271,7 @@ def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tup
           f"Model {model_path}; settings from {choice_path} (validation only). Command: `python -m "
           f"reloc_train.experiments.realscene test --scene {scene.root} --model {model_path} --choice {choice_path} "
           f"--out {out}`.\n\n" + _table(scores, "Every stage, same queries (unsolved scored by the fused pose)")
-          + f"\nRetrieval recall@1/5/10: {', '.join(f'{100 * v:.0f} %' for v in res['recall'].values())} "
+          + "\n" + _recovery_md(rec) + f"\nRetrieval recall@1/5/10: {', '.join(f'{100 * v:.0f} %' for v in res['recall'].values())} "
           f"(the map allows {100 * res['oracle_recall']:.0f} %).\n\n"
           f"Calibrated publish decision (chain, calibration fitted on the last training block): published "
           f"{100 * decision['published_share']:.1f} %, precision {conf.get('precision')}, χ² shares "

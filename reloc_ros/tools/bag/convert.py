@@ -41,9 +41,10 @@ Images are checked against the intrinsics' size. With ``--compressed jpeg`` a so
 with ``--compressed png`` a source RGB ``.color.png`` too; ``--reencode`` forces encoding.
 
 Colour and depth of the real 7-Scenes are not registered and their relative pose is not
-published with the data: the depth optical frame is put at the colour one (an
-approximation) unless the scene's ``intrinsics.yaml`` says ``depth_registered: true``, in
-which case it is exact. The bag's ``custom_data`` records the scene, split, sequences, rate,
+published with the data. Where the scene records a depth-to-colour calibration
+(``python -m reloc_ros.data.rgbd fit``), the depth optical frame is put at its calibrated pose
+and the camera poses are the colour camera's; otherwise the depth optical frame is put at the
+colour one (an approximation), exact only where ``intrinsics.yaml`` says ``depth_registered: true``. The bag's ``custom_data`` records the scene, split, sequences, rate,
 stamps of each sequence and the registration flag (keys ``reloc_ros.*``).
 
 Type definitions and RIHS01 hashes come from the rosbags type store of ROS 2 Kilted (same

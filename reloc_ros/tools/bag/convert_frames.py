@@ -21,7 +21,7 @@ from PIL import UnidentifiedImageError
 
 from reloc_ros.core.camera import Intrinsics
 from reloc_ros.core.geometry import invert
-from reloc_ros.data.sevenscenes import Frame, SevenScenesError, read_color, read_depth_raw, read_pose
+from reloc_ros.data.sevenscenes import Frame, SevenScenesError, read_color, read_depth_raw
 from reloc_ros.ros import messages as msgs
 from reloc_ros.tools.bag import topics as tp
 from reloc_ros.tools.bag.convert_plan import BagPlan
@@ -98,7 +98,7 @@ class FrameReader:
 
     def __call__(self, f: Frame):
         """(camera-to-world pose, colour, raw depth in mm or None) of the frame ``f``."""
-        T = read_pose(f.pose_path)
+        T = self.plan.scene.pose(f)  # the colour camera's (moved from the depth camera's where recorded)
         color = self.color(f)
         raw = None
         if self.plan.depth:

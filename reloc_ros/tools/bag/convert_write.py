@@ -113,8 +113,10 @@ def _write_static(bag: _BagFile, plan: BagPlan, types) -> None:
     if not plan.frames:
         return
     t = plan.topics
-    links = [(t.camera_frame, t.color_optical_frame)] + ([(t.camera_frame, t.depth_optical_frame)]
-                                                         if plan.depth else [])
+    calib = plan.scene.camera.get("depth_to_color")
+    depth = (t.camera_frame, t.depth_optical_frame) if calib is None else \
+        (t.camera_frame, t.depth_optical_frame, calib.T_color_depth)  # depth -> colour optical
+    links = [(t.camera_frame, t.color_optical_frame)] + ([depth] if plan.depth else [])
     bag.write(t.tf_static, tp.optical_links_msg(links, plan.stamps[0], types), tp.TF_MESSAGE, plan.stamps[0])
 
 

@@ -207,16 +207,25 @@ QOS_TF = _qos(100, False)
 QOS_TF_STATIC = _qos(1, True)
 
 
-def optical_links_msg(links: Sequence[tuple[str, str]], stamp_ns: int, types: MessageTypes):
+def optical_links_msg(links: Sequence[tuple], stamp_ns: int, types: MessageTypes):
     """``tf2_msgs/msg/TFMessage`` of optical links: each (body, optical) pair gets a zero
     translation and the REP-103 optical rotation, quaternion (x, y, z, w) = (-0.5, 0.5, -0.5, 0.5).
+    A (body, optical, T) triple puts the optical frame at ``T`` (4x4, metres) in the body's
+    first optical frame: the depth camera of an unregistered RGB-D scene at its calibrated
+    depth-to-colour pose.
 
     Args:
-        links: (body frame, optical frame) pairs.
+        links: (body frame, optical frame) pairs or (body frame, optical frame, T) triples.
         stamp_ns: the stamp of every transform (integer ns).
         types: the rosbags message types to build with.
     """
     T = np.eye(4)
     T[:3, :3] = OPTICAL_ROTATION
-    return msg.tf_message([msg.transform_stamped_msg(T, stamp_ns, parent, child, q_wxyz=OPTICAL_Q_WXYZ, types=types)
-                           for parent, child in links], types)
+    out = []
+    for link in links:
+        parent, child = link[:2]
+        if len(link) > 2:
+            out.append(msg.transform_stamped_msg(T @ np.asarray(link[2]), stamp_ns, parent, child, types=types))
+        else:
+            out.append(msg.transform_stamped_msg(T, stamp_ns, parent, child, q_wxyz=OPTICAL_Q_WXYZ, types=types))
+    return msg.tf_message(out, types)
