@@ -369,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     except (SevenScenesError, ModelFileError, DatabaseError, CalibrationError, ValueError) as e:
         print(f"[demo] error: {e}", file=sys.stderr)
         return 2
+    if args.scene:  # a user's scene: its test split was read, so the run goes into the test ledger
+        _ledger_line(args, model, report)
     summary = report / "summary.md"
     print()
     print(summary.read_text() if summary.is_file() else "(no summary written)")
@@ -377,6 +379,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {report}/ (summary.md, per_frame.csv, trajectory.png, errors_over_time.png, cdf.png)")
     (args.out / "demo_times.json").write_text(json.dumps(times | {"total": total}, indent=2))
     return 0
+
+
+def _ledger_line(args, model: Path, report: Path) -> None:
+    """One line in docs/results/test_ledger.csv for an online run on a user's scene."""
+    import csv  # lazy: only here
+
+    from reloc_train.experiments.unseen import LEDGER, LEDGER_FIELDS, _commit  # lazy: the training extra
+
+    d = json.loads((report / "summary.json").read_text())
+    line = dict.fromkeys(LEDGER_FIELDS, "")
+    line.update(date=time.strftime("%Y-%m-%d %H:%M:%S"), commit=_commit(), recipe=f"demo-online:{args.refiner}",
+                data=str(args.scene), scenes=Path(args.scene).name, queries=d.get("frames"),
+                model_fingerprint=load_model(model)[1].fingerprint[:24],
+                consensus_t_m=f"{d.get('median_t_m', float('nan')):.4f}",
+                consensus_r_deg=f"{d.get('median_r_deg', float('nan')):.4f}",
+                pnp_failures=f"{d.get('rejection_rate', float('nan')):.4f}", out=str(report))
+    with open(LEDGER, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=LEDGER_FIELDS).writerow(line)
 
 
 if __name__ == "__main__":

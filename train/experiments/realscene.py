@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import logging
 import sys
@@ -45,29 +46,37 @@ from reloc_ros.core.files import atomic_write_text
 from reloc_ros.core.localizer import Localizer, LocalizerConfig
 from reloc_ros.core.model import load_model
 from reloc_ros.core.pnp import PnPConfig, sharpness
-from reloc_ros.data.sevenscenes import Scene, read_color
+from reloc_ros.data.sevenscenes import Scene, open_scenes, read_color
 from reloc_ros.eval.calibrate import calibrate
 from reloc_ros.eval.evaluate import evaluate, query_frames
 from reloc_ros.eval.report import markdown_table
 from reloc_ros.mapping.database import build_database
-from reloc_train.experiments.unseen import LEDGER, _commit
+from reloc_train.experiments.unseen import LEDGER, LEDGER_FIELDS, _commit
 
 log = logging.getLogger("reloc_train.experiments.realscene")
 
-__all__ = ["MATCHER_CONFIGS", "score_rows", "recovery", "validate", "test", "main"]
+__all__ = ["MATCHER_CONFIGS", "score_rows", "recovery", "choose", "validate", "test", "main"]
 
-#: The PnP settings compared: name -> PnPConfig fields (the image size is a share of the scene's).
+#: The PnP settings compared: name -> PnPConfig fields; ``width`` is the image width keypoints
+#: are extracted at (at most the scene's own, the aspect kept).
 MATCHER_CONFIGS = {
-    "sift-320": {"matcher": "sift", "scale": 0.5, "max_keypoints": 300},
-    "sift-640": {"matcher": "sift", "scale": 1.0, "max_keypoints": 600, "query_keypoints": 1200},
-    "sift-640-mutual": {"matcher": "sift", "scale": 1.0, "max_keypoints": 600, "query_keypoints": 1200,
+    "sift-320": {"matcher": "sift", "width": 320, "max_keypoints": 300},
+    "sift-640": {"matcher": "sift", "width": 640, "max_keypoints": 600, "query_keypoints": 1200},
+    "sift-640-mutual": {"matcher": "sift", "width": 640, "max_keypoints": 600, "query_keypoints": 1200,
                         "mutual": True},
-    "sift-640-covis": {"matcher": "sift", "scale": 1.0, "max_keypoints": 600, "query_keypoints": 1200,
+    "sift-640-covis": {"matcher": "sift", "width": 640, "max_keypoints": 600, "query_keypoints": 1200,
                        "covisible": 3},
-    "xfeat-640": {"matcher": "xfeat", "scale": 1.0, "max_keypoints": 600, "query_keypoints": 1200},
-    "xfeat+lighterglue-640": {"matcher": "xfeat+lighterglue", "scale": 1.0, "max_keypoints": 600,
+    "xfeat-640": {"matcher": "xfeat", "width": 640, "max_keypoints": 600, "query_keypoints": 1200},
+    "xfeat+lighterglue-640": {"matcher": "xfeat+lighterglue", "width": 640, "max_keypoints": 600,
                               "query_keypoints": 1200},
+    "xfeat-640-covis": {"matcher": "xfeat", "width": 640, "max_keypoints": 600, "query_keypoints": 1200,
+                        "covisible": 3},
+    "xfeat+lighterglue-640-covis": {"matcher": "xfeat+lighterglue", "width": 640, "max_keypoints": 600,
+                                    "query_keypoints": 1200, "covisible": 3},
 }
+#: The issue's limits: a setting must stay within them on validation to be chosen (then the
+#: lowest median wins); when none does, the lowest median wins outright.
+MAX_UNSOLVED, MAX_WRONG = 0.10, 0.02
 GOOD_T_M, GOOD_R_DEG = 0.05, 5.0
 WRONG_T_M, WRONG_R_DEG = 0.25, 10.0
 DENSE = DenseConfig(levels=(3, 2), steps=(1, 2))
@@ -75,8 +84,8 @@ DENSE = DenseConfig(levels=(3, 2), steps=(1, 2))
 
 def pnp_config(name: str, scene: Scene, configs: dict = MATCHER_CONFIGS) -> PnPConfig:
     c = dict(configs[name])
-    s = c.pop("scale")
     w, h = scene.color_intrinsics.width, scene.color_intrinsics.height
+    s = min(1.0, c.pop("width") / w)  # never above the scene's own resolution
     return PnPConfig(image_size=(int(round(w * s)), int(round(h * s))), **c)
 
 
@@ -178,8 +187,15 @@ def _table(scores: dict, title: str) -> str:
     return f"### {title}\n\n" + markdown_table(head, body) + "\n"
 
 
+def choose(scores: dict, names) -> str:
+    """The setting with the lowest median among those within :data:`MAX_UNSOLVED` and
+    :data:`MAX_WRONG` (all of them when none is), ties broken by the share within 5 cm / 5°."""
+    ok = [n for n in names if scores[n]["unsolved"] <= MAX_UNSOLVED and scores[n]["wrong"] <= MAX_WRONG]
+    return min(ok or list(names), key=lambda n: (scores[n]["median_t_m"], -scores[n]["within_5cm_5deg"]))
+
+
 def validate(model_path: Path, scene: Scene, out: Path, names=tuple(MATCHER_CONFIGS), stride: int = 2,
-             device: str = "cpu") -> dict:
+             device: str = "cpu", merge=()) -> dict:
     """Leave-one-training-block-out over ``scene``'s training split (see the module docstring)."""
     dev = resolve_device(device)
     model, info = load_model(model_path, dev)
@@ -195,18 +211,27 @@ def validate(model_path: Path, scene: Scene, out: Path, names=tuple(MATCHER_CONF
         log.info("block %d: %d queries", b, len(rr))
     stages = ["retrieval-only", "top1", "consensus", *names, "lm", "chain"]
     scores = {s: score_rows(rows, s) for s in stages}
-    pnp = [n for n in names]
-    best = min(pnp, key=lambda n: (scores[n]["median_t_m"], -scores[n]["within_5cm_5deg"]))
+    pnp = list(names)
+    for other in merge:  # PnP settings scored by earlier validation runs on the same queries
+        prev = json.loads((Path(other) / "scores.json").read_text())["stages"]
+        for n, v in prev.items():
+            if n in MATCHER_CONFIGS and n not in pnp:
+                pnp.append(n)
+                scores[n] = {**v, "from": str(other)}
+    best = choose(scores, pnp)
     sharp = np.array([x["sharpness"] for x in rows])
-    blur = {"refine anyway": score_rows(rows, best)}
+    gated = best if best in names else choose(scores, names)  # the blur rule needs this run's rows
+    blur = {"refine anyway": score_rows(rows, gated)}
     for q in (5, 10, 20):
         tau = float(np.percentile(sharp, q))
-        blur[f"skip below {tau:.0f} (p{q})"] = {**score_rows(rows, best, skip_below=tau), "tau": tau}
+        blur[f"skip below {tau:.0f} (p{q})"] = {**score_rows(rows, gated, skip_below=tau), "tau": tau}
     blur_choice = min(blur, key=lambda k: (blur[k]["median_t_m"], blur[k]["wrong"]))
     tau = float(blur[blur_choice].get("tau", 0.0))
     choice = {"matcher_config": best, "pnp": {**pnp_config(best, scene).as_dict(), "min_sharpness": tau},
               "min_sharpness": float(blur[blur_choice].get("tau", 0.0)), "blur_rule": blur_choice,
-              "criterion": "median position error over all queries, unsolved scored by the fused pose",
+              "criterion": f"lowest median position error over all queries (unsolved scored by the fused pose) "
+                           f"among settings with <= {MAX_UNSOLVED:.0%} unsolved and <= {MAX_WRONG:.0%} solved but "
+                           f"more than 25 cm / 10 deg off",
               "blocks": blocks, "queries": len(rows), "model": str(model_path), "scene": str(scene.root),
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": _commit()}
     out.mkdir(parents=True, exist_ok=True)
@@ -217,7 +242,7 @@ def validate(model_path: Path, scene: Scene, out: Path, names=tuple(MATCHER_CONF
           f"of training blocks {blocks}), map = the other training blocks. Model {model_path}. "
           f"Command: `python -m reloc_train.experiments.realscene validate --scene {scene.root} --model {model_path} "
           f"--out {out}`.\n\n" + _table(scores, "Every stage, same queries (unsolved scored by the fused pose)")
-          + "\n" + _table(blur, f"Blur rule for {best}") + f"\nChosen: **{best}**, blur rule: {blur_choice}.\n\n"
+          + "\n" + _table(blur, f"Blur rule for {gated}") + f"\nChosen: **{best}**, blur rule: {blur_choice}.\n\n"
           + _recovery_md(recovery(rows, names[0])))
     atomic_write_text(out / "summary.md", md)
     print(md)
@@ -233,7 +258,7 @@ def _write_rows(rows, path: Path) -> None:
 
 
 def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tuple(MATCHER_CONFIGS),
-         device: str = "cpu", ledger: Path = LEDGER) -> dict:
+         device: str = "cpu", ledger: Path | None = LEDGER, max_frames: int | None = None) -> dict:
     """The test split once, every stage on the same queries (see the module docstring)."""
     dev = resolve_device(device)
     model, info = load_model(model_path, dev)
@@ -247,7 +272,7 @@ def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tup
     locs = localizers(model, info, scene, "train", names, dev, configs=configs)
     locs["chain"].cfg = replace(locs["chain"].cfg, calibration=cal)
     t0 = time.time()
-    rows, res = run_queries(locs, "chain", scene, "test")
+    rows, res = run_queries(locs, "chain", scene, "test", max_frames)
     wall = time.time() - t0
     stages = ["retrieval-only", "top1", "consensus", "triangulate", *names, "lm", "chain"]
     scores = {s: score_rows(rows, s) for s in stages}
@@ -278,15 +303,36 @@ def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tup
           f"{conf.get('chi2')}.\n\nTime per query (ms, means): encoder {tm.get('encode', float('nan')):.1f}, "
           + ", ".join(f"{k} {v:.0f}" for k, v in tm.items() if k != "encode") + "\n")
     atomic_write_text(out / "summary.md", md)
-    _append_ledger(result, out, ledger)
+    if ledger is not None:
+        _append_ledger(result, out, ledger)
     print(md)
+    result["rows"] = rows
     return result
 
 
-REAL_LEDGER = ["date", "commit", "recipe", "data", "scenes", "queries", "config_hash", "model_fingerprint",
-               "retrieval_t_m", "retrieval_r_deg", "top1_t_m", "top1_r_deg", "top1_ratio_t", "top1_ratio_r",
-               "consensus_t_m", "consensus_r_deg", "oracle_regression_ratio_t", "oracle_regression_ratio_r",
-               "recall5_over_oracle", "pnp_failures", "recovered", "out"]
+def test_scenes(model_path: Path, scenes: list[Scene], choice_path: Path, out: Path, names=tuple(MATCHER_CONFIGS),
+                device: str = "cpu", ledger: Path = LEDGER, max_frames: int | None = None) -> dict:
+    """:func:`test` on each scene (``out/<scene>``), then one table over all their queries."""
+    per = {sc.name: test(model_path, sc, choice_path, out / sc.name, names, device, None, max_frames)
+           for sc in scenes}
+    rows = [r for res in per.values() for r in res["rows"]]
+    first = next(iter(per.values()))
+    stages = list(first["scores"])
+    scores = {s: score_rows(rows, s) for s in stages}
+    pub = np.mean([bool(r.get("published")) for r in rows])
+    result = {"scene": str(Path(scenes[0].root).parent), "model": str(model_path), "choice": first["choice"],
+              "queries": len(rows), "scores": scores, "published_share": float(pub),
+              "recovery": recovery(rows, stages[4]), "scenes": list(per), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "commit": _commit()}
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1, default=float))
+    md = (f"# {len(scenes)} scenes, test splits\n\n{len(rows)} queries ({max_frames or 'all'} per scene), each scene's "
+          f"map its training split. Scenes: {', '.join(per)}.\n\n"
+          + _table(scores, "Every stage, same queries (unsolved scored by the fused pose)")
+          + "\n" + _recovery_md(result["recovery"]) + f"\nCalibrated chain published {100 * pub:.1f} %.\n")
+    atomic_write_text(out / "summary.md", md)
+    _append_ledger(result, out, ledger)
+    print(md)
+    return result
 
 
 def _append_ledger(result: dict, out: Path, ledger: Path) -> None:
@@ -294,7 +340,7 @@ def _append_ledger(result: dict, out: Path, ledger: Path) -> None:
     ch = s["chain"]
     line = {"date": result["date"], "commit": result["commit"], "recipe": f"realscene:{result['choice']['matcher_config']}",
             "data": result["scene"], "scenes": Path(result["scene"]).name, "queries": result["queries"],
-            "config_hash": json.dumps(result["choice"]["pnp"], sort_keys=True)[:0] or "-",
+            "config_hash": hashlib.sha256(json.dumps(result["choice"]["pnp"], sort_keys=True).encode()).hexdigest()[:12],
             "model_fingerprint": "-", "retrieval_t_m": f"{s['retrieval-only']['median_t_m']:.4f}",
             "retrieval_r_deg": f"{s['retrieval-only']['median_r_deg']:.4f}",
             "top1_t_m": f"{s['top1']['median_t_m']:.4f}", "top1_r_deg": f"{s['top1']['median_r_deg']:.4f}",
@@ -304,7 +350,7 @@ def _append_ledger(result: dict, out: Path, ledger: Path) -> None:
             "pnp_failures": f"{ch['unsolved']:.4f}", "recovered": "", "out": str(out)}
     new = not ledger.is_file()
     with open(ledger, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=REAL_LEDGER)
+        w = csv.DictWriter(f, fieldnames=LEDGER_FIELDS)
         if new:
             w.writeheader()
         w.writerow(line)
@@ -323,15 +369,23 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--device", default="cpu")
         if name == "validate":
             p.add_argument("--stride", type=int, default=2, help="every n-th frame of each block is a query")
+            p.add_argument("--merge", nargs="*", default=[], type=Path,
+                           help="earlier validation folders (same queries) whose PnP settings compete too")
         else:
             p.add_argument("--choice", required=True, type=Path, help="choice.json written by validate")
+            p.add_argument("--max-frames", type=int, help="queries per scene, evenly spaced (default all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    scene = Scene(args.scene)
     if args.cmd == "validate":
-        validate(args.model, scene, args.out, tuple(args.matchers), args.stride, args.device)
+        validate(args.model, Scene(args.scene), args.out, tuple(args.matchers), args.stride, args.device, args.merge)
     else:
-        test(args.model, scene, args.choice, args.out, tuple(args.matchers), args.device)
+        scenes = open_scenes(args.scene)
+        if len(scenes) == 1:
+            test(args.model, scenes[0], args.choice, args.out, tuple(args.matchers), args.device,
+                 max_frames=args.max_frames)
+        else:
+            test_scenes(args.model, scenes, args.choice, args.out, tuple(args.matchers), args.device,
+                        max_frames=args.max_frames)
     return 0
 
 
