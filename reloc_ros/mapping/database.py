@@ -137,6 +137,24 @@ def build_database(model: RelPoseNet, info: ModelInfo, scenes: Sequence[Scene],
 
 
 
+def read_pnp_config(path: Path, image_size: tuple[int, int] = PnPConfig.image_size) -> PnPConfig:
+    """PnP settings from a YAML or JSON file of :class:`PnPConfig` fields (a validation's
+    ``choice.json`` holds them under ``pnp``), with ``image_size`` where the file gives none;
+    ValueError naming the file on a bad one."""
+    import yaml  # lazy: this option only
+
+    try:
+        d = yaml.safe_load(Path(path).read_text())
+        d = dict(d.get("pnp", d))
+        d.setdefault("image_size", list(image_size))
+        unknown = set(d) - set(PnPConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        return PnPConfig.from_dict(d)
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not usable PnP settings ({' '.join(str(e).split())})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build or inspect a reloc_ros frame database")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -156,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--max-keypoints", type=int, default=PnPConfig.max_keypoints, help="keypoints per frame")
     b.add_argument("--matcher", default="sift", choices=matcher_names(),
                    help="local features of the keypoints (reloc_ros.core.matchers; default sift)")
+    b.add_argument("--pnp-config", type=Path,
+                   help="PnP settings (YAML or JSON, PnPConfig fields, e.g. config/pnp.yaml for real cameras); "
+                        "replaces --max-keypoints and --matcher (--keypoint-size where it gives no image_size)")
     b.add_argument("--dense", action="store_true",
                    help="also store depth points with encoder features, for the feature-metric refiner (lm)")
     b.add_argument("--dense-levels", type=int, nargs="+", default=list(DenseConfig.levels),
@@ -173,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             scenes = open_scenes(args.scene, args.scenes)
             split = [int(s) for s in args.sequences.split(",")] if args.sequences else args.split
             kcfg = PnPConfig(image_size=tuple(args.keypoint_size), max_keypoints=args.max_keypoints,
-                             matcher=args.matcher) \
-                if args.keypoints else None
+                             matcher=args.matcher) if args.keypoints else None
+            if args.keypoints and args.pnp_config:
+                kcfg = read_pnp_config(args.pnp_config, tuple(args.keypoint_size))
             dcfg = DenseConfig(levels=tuple(args.dense_levels), steps=tuple(args.dense_steps)) if args.dense else None
             db = build_database(model, info, scenes, split, dev, args.batch, keypoints=kcfg, dense=dcfg)
             db.save(args.out)

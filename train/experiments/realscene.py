@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import logging
 import sys
@@ -250,16 +251,21 @@ def validate(model_path: Path, scene: Scene, out: Path, names=tuple(MATCHER_CONF
 
 
 def _write_rows(rows, path: Path) -> None:
-    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None})
-    buf = [",".join(keys)]
+    """The per-query rows as CSV: every scalar column (the positions of ``*_xyz`` as text)."""
+    keys = sorted({k for r in rows for k, v in r.items() if not k.endswith("_vec")})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
     for r in rows:
-        buf.append(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys))
-    atomic_write_text(path, "\n".join(buf) + "\n")
+        w.writerow({k: "" if r.get(k) is None else r.get(k) for k in keys})
+    atomic_write_text(path, buf.getvalue())
 
 
 def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tuple(MATCHER_CONFIGS),
-         device: str = "cpu", ledger: Path | None = LEDGER, max_frames: int | None = None) -> dict:
-    """The test split once, every stage on the same queries (see the module docstring)."""
+         device: str = "cpu", ledger: Path | None = LEDGER, max_frames: int | None = None,
+         calib_frames: int | None = None) -> dict:
+    """The test split once, every stage on the same queries (see the module docstring);
+    ``max_frames`` test queries and ``calib_frames`` calibration queries (evenly spaced; None: all)."""
     dev = resolve_device(device)
     model, info = load_model(model_path, dev)
     choice = json.loads(Path(choice_path).read_text())
@@ -268,7 +274,7 @@ def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tup
     configs = {**MATCHER_CONFIGS, best: {**MATCHER_CONFIGS[best], "min_sharpness": choice["pnp"]["min_sharpness"]}}
     # the publish calibration: the chain on the last training block, a map without it
     cal_locs = localizers(model, info, scene, "fit", [best], dev, configs=configs)
-    cal, cal_info = calibrate(cal_locs["chain"], [scene], "calib", progress=False)
+    cal, cal_info = calibrate(cal_locs["chain"], [scene], "calib", max_frames=calib_frames, progress=False)
     locs = localizers(model, info, scene, "train", names, dev, configs=configs)
     locs["chain"].cfg = replace(locs["chain"].cfg, calibration=cal)
     t0 = time.time()
@@ -311,9 +317,10 @@ def test(model_path: Path, scene: Scene, choice_path: Path, out: Path, names=tup
 
 
 def test_scenes(model_path: Path, scenes: list[Scene], choice_path: Path, out: Path, names=tuple(MATCHER_CONFIGS),
-                device: str = "cpu", ledger: Path = LEDGER, max_frames: int | None = None) -> dict:
+                device: str = "cpu", ledger: Path = LEDGER, max_frames: int | None = None,
+                calib_frames: int | None = None) -> dict:
     """:func:`test` on each scene (``out/<scene>``), then one table over all their queries."""
-    per = {sc.name: test(model_path, sc, choice_path, out / sc.name, names, device, None, max_frames)
+    per = {sc.name: test(model_path, sc, choice_path, out / sc.name, names, device, None, max_frames, calib_frames)
            for sc in scenes}
     rows = [r for res in per.values() for r in res["rows"]]
     first = next(iter(per.values()))
@@ -374,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("--choice", required=True, type=Path, help="choice.json written by validate")
             p.add_argument("--max-frames", type=int, help="queries per scene, evenly spaced (default all)")
+            p.add_argument("--calib-frames", type=int, help="calibration queries per scene (default all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.cmd == "validate":
@@ -382,10 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         scenes = open_scenes(args.scene)
         if len(scenes) == 1:
             test(args.model, scenes[0], args.choice, args.out, tuple(args.matchers), args.device,
-                 max_frames=args.max_frames)
+                 max_frames=args.max_frames, calib_frames=args.calib_frames)
         else:
             test_scenes(args.model, scenes, args.choice, args.out, tuple(args.matchers), args.device,
-                        max_frames=args.max_frames)
+                        max_frames=args.max_frames, calib_frames=args.calib_frames)
     return 0
 
 
