@@ -1,10 +1,13 @@
-r"""SIFT + PnP-RANSAC against the database depth: the classical refinement baseline (OpenCV).
+r"""Local features + PnP-RANSAC against the database depth: the classical refinement (OpenCV).
 
-The database stores, per frame, up to ``max_keypoints`` SIFT keypoints whose depth is
-valid, as 3-D points in that frame's camera (optical axes, metres) with their 128-byte
-descriptors (:class:`KeypointSet`, built by ``python -m reloc_ros.mapping.database build
---keypoints``). A query is resized to the same ``image_size``, its SIFT keypoints are
-matched to those of the top-m retrieved frames (Lowe's ratio test), the matched points are
+The database stores, per frame, up to ``max_keypoints`` keypoints whose depth is valid, as
+3-D points in that frame's camera (optical axes, metres) with their pixels and descriptors
+(:class:`KeypointSet`, built by ``python -m reloc_ros.mapping.database build --keypoints``),
+extracted by the local-feature unit the settings name (:mod:`reloc_ros.core.matchers`: SIFT
+by default, XFeat, XFeat + LighterGlue, ...). A query is resized to the same ``image_size``,
+its keypoints are matched by the same unit to those of the top-m retrieved frames (SIFT:
+Lowe's ratio test; with ``covisible``, then also to the map frames nearest to the first
+pose, and solved again with all), the matched points are
 moved into the world with each frame's pose, and the pose is solved by PnP-RANSAC, then
 refined by Levenberg–Marquardt on the inliers:
 
