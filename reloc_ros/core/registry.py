@@ -47,11 +47,14 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the units are, for messages ("refiner", "fusion method").
+        builtin: ``{name: module}`` of units that are imported when first asked for (so a
+            process pays only for the ones it uses); they are listed first by :meth:`names`.
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, builtin: dict[str, str] | None = None):
         self.kind = kind
         self._units: dict[str, T] = {}
+        self.builtin = dict(builtin or {})
 
     def register(self, name: str) -> Callable[[T], T]:
         """A decorator that registers its class or function under ``name`` (and returns it
@@ -69,6 +72,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """The unit registered under ``name``; a ValueError that lists the known names if none."""
+        if name in self.builtin and name not in self._units:
+            importlib.import_module(self.builtin[name])
         try:
             return self._units[name]
         except KeyError:
@@ -76,8 +81,8 @@ class Registry(Generic[T]):
                              "(a plugin module adds more: docs/extending.md)") from None
 
     def names(self) -> tuple[str, ...]:
-        """The registered names, in the order they were registered."""
-        return tuple(self._units)
+        """The built-in names, then the others in the order they were registered."""
+        return tuple(self.builtin) + tuple(n for n in self._units if n not in self.builtin)
 
     def items(self):
         """``(name, unit)`` pairs, in the order they were registered."""
@@ -87,7 +92,7 @@ class Registry(Generic[T]):
         return self.get(name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._units
+        return name in self._units or name in self.builtin
 
     def __iter__(self):
         return iter(self.names())

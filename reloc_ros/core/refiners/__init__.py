@@ -31,7 +31,6 @@ More come from plugins (:func:`reloc_ros.core.registry.load_plugins`; ``docs/ext
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -54,33 +53,10 @@ __all__ = ["REFINERS", "NO_REFINER", "Refiner", "RefinerSetup", "Refinement", "r
 NO_REFINER = "none"
 
 
-class _Refiners(Registry):
-    """The refiner registry; the built-in units are imported on first use."""
-
-    BUILTIN = {"pnp": "reloc_ros.core.refiners.pnp", "lm": "reloc_ros.core.refiners.lm",
-               "dro": "reloc_ros.core.refiners.dro", "pnp+lm": "reloc_ros.core.refiners.chain",
-               "pnp+dro": "reloc_ros.core.refiners.chain"}
-
-    def _builtins(self) -> None:
-        for name, module in self.BUILTIN.items():
-            if name not in self._units:
-                importlib.import_module(module)
-
-    def get(self, name: str):
-        if name in self.BUILTIN and name not in self._units:
-            self._builtins()
-        return super().get(name)
-
-    def names(self) -> tuple[str, ...]:
-        """The built-in units, then those plugins registered."""
-        return tuple(self.BUILTIN) + tuple(n for n in self._units if n not in self.BUILTIN)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._units or name in self.BUILTIN
-
-
 #: The refiners by name.
-REFINERS = _Refiners("refiner")
+REFINERS = Registry("refiner", builtin={
+    "pnp": "reloc_ros.core.refiners.pnp", "lm": "reloc_ros.core.refiners.lm", "dro": "reloc_ros.core.refiners.dro",
+    "pnp+lm": "reloc_ros.core.refiners.chain", "pnp+dro": "reloc_ros.core.refiners.chain"})
 
 
 def refiner_names() -> tuple[str, ...]:
