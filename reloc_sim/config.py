@@ -153,6 +153,12 @@ class SceneConfig:
     """Light the test sequences otherwise than the training ones, as a robot sees a room at
     another time of day: a lamp off, the others dimmer or brighter, one moved, another
     ambient level (:meth:`reloc_sim.room.Room.relit`)."""
+    repeat: bool = False
+    """Repeated appearance, a test of perceptual aliasing: every picture shows the same photograph
+    with the same tint, the four walls share one material, and each kind of material (wood,
+    paint, fabric, ...) is the same wherever it is used (:class:`reloc_sim.furniture.Palette`).
+    Left out of :meth:`as_dict` when false, so that the files of the scenes made before it stay
+    the same."""
 
     def __post_init__(self) -> None:
         for f in ("room_min", "room_max", "camera_height", "view_distance", "pitch_deg"):
@@ -214,6 +220,7 @@ class SceneConfig:
         need(self.rooms in (1, 2), f"rooms must be 1 or 2, got {self.rooms!r}")
         need(self.rooms == 1 or max(self.room_min[:2]) >= 6.0, "rooms: 2 needs max(room_min[:2]) >= 6 m")
         need(isinstance(self.relight, bool), f"relight must be true or false, got {self.relight!r}")
+        need(isinstance(self.repeat, bool), f"repeat must be true or false, got {self.repeat!r}")
 
     # -- derived values
     @property
@@ -236,7 +243,7 @@ class SceneConfig:
         """The room of this config (cached); ``relit``: under the test sequences' lighting
         (:meth:`reloc_sim.room.Room.relit`; the same room unless ``relight``)."""
         room = _cached_room(self.layout_seed, self.room_min, self.room_max, self.lights, self.texture_families,
-                            self.rooms)
+                            self.rooms, self.repeat)
         return room.relit() if relit and self.relight else room
 
     def room_of_sequence(self, seq: int) -> Room:
@@ -252,8 +259,11 @@ class SceneConfig:
 
     # -- (de)serialisation
     def as_dict(self) -> dict:
-        """Plain dict (lists for tuples) that :meth:`from_dict` and YAML accept."""
+        """Plain dict (lists for tuples) that :meth:`from_dict` and YAML accept; ``repeat`` only
+        when true (the scenes made before it record the same config)."""
         d = asdict(self)
+        if not self.repeat:
+            del d["repeat"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
@@ -279,7 +289,7 @@ class SceneConfig:
 
 
 #: Named configs (hloc style): ``tiny`` for unit tests, ``demo`` for the demo, ``default``
-#: (the defaults), ``benchmark`` for benchmarks. Render times with ``--workers 2`` on 2 CPU
+#: (the defaults), ``repeated`` (repeated appearance), ``benchmark`` for benchmarks. Render times with ``--workers 2`` on 2 CPU
 #: cores (CPU seconds / 2, i.e. on otherwise idle cores).
 PRESETS: dict[str, SceneConfig] = {
     # 3 x 16 frames of 80 x 60: about 2 s (mostly process start-up; 1 s with --workers 1).
@@ -342,6 +352,12 @@ PRESETS: dict[str, SceneConfig] = {
 }
 
 
+# 5 scenes (repeated_a ... repeated_e) as the demo's, with repeated appearance: every picture
+# the same photograph, the walls one material, each kind of material the same everywhere
+# (perceptual aliasing). About 52 s with --workers 2.
+PRESETS["repeated"] = PRESETS["demo"].replace(name="repeated", layout_seed=100, scenes=5, repeat=True)
+
+
 def scene_configs(config: SceneConfig | str) -> list[SceneConfig]:
     """The single-scene configs that a (multi-scene) config or preset name stands for.
 
@@ -393,7 +409,7 @@ def load_config_file(path: Path, base: SceneConfig) -> SceneConfig:
 
 @functools.lru_cache(maxsize=8)
 def _cached_room(layout_seed: int, room_min: tuple, room_max: tuple, lights: int, families: tuple = (),
-                 rooms: int = 1) -> Room:
+                 rooms: int = 1, repeat: bool = False) -> Room:
     """:func:`reloc_sim.room.make_room`, cached (the renderer asks for the same room per frame)."""
     return make_room(layout_seed, room_min=room_min, room_max=room_max, lights=lights, texture_families=families,
-                     rooms=rooms)
+                     rooms=rooms, repeat=repeat)

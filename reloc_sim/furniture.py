@@ -26,17 +26,29 @@ class Palette:
         families: texture families (:data:`reloc_sim.textures.TEXTURE_FAMILIES`) the room
             is made of; empty: every photograph, by the name lists of each kind of material
             (the rooms made before families existed, drawn exactly as then).
+        repeat: repeated appearance: every call of a kind of material (a method with the same
+            arguments: :meth:`picture`, :meth:`wood`, :meth:`paint`, :meth:`fabric`, the four
+            walls' :meth:`tiled`, a :meth:`texture` name ...) returns the material of its first
+            call in the room, so that all pictures show the same photograph with the same tint
+            and all walls share one material. Every call still makes its random draws, as
+            without ``repeat``, so that the room's other draws (its layout) stay the same.
     """
 
-    def __init__(self, rng: np.random.Generator, families: Sequence[str] = ()):
+    def __init__(self, rng: np.random.Generator, families: Sequence[str] = (), repeat: bool = False):
         self.rng = rng
         self.materials, self.pictures = family_textures(tuple(families)) if families else ((), ())
+        self.repeat = bool(repeat)
+        self._first: dict[tuple, object] = {}
+
+    def _once(self, key: tuple, drawn):
+        """``drawn`` (just drawn), or, with ``repeat``, what the first call of this ``key`` drew."""
+        return self._first.setdefault(key, drawn) if self.repeat else drawn
 
     def texture(self, name: str, picture: bool = False) -> str:
         """``name``, or, in a room of texture families, one of its materials (``picture``:
         pictures) instead: no texture outside the families shows."""
         pool = self.pictures if picture else self.materials
-        return str(self.rng.choice(pool)) if pool else name
+        return self._once(("texture", name, picture), str(self.rng.choice(pool)) if pool else name)
 
     def tint(self, sat=(0.05, 0.45), val=(0.6, 0.95), hue=(0.0, 1.0)) -> tuple[float, float, float]:
         """A random RGB colour (4 decimals) with saturation, value and hue in these ranges."""
@@ -48,18 +60,20 @@ class Palette:
         """A tiled material: one of the textures ``names``, a copy ``tile`` (range, m) high,
         at a random offset, tinted (``tint``: ranges for :meth:`tint`)."""
         name = str(self.rng.choice(self.materials or names))
-        return Material(
+        mat = Material(
             name, self.tint(**tint), float(self.rng.uniform(*tile)), tuple(self.rng.uniform(0, 2, 2))
         )
+        return self._once(("tiled", tuple(names), tuple(tile), tuple(sorted(tint.items()))), mat)
 
     def picture(self, names: Sequence[str] = PICTURE_TEXTURES, **tint) -> Material:
         """A picture fitted once on its face: one of ``names``; a grey one is tinted (``tint``:
         ranges for :meth:`tint`), a colour one only dimmed a little."""
+        key = ("picture", tuple(names), tuple(sorted(tint.items())))
         name = str(self.rng.choice(self.pictures or names))
         if is_gray(name):
-            return Material(name, self.tint(**(tint or {"sat": (0.2, 0.6), "val": (0.75, 1.0)})))
+            return self._once(key, Material(name, self.tint(**(tint or {"sat": (0.2, 0.6), "val": (0.75, 1.0)}))))
         v = float(self.rng.uniform(0.85, 1.0))
-        return Material(name, (v, v, v))
+        return self._once(key, Material(name, (v, v, v)))
 
     def wood(self) -> Material:
         """A brownish tiled material."""

@@ -474,6 +474,7 @@ def make_room(
     lights: int = DEFAULT_LIGHTS,
     texture_families: Sequence[str] = (),
     rooms: int = 1,
+    repeat: bool = False,
 ) -> Room:
     """Build the furnished room of a layout seed (deterministic).
 
@@ -485,11 +486,16 @@ def make_room(
         texture_families: the texture families of its materials (empty: every photograph,
             drawn as before families existed; see :class:`reloc_sim.furniture.Palette`).
         rooms: 1, or 2: a wall with a doorway across the longer side.
+        repeat: repeated appearance (:class:`reloc_sim.furniture.Palette`): all pictures show
+            one photograph with one tint, the four walls share one material, and each kind of
+            material is the same everywhere. The materials draw as without it, so the furniture
+            stands where it does without it (the wall decorations, whose widths follow their
+            photographs, may differ).
     """
     rng = make_rng(TAG_ROOM, layout_seed)
     size = np.array([rng.uniform(a, b) for a, b in zip(room_min, room_max)])
     X, Y, Z = size
-    pal = Palette(rng, texture_families)
+    pal = Palette(rng, texture_families, repeat=repeat)
     build = _LayoutBuilder(size)
     walls = [
         pal.tiled(("brick", "cell", "page", "text", "gravel"), (0.5, 1.4), val=(0.7, 1.0)) for _ in range(4)

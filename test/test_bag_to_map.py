@@ -372,12 +372,14 @@ def test_readme_own_robot_commands(tiny_scene, tmp_path, monkeypatch):
     """The README's convert, build and fine-tune commands, as written, with sizes for a test:
     the map's database is built with the shipped generic model, which then localizes in it."""
     from reloc_ros.core.localizer import Localizer
+    from reloc_ros.eval import calibrate as calibrate_cli
     from reloc_ros.mapping import database as database_cli
     from reloc_train import recipes
     from reloc_ros.tools.bag import to_map
 
     cmds = _readme_commands()
-    assert [c[0] for c in cmds] == ["reloc_ros.tools.bag.to_map", "reloc_ros.mapping.database", "reloc_train.recipes"]
+    assert [c[0] for c in cmds] == ["reloc_ros.tools.bag.to_map", "reloc_ros.mapping.database",
+                                    "reloc_ros.eval.calibrate", "reloc_train.recipes"]
     robot.write_robot_bag(tiny_scene, tmp_path / "my_run", robot.RobotBagOptions(
         sequences=SEQS, depth=True, depth_frame="separate"))
     repo = Path(__file__).resolve().parents[1]
@@ -387,13 +389,14 @@ def test_readme_own_robot_commands(tiny_scene, tmp_path, monkeypatch):
     sizes = {
         "reloc_ros.tools.bag.to_map": ["--test-block-s", "0.3", "--test-every", "3", "--guard-s", "0.05", "--quiet"],
         "reloc_ros.mapping.database": [],
+        "reloc_ros.eval.calibrate": ["--min-poses", "10", "--device", "cpu"],  # a tiny map: no bound means much
         "reloc_train.recipes": [a for kv in ["optim.epochs=1", "run.max_steps_per_epoch=2", "optim.batch_size=4",
                                              "eval.max_frames=4", "run.workers=0", "data.pairs.max_distance_m=1.5",
                                              "data.pairs.max_angle_deg=45", "data.pairs.min_distance_m=0"]
                                 for a in ("--set", kv)] + ["--device", "cpu"],
     }
     runners = {"reloc_ros.tools.bag.to_map": to_map.cli, "reloc_ros.mapping.database": database_cli.main,
-               "reloc_train.recipes": recipes.main}
+               "reloc_ros.eval.calibrate": calibrate_cli.main, "reloc_train.recipes": recipes.main}
     for module, *args in cmds:
         assert runners[module](args + sizes[module]) == 0, module
     conv = json.loads((tmp_path / "maps" / "my_run" / "conversion.json").read_text())
@@ -401,6 +404,8 @@ def test_readme_own_robot_commands(tiny_scene, tmp_path, monkeypatch):
     loc = Localizer.from_files(tmp_path / "models" / "generic" / "model.pt", tmp_path / "maps" / "my_run.db.pt",
                                device="cpu")
     assert len(loc.db) == conv["train_frames"] and loc.db.keypoints is not None
+    cal = json.loads((tmp_path / "maps" / "my_run.calibration.json").read_text())
+    assert cal["info"]["holdout"]["method"] == "crossfit" and cal["info"]["queries"] == conv["train_frames"]
     r = loc.localize(read_color(Scene(tiny_scene).frames("test")[0].color_path))
     assert r.pose is not None and np.isfinite(r.pose).all()
     # the fine-tuned model starts from the generic one: same network, new weights

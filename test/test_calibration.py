@@ -7,7 +7,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from reloc_ros.core.calibration import (SIGNALS, Calibration, CalibrationError, chi2_quantile, chi2_shares,
-                                        fit_calibration, mahalanobis2, precision_recall, signals)
+                                        fit_calibration, mahalanobis2, precision_recall, signals,
+                                        wilson_lower)
 from reloc_ros.core.geometry import make_pose, pose_error_vector
 
 
@@ -143,17 +144,67 @@ def test_too_few_poses_is_an_error():
     rng = np.random.default_rng(5)
     X, E, R, ok = _synthetic(30, rng)
     ok[:15] = False
-    with pytest.raises(ValueError, match="at least 20"):
+    with pytest.raises(ValueError, match="at least 50"):
         fit_calibration(X, E, ok)
 
 
 def test_threshold_rests_on_enough_poses_and_says_when_the_precision_is_missed():
     rng = np.random.default_rng(6)
     X, E, R, ok = _synthetic(400, rng)
-    E[:, :3] *= 4  # most poses are now outside 0.25 m: 99 % precision is out of reach
-    cal = _fit(X, E, R, ok, precision=0.99, min_published=25)
-    assert not cal.info["precision_reached"] and cal.info["published"] >= 25
-    assert cal.info["precision_at_threshold"] < 0.99
+    E[:, :3] *= 4  # most poses are now outside 0.25 m: a 99 % bound is out of reach
+    cal = _fit(X, E, R, ok, precision=0.99)
+    assert not cal.info["precision_reached"] and not cal.target_met
+    assert cal.info["precision_lower_bound"] < 0.99 and "precision" in cal.misses()[0]
+    # the bound is Wilson's: a handful of good poses never makes a threshold
+    assert cal.info["precision_lower_bound"] == pytest.approx(
+        wilson_lower(round(cal.info["precision_at_threshold"] * cal.info["published"]), cal.info["published"]))
+
+
+def test_wilson_lower_bound_is_scipys():
+    from scipy.stats import binomtest  # the oracle
+
+    for k, n in ((10, 10), (97, 100), (0, 5), (299, 300), (40, 73)):
+        assert wilson_lower(k, n) == pytest.approx(binomtest(k, n).proportion_ci(0.95, method="wilson").low, abs=1e-9)
+    assert wilson_lower(0, 0) == 0.0
+
+
+def test_a_reached_bound_and_a_missed_recall_floor():
+    rng = np.random.default_rng(9)
+    X, E, R, ok = _synthetic(1000, rng)
+    cal = _fit(X, E, R, ok, precision=0.95, recall_floor=0.5)
+    i = cal.info
+    assert i["precision_reached"] and i["precision_lower_bound"] >= 0.95 and i["recall_good"] >= 0.5
+    assert cal.target_met
+    cal = _fit(X, E, R, ok, precision=0.95, recall_floor=1.01)  # no threshold can publish more than all
+    assert not cal.target_met and "recall" in " ".join(cal.misses())
+
+
+def _bound(loc, **info):
+    """Provenance of a calibration fitted for ``loc`` (its binding included)."""
+    return {"fusion_method": loc.cfg.fusion.method, "refiner": loc.cfg.refiner,
+            "binding": loc.calibration_binding(), **info}
+
+
+def test_a_calibration_fitted_with_other_settings_is_refused(tmp_path, tiny_model, tiny_db):
+    from dataclasses import replace
+
+    from reloc_ros.core.database import FrameDatabase
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+
+    loc = Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(top_k=3), "cpu")
+    path = tmp_path / "calibration.json"
+    _fit(*_synthetic(200, np.random.default_rng(3)), info=_bound(loc)).save(path, FrameDatabase.load(tiny_db))
+    assert Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(top_k=3), "cpu", path).cfg.calibration
+    with pytest.raises(CalibrationError, match=r"calibration.json.*other settings.*top_k 3 -> 5"):
+        Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(top_k=5), "cpu", path)
+    fusion = replace(LocalizerConfig().fusion, inlier_t_m=0.3)
+    with pytest.raises(CalibrationError, match=r"fusion.inlier_t_m 0.5 -> 0.3"):
+        Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(top_k=3, fusion=fusion), "cpu", path)
+    payload = json.loads(path.read_text())
+    del payload["info"]["binding"]
+    path.write_text(json.dumps(payload))
+    with pytest.raises(CalibrationError, match="records no binding"):
+        Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(top_k=3), "cpu", path)
 
 
 def test_localizer_refuses_a_calibration_of_another_fusion_method(tmp_path, tiny_model, tiny_db):
@@ -163,7 +214,8 @@ def test_localizer_refuses_a_calibration_of_another_fusion_method(tmp_path, tiny
 
     rng = np.random.default_rng(7)
     path = tmp_path / "calibration.json"
-    _fit(*_synthetic(200, rng), info={"fusion_method": "top1"}).save(path, FrameDatabase.load(tiny_db))
+    top1 = Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(fusion=FusionConfig(method="top1")), "cpu")
+    _fit(*_synthetic(200, rng), info=_bound(top1)).save(path, FrameDatabase.load(tiny_db))
     with pytest.raises(CalibrationError, match=r"calibration.json.*fitted for fusion method 'top1'.*'consensus'"):
         Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(), "cpu", path)
     loc = Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(fusion=FusionConfig(method="top1")), "cpu", path)
@@ -181,9 +233,10 @@ def test_calibrate_command_writes_a_file_the_localizer_applies(tmp_path, tiny_mo
 
     out = tmp_path / "cal" / "calibration.json"
     base = ["--model", str(tiny_model), "--db", str(tiny_db), "--data", str(tiny_scene), "--device", "cpu"]
-    assert main(base + ["--split", "calib", "--out", str(out)]) == 2  # 16 held-out frames
-    assert "at least 20 fused poses" in capsys.readouterr().err and not out.exists()
-    assert main(base + ["--split", "train", "--fusion", "top1", "--out", str(out)]) == 0
+    assert main(base + ["--holdout", "sequence", "--split", "calib", "--out", str(out)]) == 2  # 16 held-out frames
+    assert "at least 50 fused poses" in capsys.readouterr().err and not out.exists()
+    assert main(base + ["--holdout", "sequence", "--split", "train", "--fusion", "top1", "--min-poses", "20",
+                        "--out", str(out)]) == 0
     cal = Calibration.load(out, FrameDatabase.load(tiny_db))
     assert cal.info["fusion_method"] == "top1" and cal.info["queries"] == 32 and cal.info["split"] == "train"
     assert (out.parent / "calibration.md").read_text().startswith("# Calibration")
@@ -205,9 +258,10 @@ def test_a_pose_with_non_finite_signals_is_never_published(tmp_path, tiny_model,
 
     rng = np.random.default_rng(8)
     path = tmp_path / "calibration.json"
-    _fit(*_synthetic(200, rng), info={"fusion_method": "consensus"}).save(path, FrameDatabase.load(tiny_db))
-    loc = Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(min_confidence=0.0, fusion=replace(
-        LocalizerConfig().fusion, min_inliers=1)), "cpu", path)
+    cfg = LocalizerConfig(min_confidence=0.0, fusion=replace(LocalizerConfig().fusion, min_inliers=1))
+    _fit(*_synthetic(200, rng), info=_bound(Localizer.from_files(tiny_model, tiny_db, cfg, "cpu"))).save(
+        path, FrameDatabase.load(tiny_db))
+    loc = Localizer.from_files(tiny_model, tiny_db, cfg, "cpu", path)
     h = loc.hypothesize(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
     assert loc.fuse(h).ok  # threshold 0: published
     h.feature_dist = np.full(len(h.t), np.nan)

@@ -18,8 +18,10 @@ def test_quick_demo_end_to_end(tmp_path):
                         "--device", "cpu"], env=env, capture_output=True, text=True, timeout=580)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "Online evaluation" in r.stdout and "stage times:" in r.stdout
-    # the tiny scene's held-out sequence (16 frames) is too short to calibrate on: said, not hidden
-    assert "4/6 calibration: skipped (the held-out sequence has 16 frames" in r.stdout
+    # the tiny map (32 frames) is too small to calibrate: said, not hidden, and the node says
+    # it publishes the conservative default covariance and withholds /initialpose
+    assert "4/6 calibration: skipped (the map has 32 frames" in r.stdout
+    assert "NOT calibrated: the conservative default" in r.stdout and "no /initialpose will be sent" in r.stdout
     assert "2/6 model: fine-tuning" in r.stdout and "on the 'fit' split (recipe finetune)" in r.stdout
     report = out / "report"
     s = json.loads((report / "summary.json").read_text())

@@ -43,17 +43,17 @@ def test_model_database_and_dro_files_of_another_version(version, age, tmp_path,
     _check(e, path, age, "python -m reloc_train.dro")
 
 
-@pytest.mark.parametrize("version,age", [(1, "older"), (3, "newer")])
+@pytest.mark.parametrize("version,age", [(2, "older"), (4, "newer")])
 def test_calibration_file_of_another_version(version, age, tmp_path):
     import numpy as np
 
     from reloc_ros.core.calibration import CALIBRATION_FORMAT_VERSION, Calibration, CalibrationError, fit_calibration
 
     rng = np.random.default_rng(0)
-    X, E = rng.normal(size=(40, 6)), rng.normal(size=(40, 6)) * 0.01
+    X, E = rng.normal(size=(60, 6)), rng.normal(size=(60, 6)) * 0.01
     path = tmp_path / "calibration.json"
-    fit_calibration(X, E, np.ones(40, bool)).save(path)
-    assert Calibration.load(path).threshold >= 0 and CALIBRATION_FORMAT_VERSION == 2
+    fit_calibration(X, E, np.ones(60, bool)).save(path)
+    assert Calibration.load(path).threshold >= 0 and CALIBRATION_FORMAT_VERSION == 3
     d = json.loads(path.read_text())
     d["format_version"] = version
     path.write_text(json.dumps(d))

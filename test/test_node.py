@@ -99,17 +99,20 @@ def test_continuous_poses_match_offline_and_map_to_odom(tmp_path, env, tiny_mode
     assert "Traceback" not in out and "ready:" in out
 
 
-def _calibration_for(db_path, path):
-    """A calibration file for the tiny database, fitted on synthetic held-out errors (the
-    node must apply whatever calibration it is given exactly as the offline localizer does)."""
+def _calibration_for(db_path, path, binding):
+    """A calibration file for the tiny database and the node's settings (``binding``), fitted
+    on synthetic held-out errors that meet its target (the node must apply whatever
+    calibration it is given exactly as the offline localizer does)."""
     from reloc_ros.core.calibration import SIGNALS, fit_calibration
     from reloc_ros.core.database import FrameDatabase
 
     rng = np.random.default_rng(0)
-    n = 200
+    n = 300
     X = rng.normal(size=(n, len(SIGNALS)))
-    E = np.concatenate([rng.normal(size=(n, 3)) * 0.1 * np.exp(0.5 * X[:, :1]), rng.normal(size=(n, 3)) * 0.03], 1)
-    cal = fit_calibration(X, E, np.ones(n, bool), info={"fusion_method": "consensus", "scenes": ["tiny"]})
+    E = np.concatenate([rng.normal(size=(n, 3)) * 0.03 * np.exp(0.3 * X[:, :1]), rng.normal(size=(n, 3)) * 0.01], 1)
+    cal = fit_calibration(X, E, np.ones(n, bool), info={"fusion_method": "consensus", "scenes": ["tiny"],
+                                                        "binding": binding})
+    assert cal.target_met, cal.misses()
     cal.save(path, FrameDatabase.load(db_path))
     return path
 
@@ -124,16 +127,16 @@ def test_calibrated_pose_and_safe_initialpose(tmp_path, env, tiny_model, tiny_db
     from reloc_ros.core.localizer import Localizer, LocalizerConfig
     from reloc_ros.ros.messages import stamp_to_ns, transform_stamped_msg
 
-    cal = _calibration_for(tiny_db, tmp_path / "calibration.json")
+    node_cfg = LocalizerConfig(top_k=5, fusion=FusionConfig(method="consensus", min_inliers=1), min_confidence=0.0)
+    cal = _calibration_for(tiny_db, tmp_path / "calibration.json",
+                           Localizer.from_files(tiny_model, tiny_db, node_cfg, "cpu").calibration_binding())
     proc = start_node(tmp_path, env, tiny_model, tiny_db, f"calibration_path:={cal}", "min_confidence:=0.0",
                       "publish_initialpose:=true", "initialpose.min_interval_s:=100.0", "database_frame:=map",
                       "max_rate_hz:=0.0", "image_reliable:=true", "min_inliers:=1", "diagnostics_period_s:=0.3")
     client = Client(env)
     try:
         client.wait_for_node(proc)
-        offline = Localizer.from_files(tiny_model, tiny_db, LocalizerConfig(
-            top_k=5, fusion=FusionConfig(method="consensus", min_inliers=1), min_confidence=0.0), device="cpu",
-            calibration_path=cal)
+        offline = Localizer.from_files(tiny_model, tiny_db, node_cfg, device="cpu", calibration_path=cal)
         data = frames_of(tiny_scene, 8)
         refs = [offline.localize(rgb) for _, rgb, _ in data]
         assert all(r.ok and r.calibrated for r in refs)

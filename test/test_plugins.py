@@ -52,7 +52,7 @@ def test_a_plugin_refiner_runs_in_the_localizer_and_the_calibration(anchor, tmp_
     np.testing.assert_allclose(r.pose[:3, 3], 0.5 * (fused.pose[:3, 3] + top1[:3, 3]), atol=1e-9)
     assert r.ok and not r.calibrated and r.refinement == {"ok": True, "gap_m": pytest.approx(
         np.linalg.norm(fused.pose[:3, 3] - top1[:3, 3]))}
-    cal, _ = calibrate(loc, [sc], "train", progress=False)
+    cal, _ = calibrate(loc, [sc], "train", progress=False, min_poses=20)
     assert cal.refiner == "anchor" and cal.signal_names == list(anchor.SIGNALS)
     path = tmp_path / "anchor_calibration.json"
     from reloc_ros.core.database import FrameDatabase

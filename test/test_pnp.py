@@ -143,14 +143,16 @@ def test_localizer_refiner_needs_keypoints_intrinsics_and_its_own_calibration(tm
     n = 100
     X = rng.normal(size=(n, len(PNP_SIGNALS)))
     E = np.c_[rng.normal(size=(n, 3)) * 0.01, rng.normal(size=(n, 3)) * 0.002]
+    cfg = LocalizerConfig(refiner="pnp", fusion=FusionConfig(min_inliers=1), min_confidence=0.0)
+    binding = Localizer.from_files(tiny_model, tiny_kp_db, cfg, "cpu").calibration_binding()
+    assert binding["refiner_settings"]["pnp"]["image_size"] == [160, 120]  # the unit's declared settings
     cal = fit_calibration(X, E, np.ones(n, bool), signal_names=PNP_SIGNALS,
-                          info={"fusion_method": "consensus", "refiner": "pnp"})
+                          info={"fusion_method": "consensus", "refiner": "pnp", "binding": binding})
     path = tmp_path / "pnp_calibration.json"
     cal.save(path, FrameDatabase.load(tiny_kp_db))
     with pytest.raises(CalibrationError, match=r"pnp_calibration.json.*fitted for refiner 'pnp'.*'none'"):
         Localizer.from_files(tiny_model, tiny_kp_db, LocalizerConfig(), "cpu", path)
-    loc = Localizer.from_files(tiny_model, tiny_kp_db, LocalizerConfig(
-        refiner="pnp", fusion=FusionConfig(min_inliers=1), min_confidence=0.0), "cpu", path)
+    loc = Localizer.from_files(tiny_model, tiny_kp_db, cfg, "cpu", path)
     sc = Scene(tiny_scene)
     fr = sc.frames("train")[3]
     rgb = read_color(fr.color_path)

@@ -73,6 +73,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -80,7 +81,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import chdtri
+from scipy.special import chdtri, ndtri
 
 from reloc_ros.core.files import FileProblem, atomic_write_text, version_problem
 from reloc_ros.core.refiners import NO_REFINER, REFINERS
@@ -88,10 +89,20 @@ from reloc_ros.core.refiners import NO_REFINER, REFINERS
 __all__ = ["SIGNALS", "signal_names",
            "CALIBRATION_FORMAT", "CalibrationError",
            "Calibration", "signals", "fit_calibration",
-           "mahalanobis2", "chi2_quantile", "chi2_shares", "precision_recall"]
+           "mahalanobis2", "chi2_quantile", "chi2_shares", "precision_recall", "wilson_lower", "planar_mahalanobis2", "position_sigma",
+           "binding_hash", "MIN_CALIBRATION_POSES", "DEFAULT_RECALL_FLOOR", "DEFAULT_PRECISION"]
 
 CALIBRATION_FORMAT = "reloc_ros.calibration"
-CALIBRATION_FORMAT_VERSION = 2
+CALIBRATION_FORMAT_VERSION = 3
+#: Fewer fused calibration poses than this make no calibration: below it the Wilson bound of a
+#: 97 % precision cannot be reached at all (n / (n + 1.96²) < 0.97 for n < 125 all good), and
+#: the node uses the conservative default covariance instead (:mod:`reloc_ros.core.uncalibrated`).
+MIN_CALIBRATION_POSES = 50
+#: The default publish decision: the 95 % Wilson lower bound of the precision of the published
+#: calibration poses reaches this, ...
+DEFAULT_PRECISION = 0.95
+#: ... and at least this share of the good calibration poses is published.
+DEFAULT_RECALL_FLOOR = 0.5
 SIGNALS = ("top1_score", "score_margin", "log_feature_distance", "log_baseline", "log_spread_t", "inlier_share")
 _RIDGE = 1e-2  # L2 penalty on the non-bias weights (standardised signals)
 #: Standardised signals are clipped to ±Z_CLIP: a query unlike every calibration frame gets
@@ -152,6 +163,21 @@ def mahalanobis2(e_N6: np.ndarray, cov_N66: np.ndarray) -> np.ndarray:
     return out
 
 
+def planar_mahalanobis2(e_N6: np.ndarray, cov_N66: np.ndarray) -> np.ndarray:
+    """(N,) squared Mahalanobis distances over (x, y, yaw), what a planar localizer (AMCL)
+    reads of the pose: the map's z axis is up (REP-103)."""
+    idx = np.array([0, 1, 5])
+    e, C = np.atleast_2d(e_N6)[:, idx], np.asarray(cov_N66).reshape(-1, 6, 6)[:, idx][:, :, idx]
+    return np.einsum("ni,ni->n", e, np.linalg.solve(C, e[..., None])[..., 0])
+
+
+def position_sigma(cov_66: np.ndarray) -> float:
+    """The position σ (m): the square root of the largest eigenvalue of the position block."""
+    c = np.asarray(cov_66, dtype=np.float64)[:3, :3]
+    return float(np.sqrt(max(float(np.linalg.eigvalsh(0.5 * (c + c.T))[-1]), 0.0))) if np.all(np.isfinite(c)) \
+        else float("nan")
+
+
 def chi2_quantile(level: float, dof: int) -> float:
     """The ``level`` quantile of the χ² distribution with ``dof`` degrees of freedom
     (``scipy.stats.chi2.ppf(level, dof)``, from ``scipy.special``: the running node does not
@@ -179,6 +205,25 @@ def precision_recall(conf_N: np.ndarray, good_N: np.ndarray, thresholds: np.ndar
     with np.errstate(invalid="ignore", divide="ignore"):
         prec = np.where(n_pub > 0, (pub & g[None]).sum(1) / np.maximum(n_pub, 1), np.nan)
     return {"threshold": th, "precision": prec, "recall": n_pub / max(1, len(c))}
+
+
+def wilson_lower(k, n, z: float = float(ndtri(0.975))):
+    """The Wilson score lower bound (95 % by default) of a proportion ``k / n`` (0 for n = 0);
+    element-wise on arrays. It is what a precision measured on ``n`` poses guarantees: 10
+    good poses of 10 give 0.72, 100 of 100 give 0.963, 300 of 300 give 0.987."""
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        c = p + z * z / (2 * n)
+        r = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        lb = (c - r) / (1 + z * z / n)
+    lb = np.where(n > 0, lb, 0.0)
+    return float(lb) if lb.ndim == 0 else lb
+
+
+def binding_hash(binding: dict) -> str:
+    """A short hash of a calibration's binding (:meth:`reloc_ros.core.localizer.Localizer.calibration_binding`)."""
+    return hashlib.sha256(json.dumps(binding, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _design(z_NF: np.ndarray) -> np.ndarray:
@@ -301,16 +346,35 @@ class Calibration:
         """The refiner whose poses it was fitted on (``"none"``: fused poses)."""
         return self.info.get("refiner", NO_REFINER)
 
+    @property
+    def target_met(self) -> bool:
+        """Whether the publish decision met its targets at fit time (precision bound and recall floor)."""
+        return not self.misses()
+
+    def misses(self) -> list[str]:
+        """What the fit missed, one phrase each (empty: every target met)."""
+        i, out = self.info, []
+        if not i.get("precision_reached", False):
+            out.append(f"precision: its 95 % lower bound {i.get('precision_lower_bound', float('nan')):.3f} is below "
+                       f"the target {i.get('precision_target', float('nan')):.3f}")
+        if not i.get("recall_reached", False):
+            out.append(f"recall: {i.get('recall_good', float('nan')):.3f} of the good calibration poses published, "
+                       f"below the floor {i.get('recall_floor', float('nan')):.3f}")
+        return out
+
     # -- files -----------------------------------------------------------------------------
     def save(self, path: Path | str, db=None) -> None:
-        """Write atomically as JSON; ``db`` (a FrameDatabase) records its checksum."""
+        """Write atomically as JSON; ``db`` (a FrameDatabase) records its checksum (the
+        binding, ``info['binding']``, is written as fitted)."""
         payload = {"format": CALIBRATION_FORMAT, "format_version": CALIBRATION_FORMAT_VERSION,
                    "database_checksum": db.checksum if db is not None else None, **asdict(self)}
         atomic_write_text(path, json.dumps(payload, indent=1, default=float) + "\n")
 
     @classmethod
-    def load(cls, path: Path | str, db=None) -> "Calibration":
-        """Read a calibration file; with ``db``, refuse it unless it was fitted for that database."""
+    def load(cls, path: Path | str, db=None, binding: dict | None = None) -> "Calibration":
+        """Read a calibration file; with ``db``, refuse it unless it was fitted for that
+        database; with ``binding`` (:meth:`reloc_ros.core.localizer.Localizer.calibration_binding`),
+        unless every setting its signals depend on is the same."""
         path = Path(path)
         try:
             payload = json.loads(path.read_text())
@@ -351,12 +415,34 @@ class Calibration:
         if list(cal.signal_names) != list(names):
             raise CalibrationError(path, f"signals {cal.signal_names} are not this version's "
                                          f"{list(names)} for refiner {cal.refiner!r}")
+        if binding is not None:
+            fitted = cal.info.get("binding")
+            if not isinstance(fitted, dict):
+                raise CalibrationError(path, "records no binding (settings it was fitted with); refit it")
+            diff = binding_diff(fitted, binding)
+            if diff:
+                raise CalibrationError(path, "was fitted with other settings than these: " + "; ".join(diff)
+                                       + " (refit it with python -m reloc_ros.eval.calibrate, or use its settings)")
         return cal
 
 
+def binding_diff(fitted: dict, now: dict, prefix: str = "") -> list[str]:
+    """``key: fitted -> now`` for every setting that differs between two bindings (nested)."""
+    out = []
+    for k in sorted(set(fitted) | set(now)):
+        a, b = fitted.get(k, "(unset)"), now.get(k, "(unset)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += binding_diff(a, b, f"{prefix}{k}.")
+        elif json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            short = [str(v)[:24] for v in (a, b)]
+            out.append(f"{prefix}{k} {short[0]} -> {short[1]}")
+    return out
+
+
 def fit_calibration(X_NF: np.ndarray, E_N6: np.ndarray, ok_N: np.ndarray,
-                    target_t_m: float = 0.25, target_r_deg: float = 10.0, precision: float = 0.95,
-                    level: float = 0.95, min_published: int = 10, info: dict | None = None,
+                    target_t_m: float = 0.25, target_r_deg: float = 10.0, precision: float = DEFAULT_PRECISION,
+                    level: float = 0.95, recall_floor: float = DEFAULT_RECALL_FLOOR,
+                    min_poses: int = MIN_CALIBRATION_POSES, info: dict | None = None,
                     signal_names: tuple[str, ...] = SIGNALS) -> Calibration:
     """Fit a :class:`Calibration` on held-out frames.
 
@@ -365,18 +451,22 @@ def fit_calibration(X_NF: np.ndarray, E_N6: np.ndarray, ok_N: np.ndarray,
         E_N6: their 6-vector errors (:func:`reloc_ros.core.geometry.pose_error_vector`).
         ok_N: whether fusion gave a pose (frames without one count as not published).
         target_t_m, target_r_deg: a pose is good within these.
-        precision: the threshold is the lowest confidence at which the good share of the
-            published calibration poses reaches this.
+        precision: the threshold is the lowest confidence at which the 95 % Wilson lower bound
+            of the good share of the published calibration poses reaches this (the most
+            poses published at that guaranteed precision); where none does, the threshold
+            with the highest bound, and the calibration records that it missed.
         level: the χ² region the inflation is fitted to (0.95: 95 % of published poses inside).
-        min_published: a threshold must leave at least this many calibration poses
-            published (so that no threshold rests on a handful of poses).
-        info: provenance to record (``refiner``: whose poses these are, see :func:`signal_names`).
+        recall_floor: the share of the good calibration poses that must be published at the
+            threshold; a lower share is recorded as a miss.
+        min_poses: fewer fused poses than this raise a ValueError (no bound means anything).
+        info: provenance to record (``refiner``: whose poses these are, see :func:`signal_names`;
+            ``binding``: the settings the signals depend on).
         signal_names: the names of the columns of ``X_NF``.
     """
     ok = np.asarray(ok_N, dtype=bool)
     X, E = np.asarray(X_NF, np.float64)[ok], np.asarray(E_N6, np.float64)[ok]
-    if len(X) < 20:
-        raise ValueError(f"calibration needs at least 20 fused poses, got {len(X)}")
+    if len(X) < min_poses:
+        raise ValueError(f"calibration needs at least {min_poses} fused poses, got {len(X)}")
     mean, std = X.mean(0), X.std(0)
     std = np.where(std > 1e-9, std, 1.0)
     A = _design((X - mean) / std)
@@ -385,20 +475,19 @@ def fit_calibration(X_NF: np.ndarray, E_N6: np.ndarray, ok_N: np.ndarray,
     a_conf = _fit_logistic(A, good) if 0 < good.sum() < len(good) else np.r_[8.0 if good.all() else -8.0,
                                                                             np.zeros(A.shape[1] - 1)]
     p = 1 / (1 + np.exp(-(A @ a_conf)))
-    # Threshold: the lowest one whose published calibration poses (at least min_published
-    # of them) reach `precision`; else the most precise such one.
-    conf_all = np.full(len(ok), -np.inf)
-    conf_all[ok] = p
-    good_all = np.zeros(len(ok), bool)
-    good_all[ok] = good
+    # Threshold: the lowest one at which the Wilson bound of the published poses' precision
+    # reaches `precision`; else the one with the highest bound.
     cand = np.unique(np.r_[0.0, p])
-    pr = precision_recall(conf_all, good_all, cand)
-    n_pub = np.round(pr["recall"] * len(ok)).astype(int)
-    prec = np.where(n_pub >= min(min_published, len(X)), np.nan_to_num(pr["precision"], nan=0.0), -1.0)
-    reach = np.flatnonzero(prec >= precision)
+    pub_CN = p[None, :] >= cand[:, None]
+    n_pub = pub_CN.sum(1)
+    n_good = (pub_CN & good[None]).sum(1)
+    lb = wilson_lower(n_good, n_pub)
+    reach = np.flatnonzero(lb >= precision)
     reached = len(reach) > 0
-    threshold = float(cand[reach[0]] if reached else cand[int(np.argmax(prec))])
+    j = int(reach[0]) if reached else int(np.argmax(lb))
+    threshold = float(cand[j])
     pub = p >= threshold
+    recall_good = float(n_good[j] / max(1, good.sum()))
     # Scales on all fused poses (the trend over the signals needs the bad ones too); the
     # block-isotropic shape and the conformal inflation on the published ones.
     q_t, q_r = np.sum(E[:, :3] ** 2, 1), np.sum(E[:, 3:] ** 2, 1)
@@ -420,8 +509,9 @@ def fit_calibration(X_NF: np.ndarray, E_N6: np.ndarray, ok_N: np.ndarray,
     d2 = d2 / cal.inflation
     cal.info = {**(info or {}), "queries": int(len(ok)), "fused": int(ok.sum()), "good": int(good.sum()),
                 "published": n, "precision_target": precision, "precision_reached": bool(reached),
-                "min_published": int(min_published),
                 "precision_at_threshold": float(good[pub].mean()),
-                "recall_at_threshold": float(n / len(ok)),
+                "precision_lower_bound": float(lb[j]),
+                "recall_at_threshold": float(n / len(ok)), "recall_good": recall_good,
+                "recall_floor": recall_floor, "recall_reached": bool(recall_good >= recall_floor),
                 "fit_chi2": chi2_shares(d2[pub], level), "fit_chi2_all_fused": chi2_shares(d2, level)}
     return cal

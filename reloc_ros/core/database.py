@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from reloc_ros.core.featuremetric import DenseConfig, DenseSet
@@ -190,6 +191,26 @@ class FrameDatabase:
             problems.append(f"architecture {info.config.arch} != database {m.get('arch')}")
         if problems:
             raise DatabaseError(db_path, "does not match the model: " + "; ".join(problems))
+
+    def subset(self, rows) -> "FrameDatabase":
+        """The database of frames ``rows`` only (same model and scenes; keypoints and dense
+        points kept), e.g. a map without a held-out block for cross-fitted calibration."""
+        r = torch.as_tensor(np.asarray(rows, dtype=np.int64).reshape(-1))
+        kp = dn = None
+        if self.keypoints is not None:
+            k = self.keypoints
+            spans = [(int(k.offsets[i]), int(k.offsets[i + 1])) for i in r.tolist()]
+            idx = torch.as_tensor(np.concatenate([np.arange(a, b) for a, b in spans]) if spans else np.zeros(0),
+                                  dtype=torch.int64)
+            counts = torch.as_tensor([b - a for a, b in spans], dtype=torch.int64)
+            offsets = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
+            kp = KeypointSet(offsets, k.xyz[idx], k.desc[idx], k.config, None if k.uv is None else k.uv[idx])
+        if self.dense is not None:
+            dn = DenseSet([x[r] for x in self.dense.xyz], [f[r] for f in self.dense.feat], self.dense.config)
+        return FrameDatabase(poses=self.poses[r], descriptors=self.descriptors[r], features=self.features[r],
+                             scene_index=self.scene_index[r], frame_ids=[self.frame_ids[i] for i in r.tolist()],
+                             scenes=self.scenes, model=self.model, meta={**self.meta, "subset_of": self.checksum},
+                             keypoints=kp, dense=dn)
 
     @classmethod
     def concat(cls, dbs: Sequence["FrameDatabase"]) -> "FrameDatabase":

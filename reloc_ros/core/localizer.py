@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import time
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from reloc_ros.core.calibration import Calibration, CalibrationError, signals
+from reloc_ros.core.checks import CHECKS
 from reloc_ros.core.database import PARTS, DatabaseError, FrameDatabase, load_pair
 from reloc_ros.core.device import resolve_device
 from reloc_ros.core.fusion import FusionConfig, FusionResult, fuse_hypotheses
@@ -36,6 +37,7 @@ from reloc_ros.core.model import RelPoseNet
 from reloc_ros.core.pnp import PnPConfig
 from reloc_ros.core.refiners import NO_REFINER, REFINERS, Refiner, RefinerSetup, refiner_names
 from reloc_ros.core.retrieval import build_index
+from reloc_ros.core.uncalibrated import DefaultCovariance
 
 __all__ = ["LocalizerConfig", "Hypotheses", "LocalizationResult", "Localizer"]
 
@@ -50,8 +52,11 @@ class LocalizerConfig:
         scene: restrict to this scene of the database (None: pick by the top-1 match).
         index: 'exact' (torch) or 'hnsw' (faiss).
         calibration: a fitted :class:`reloc_ros.core.calibration.Calibration`: the covariance
-            and confidence of poses fused with its method come from it (None: the hypotheses'
-            spread and the fusion's inlier score, which are *not* calibrated).
+            and confidence of poses fused with its method come from it (None: the estimator's
+            own covariance inflated by the conservative default of
+            :mod:`reloc_ros.core.uncalibrated`, and the fusion's inlier score).
+        default_covariance: without a calibration, inflate the raw covariance by the shipped
+            default (False: publish the raw one, for analysis only).
         min_confidence: a pose with a lower confidence is not used (``ok`` False, reason
             given, pose kept for analysis). None: the calibration's threshold, or 0.
         refiner: 'none', or the name of a registered refiner (:mod:`reloc_ros.core.refiners`:
@@ -60,6 +65,8 @@ class LocalizerConfig:
             solve is not used: the fused pose is kept for analysis only.
         pnp: the PnP refiner's settings (None: those the database keypoints were made with).
         refine_iterations: the refiner's iterations (None: its default).
+        checks: publish checks (:data:`reloc_ros.core.checks.CHECKS`) a refined pose must
+            pass, by name, in order.
     """
 
     top_k: int = 5
@@ -67,10 +74,12 @@ class LocalizerConfig:
     scene: str | None = None
     index: str = "exact"
     calibration: Calibration | None = None
+    default_covariance: bool = True
     min_confidence: float | None = None
     refiner: str = "none"
     pnp: PnPConfig | None = None
     refine_iterations: int | None = None
+    checks: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.top_k < 1:
@@ -112,6 +121,8 @@ class LocalizationResult:
     calibrated: bool = False
     signals: np.ndarray | None = None
     refinement: dict | None = None  # the refiner's numbers (ok, inliers, matches, rms, ms), or None
+    raw_covariance: np.ndarray | None = None  # the estimator's own, before a calibration or the default inflation
+    covariance_source: str = "calibrated"  # or "default" (reloc_ros.core.uncalibrated), or "raw"
 
 
 def _check_rgb(image: np.ndarray) -> None:
@@ -142,6 +153,7 @@ class Localizer:
             cfg = replace(cfg, top_k=max(1, len(db)))
         self.cfg = cfg
         self.model_info = model_info
+        self.refiner_files = dict(refiner_files or {})
         self.features = db.features.to(self.device, torch.float32)
         self.poses = db.poses.numpy()
         self.index = build_index(cfg.index, db.descriptors, self.device)
@@ -149,6 +161,7 @@ class Localizer:
         if cfg.scene is not None and cfg.scene not in db.scene_names:
             raise ValueError(f"scene {cfg.scene!r} is not in the database (has {db.scene_names})")
         self._sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        self.checks = [(name, CHECKS.get(name)()) for name in cfg.checks]
         self.refiner: Refiner | None = None
         if cfg.refiner != NO_REFINER:
             unit = REFINERS.get(cfg.refiner)
@@ -184,6 +197,8 @@ class Localizer:
         if len(db) == 0:
             raise DatabaseError(db_path, "database holds no frame")
         files = {**({"dro_path": dro_path} if dro_path else {}), **(refiner_files or {})}
+        loc = cls(model, db, replace(cfg, calibration=None), dev, refiner_files=files, model_info=info,
+                  db_path=db_path)
         if calibration_path:
             cal = Calibration.load(calibration_path, db)
             fitted = cal.info.get("fusion_method")
@@ -195,8 +210,22 @@ class Localizer:
                 raise CalibrationError(calibration_path, f"was fitted for refiner {cal.refiner!r}, but the localizer "
                                                          f"refines with {cfg.refiner!r}; refit it (python -m "
                                                          "reloc_ros.eval.calibrate --refiner)")
-            cfg = replace(cfg, calibration=cal)
-        return cls(model, db, cfg, dev, refiner_files=files, model_info=info, db_path=db_path)
+            cal = Calibration.load(calibration_path, db, binding=loc.calibration_binding())
+            loc.cfg = replace(loc.cfg, calibration=cal)
+        return loc
+
+    def calibration_binding(self) -> dict:
+        """Every setting the calibration signals depend on: the model and database, the
+        fusion, ``top_k``, the model's input size, the refiner and the settings its unit
+        declares (:meth:`reloc_ros.core.refiners.Refiner.signal_settings`: its image size,
+        iterations, matcher, weights) and the publish checks. A calibration records it when
+        fitted and is refused when it differs (:meth:`Calibration.load`)."""
+        info = self.model_info
+        return {"model": info.fingerprint if info is not None else self.db.model.get("fingerprint"),
+                "database": self.db.checksum, "fusion": asdict(self.cfg.fusion), "top_k": int(self.cfg.top_k),
+                "input_size": list(self.model.cfg.input_size), "refiner": self.cfg.refiner,
+                "refiner_settings": self.refiner.signal_settings() if self.refiner is not None else {},
+                "checks": list(self.cfg.checks)}
 
     def warmup(self, n: int = 3, image_size: tuple[int, int] | None = None) -> None:
         """Run a few dummy queries so that the first real one is not slow.
@@ -326,11 +355,14 @@ class Localizer:
         cal = self.cfg.calibration
         calibrated = cal is not None and cal.info.get("fusion_method", fc.method) == fc.method \
             and cal.refiner == NO_REFINER
+        raw, source = cov, "raw"
         if r.ok:
             x = signals(h.poses, h.scores, r.pose, len(r.inliers),
                         h.feature_dist if h.feature_dist is not None else np.full(len(h.t), np.nan), h.t)
             if calibrated:
-                conf, cov = cal.confidence(x), cal.covariance(x, r.pose[:3, :3])
+                conf, cov, source = cal.confidence(x), cal.covariance(x, r.pose[:3, :3]), "calibrated"
+            elif self.cfg.default_covariance:
+                cov, source = DefaultCovariance.for_refiner(NO_REFINER).apply(cov), "default"
         if ok:
             ok, reason = self._decide(calibrated, conf, cov, reason)
         ms = (time.perf_counter() - t0) * 1e3
@@ -338,7 +370,8 @@ class Localizer:
         timings["total"] = sum(timings.values())
         return LocalizationResult(ok=ok, pose=r.pose, covariance=cov, confidence=conf,
                                   n_inliers=len(r.inliers), inliers=r.inliers, reason=reason,
-                                  scene=h.scene, hypotheses=h, timings_ms=timings, calibrated=calibrated, signals=x)
+                                  scene=h.scene, hypotheses=h, timings_ms=timings, calibrated=calibrated, signals=x,
+                                  raw_covariance=raw, covariance_source=source)
 
     def refine(self, r: LocalizationResult, image: np.ndarray, K_33: np.ndarray | None) -> LocalizationResult:
         """Refine a fused result with the configured refiner (none: ``r`` as it is).
@@ -365,12 +398,26 @@ class Localizer:
                            timings_ms=timings)
         cal = self.cfg.calibration
         calibrated = cal is not None and cal.refiner == self.cfg.refiner
-        # uncalibrated: the unit's own covariance, how well the data pin the pose (not whether it is right)
-        conf, cov = (cal.confidence(out.signals), cal.covariance(out.signals, out.pose[:3, :3])) if calibrated \
-            else (out.confidence, out.covariance)
+        # uncalibrated: the unit's own covariance (how well the data pin the pose, not whether
+        # it is right), inflated by the conservative default measured for the unit
+        if calibrated:
+            conf, cov, source = cal.confidence(out.signals), cal.covariance(out.signals, out.pose[:3, :3]), "calibrated"
+        elif self.cfg.default_covariance:
+            conf, cov, source = out.confidence, DefaultCovariance.for_refiner(self.cfg.refiner).apply(out.covariance), \
+                "default"
+        else:
+            conf, cov, source = out.confidence, out.covariance, "raw"
         ok, reason = self._decide(calibrated, conf, cov, "")
+        checks = {}
+        for name, check in self.checks:
+            passed, why, value = check(r, out)
+            checks[name] = {"passed": passed, "value": value}
+            if ok and not passed:
+                ok, reason = False, f"publish check {name}: {why}"
+        info = {**out.info, "checks": checks} if checks else out.info
         return replace(r, ok=ok, pose=out.pose, covariance=cov, confidence=float(conf), reason=reason,
-                       calibrated=calibrated, signals=out.signals, refinement=out.info, timings_ms=timings)
+                       calibrated=calibrated, signals=out.signals, refinement=info, timings_ms=timings,
+                       raw_covariance=out.covariance, covariance_source=source)
 
     @property
     def refine_image_size(self) -> tuple[int, int] | None:

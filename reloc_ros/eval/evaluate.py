@@ -67,7 +67,8 @@ def query_frames(scene: Scene, split: str = "test", max_frames: int | None = Non
 
 
 def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = None,
-             fusion_base: FusionConfig | None = None, progress: bool = True, also: dict | None = None) -> dict:
+             fusion_base: FusionConfig | None = None, progress: bool = True, also: dict | None = None,
+             frames: dict | None = None) -> dict:
     """Run every frame of ``split`` through the localizer's own stages; per-frame rows and the summary.
 
     Each query goes once through :meth:`~reloc_ros.core.localizer.Localizer.hypothesize`
@@ -85,6 +86,7 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
         also: {refiner name: a localizer that shares ``loc``'s model and database but refines
             with that refiner}; each adds a row (the unit's :attr:`Refiner.row`), refined
             from the same fused pose of the same query.
+        frames: {scene name: its query frames}, instead of ``split`` and ``max_frames``.
     """
     base = fusion_base or loc.cfg.fusion
     fusions = {m: replace(base, method=m) for m in ("top1", "consensus", "triangulate")}
@@ -97,11 +99,11 @@ def evaluate(loc, scenes: list[Scene], split="test", max_frames: int | None = No
     per = {m: {"t": [], "r": []} for m in methods}
     covs = []
     for sc in scenes:
-        frames = query_frames(sc, split, max_frames)
+        queries = frames.get(sc.name, []) if frames is not None else query_frames(sc, split, max_frames)
         if sc.name in loc.db.scene_names:
             map_rows = loc.scene_rows[loc.db.scene_names.index(sc.name)].numpy()
-            covs.append(coverage(loc.poses[map_rows], sc.poses(frames), sc.name))
-        for fr in tqdm(frames, desc=f"evaluating {sc.name}", disable=not progress, dynamic_ncols=True, leave=False):
+            covs.append(coverage(loc.poses[map_rows], sc.poses(queries), sc.name))
+        for fr in tqdm(queries, desc=f"evaluating {sc.name}", disable=not progress, dynamic_ncols=True, leave=False):
             T_gt = sc.pose(fr)
             img = read_color(fr.color_path)
             h = loc.hypothesize(img)

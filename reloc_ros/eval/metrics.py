@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reloc_ros.core.calibration import chi2_shares, mahalanobis2, precision_recall
+from reloc_ros.core.calibration import (chi2_shares, mahalanobis2, planar_mahalanobis2, position_sigma,
+                                        precision_recall)
 from reloc_ros.core.geometry import pose_error_vector, pose_errors
 
 __all__ = ["THRESHOLDS", "METHODS", "RECALL_KS", "recall_at_k", "acc_key", "summarize", "decision_fields",
@@ -61,9 +62,15 @@ def decision_fields(r, T_gt: np.ndarray, right_scene: bool = True) -> dict:
     """
     fused = r.pose is not None and right_scene and (r.refinement is None or bool(r.refinement.get("ok")))
     out = {"fused": fused, "published": bool(r.ok and right_scene), "calibrated": r.calibrated,
+           "covariance_source": getattr(r, "covariance_source", ""),
            "confidence": float(r.confidence) if fused else float("-inf"),
            "fused_t_m": float("nan"), "fused_r_deg": float("nan"), "d2_6": float("nan"), "d2_t": float("nan"),
-           "d2_r": float("nan"), "signals_vec": None, "e6_vec": None, "R_vec": None}
+           "d2_r": float("nan"), "d2_planar": float("nan"), "sigma_t_m": float("nan"),
+           "signals_vec": None, "e6_vec": None, "R_vec": None, "rawcov_vec": None}
+    checks = (r.refinement or {}).get("checks") or {}
+    for name, c in checks.items():
+        out[f"check_{name}"] = c["value"]
+        out[f"check_{name}_passed"] = c["passed"]
     if fused:
         e6 = pose_error_vector(r.pose, T_gt)
         te, re = pose_errors(r.pose, T_gt)
@@ -71,6 +78,11 @@ def decision_fields(r, T_gt: np.ndarray, right_scene: bool = True) -> dict:
                    signals_vec=None if r.signals is None else np.asarray(r.signals).tolist())
         if r.covariance is not None and np.all(np.isfinite(r.covariance)):
             out["d2_6"], out["d2_t"], out["d2_r"] = (float(v) for v in mahalanobis2(e6, r.covariance)[0])
+            out["d2_planar"] = float(planar_mahalanobis2(e6, r.covariance)[0])
+            out["sigma_t_m"] = position_sigma(r.covariance)
+        raw = getattr(r, "raw_covariance", None)
+        if raw is not None:
+            out["rawcov_vec"] = np.asarray(raw, dtype=float).tolist()
     return out
 
 

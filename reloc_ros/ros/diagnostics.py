@@ -84,6 +84,7 @@ class Snapshot:
         device: the inference device.
         mode: the ``mode`` parameter.
         calibrated: whether a calibration gives the covariance and confidence.
+        covariance: where the published covariance comes from (:func:`reloc_ros.ros.startup.covariance_source`).
         threshold: the confidence a pose needs to be published.
         refiner: the ``refiner`` parameter; ``refines``: whether a refiner runs.
         gate_reason, gate_sent, gate_summary: the /initialpose gate's last decision, the
@@ -108,6 +109,7 @@ class Snapshot:
     device: str = ""
     mode: str = ""
     calibrated: bool = False
+    covariance: str = ""
     threshold: float = 0.0
     refiner: str = "none"
     refines: bool = False
@@ -151,7 +153,7 @@ def report(s: Snapshot) -> dict:
         "last inliers": s.stats.last_inliers, "last confidence": round(s.stats.last_confidence, 3),
         "seconds since last success": round(since, 1) if math.isfinite(since) else "never",
         "last rejection": s.stats.last_reason, "device": s.device, "mode": s.mode,
-        "calibrated": s.calibrated, "refiner": s.refiner,
+        "calibrated": s.calibrated, "covariance": s.covariance, "refiner": s.refiner,
         "refine ms (median)": round(float(np.median([t.get("refine", 0.0) for t in stages])), 2)
         if stages and s.refines else float("nan"),
         "refine iterations (last)": last.get("iterations", "n/a"),

@@ -105,7 +105,8 @@ from reloc_ros.ros.images import ImageConversionError, msg_to_rgb
 from reloc_ros.ros.messages import CameraCalibration, camera_info_to_calibration
 from reloc_ros.ros.outputs import Outputs
 from reloc_ros.ros.shutdown import stop_on_signals
-from reloc_ros.ros.startup import StartupError, checked_parameters, load_localizer, release_memory
+from reloc_ros.ros.startup import (StartupError, checked_parameters, covariance_source, initialpose_withheld,
+                                  load_localizer, release_memory)
 from reloc_ros.ros.tf import BACKEND as TF_BACKEND
 
 __all__ = ["RelocalizationNode", "ManagedRelocalizationNode", "StartupError", "main", "main_managed",
@@ -192,7 +193,11 @@ class _Relocalization:
         self._said_parameter, self._cal_logged = False, None
         # nothing is published before this succeeds
         self.localizer = load_localizer(self.p, self.get_logger())
-        self.outputs = Outputs(self, self.p, parameters.gate_config(self.p), make_publisher, self._warn)
+        self.outputs = Outputs(self, self.p, parameters.gate_config(self.p), make_publisher, self._warn,
+                               withhold_initialpose=initialpose_withheld(self.localizer))
+        if self.p["publish_initialpose"] and self.outputs.withhold:
+            self.get_logger().warning(f"no /initialpose will be sent: {self.outputs.withhold} "
+                                      "(~/publish_initialpose still sends on request)")
         self._diag_timer.timer_period_ns = int(self.p["diagnostics_period_s"] * 1e9)
         self._config_error = ""
 
@@ -497,6 +502,7 @@ class _Relocalization:
             return snap
         snap.configured, snap.device, snap.mode = True, str(loc.device), self.p["mode"]
         snap.calibrated, snap.threshold = loc.cfg.calibration is not None, loc.cfg.threshold
+        snap.covariance = covariance_source(loc)
         snap.refiner, snap.refines = self.p["refiner"], loc.refine_image_size is not None
         snap.gate_reason, snap.gate_sent, snap.gate_summary = out.gate_state()
         cal = self._calibration

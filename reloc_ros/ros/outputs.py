@@ -53,16 +53,20 @@ class Outputs:
         make_publisher: ``make_publisher(type, topic, depth)`` (lifecycle publishers for the
             managed node).
         warn: ``warn(kind, message)``: the node's throttled warning.
+        withhold_initialpose: why no pose may seed a localizer (no calibration, or one that
+            missed its target); empty: the gate decides. ``~/publish_initialpose`` still works.
     """
 
     def __init__(self, node, values: Mapping[str, Any], gate: GateConfig, make_publisher,
-                 warn: Callable[[str, str], None]):
+                 warn: Callable[[str, str], None], withhold_initialpose: str = ""):
         self.node, self.p, self._warn = node, values, warn
+        self.withhold = withhold_initialpose
         self._lock = threading.Lock()
         self.pub_pose = make_publisher(PoseWithCovarianceStamped, "~/pose", 10)
         self.pub_initial = make_publisher(PoseWithCovarianceStamped, values["initialpose_topic"], 10)
         self.gate = InitialPoseGate(gate)
-        self.gate_reason = "no pose yet" if values["publish_initialpose"] else "disabled (publish_initialpose false)"
+        self.gate_reason = ("disabled (publish_initialpose false)" if not values["publish_initialpose"] else
+                            f"withheld: {withhold_initialpose}" if withhold_initialpose else "no pose yet")
         self.tf_broadcaster = TfBroadcaster(node) if values["tf_mode"] != "none" else None
         need_tf = (values["tf_mode"] == "map_to_odom" or values["robot_frame"] or values["publish_initialpose"]
                    or values["database_frame"] != values["map_frame"])
@@ -146,7 +150,7 @@ class Outputs:
         """
         self.pub_pose.publish(pose.msg)
         self.last_msg = pose.msg
-        if self.p["publish_initialpose"]:
+        if self.p["publish_initialpose"] and not self.withhold:
             self._offer_initialpose(pose.msg, T_db_cam, camera_frame, stamp)
         if self.tf_broadcaster is not None:
             self._publish_tf(pose.T_world_cam, camera_frame, stamp, pose.world)

@@ -177,6 +177,17 @@ def _min_inliers(v: int, values: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _publish_checks(v, values) -> str | None:
+    from reloc_ros.core.checks import CHECKS  # lazy: numpy only, but the launch files import this module
+
+    unknown = [c for c in v if c not in CHECKS]
+    if unknown:
+        return f"names unknown checks {unknown} (known: {', '.join(CHECKS.names())})"
+    if v and values.get("refiner") == "none":
+        return "needs a refiner (the checks compare a refined pose with other evidence)"
+    return None
+
+
 def _min_confidence(v: float, values: Mapping[str, Any]) -> str | None:
     return None if v == -1 or 0 <= v <= 1 else f"must be -1 (the calibration's threshold) or in [0, 1] (got {v})"
 
@@ -233,13 +244,18 @@ PARAMETERS: tuple[Param, ...] = (
     Param("min_inliers", "integer", 2, "fewer agreeing hypotheses: no pose is published", range=Range(1),
           check=_min_inliers, constraints="at most top_k"),
     Param("calibration_path", "string", "", "covariance and confidence calibration fitted for this database "
-          "(python -m reloc_ros.eval.calibrate); empty: NOT calibrated (the hypotheses' spread)"),
+          "and these settings (python -m reloc_ros.eval.calibrate); empty: NOT calibrated (the conservative default "
+          "covariance of the refiner, no /initialpose)", launch="calibration"),
     Param("min_confidence", "double", -1.0, "publish only poses with at least this confidence; -1: the "
           "calibration's threshold (0 without a calibration)", check=_min_confidence, constraints="-1 or in [0, 1]"),
     Param("refiner", "string", "none", "refinement after fusion: a registered refiner: none, pnp, lm, dro, or one "
           "a plugin adds (pnp: SIFT + PnP-RANSAC against the database depth, database built with --keypoints; "
           "lm: feature-metric Levenberg-Marquardt, database built with --dense; dro: the learned recurrent "
           "optimizer, --dense and dro_path); refiners need the camera's intrinsics"),
+    Param("publish_checks", "string array", [], "publish checks a refined pose must pass, by name "
+          "(reloc_ros.core.checks: regression, retrieved, or one a plugin adds): independent evidence against a "
+          "refiner that matched a repeated texture", check=_publish_checks,
+          constraints="registered check names; needs a refiner"),
     Param("dro_path", "string", "", "DRO file for refiner dro (python -m reloc_train.dro), trained on "
           "model_path's features"),
     Param("refiner_files", "string array", [], "more files for the refiner, as key=path (a plugin refiner "
@@ -442,7 +458,7 @@ def localizer_config(values: Mapping[str, Any], fusion: FusionConfig | None = No
     return LocalizerConfig(
         top_k=values["top_k"], fusion=fusion or fusion_config(values), scene=values["scene"] or None,
         min_confidence=None if values["min_confidence"] == -1 else values["min_confidence"],
-        refiner=values["refiner"],
+        refiner=values["refiner"], checks=tuple(values["publish_checks"]),
         refine_iterations=None if values["refine_iterations"] == -1 else values["refine_iterations"])
 
 

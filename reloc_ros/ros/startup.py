@@ -21,10 +21,12 @@ from reloc_ros.core.database import DatabaseError
 from reloc_ros.core.localizer import Localizer
 from reloc_ros.core.model import ModelFileError
 from reloc_ros.core.registry import PluginError, load_plugins
+from reloc_ros.core.uncalibrated import DefaultCovariance
 from reloc_ros.ros import parameters
 from reloc_ros.ros.parameters import ParameterError
 
-__all__ = ["StartupError", "checked_parameters", "load_localizer", "release_memory"]
+__all__ = ["StartupError", "checked_parameters", "load_localizer", "release_memory", "covariance_source",
+           "initialpose_withheld"]
 
 
 class StartupError(RuntimeError):
@@ -71,13 +73,18 @@ def load_localizer(values: Mapping[str, Any], log) -> Localizer:
         raise StartupError(str(e)) from None
     cal = loc.cfg.calibration
     if cal is None:
-        log.warning("no calibration_path: the covariance is the hypotheses' spread and the confidence their "
-                    "inlier score; neither sees a consistently wrong retrieval (fit one with python -m "
+        log.warning(f"no calibration_path: the covariance is {covariance_source(loc)}; every pose the refiner "
+                    "solves is published, none is sent on /initialpose (fit a calibration with python -m "
                     "reloc_ros.eval.calibrate)")
     else:
         log.info(f"calibration {p['calibration_path']}: publish threshold {loc.cfg.threshold:.3f} "
                  f"(P(within {cal.target_t_m:.2f} m, {cal.target_r_deg:.0f}°)), fitted on "
                  f"{cal.info.get('queries', '?')} held-out frames of {', '.join(cal.info.get('scenes', []))}")
+        if not cal.target_met:
+            log.warning(f"calibration {p['calibration_path']} missed its target: " + "; ".join(cal.misses())
+                        + ": its poses are published, none is sent on /initialpose")
+    if loc.cfg.checks:
+        log.info("publish checks: " + ", ".join(loc.cfg.checks))
     if loc.refine_image_size is not None:  # a refiner runs
         if parameters.camera_intrinsics(p) is None and not p["use_camera_info"]:
             log.warning(f"refiner {p['refiner']}: no camera intrinsics (set camera_intrinsics, or "
@@ -94,6 +101,27 @@ def load_localizer(values: Mapping[str, Any], log) -> Localizer:
              f"{info.fingerprint[:12]}) and database {p['database_path']} in {time.time() - t0:.1f} s "
              "(warm-up included)")
     return loc
+
+
+def covariance_source(loc: Localizer) -> str:
+    """Where the published covariance comes from, in words (startup line and /diagnostics)."""
+    cal = loc.cfg.calibration
+    if cal is not None:
+        return "calibrated" + ("" if cal.target_met else " (missed its target: " + "; ".join(cal.misses()) + ")")
+    if not loc.cfg.default_covariance:
+        return "the estimator's raw covariance (NOT calibrated)"
+    d = DefaultCovariance.for_refiner(loc.cfg.refiner)
+    return f"NOT calibrated: the conservative default for refiner {loc.cfg.refiner} ({d.describe()})"
+
+
+def initialpose_withheld(loc: Localizer) -> str:
+    """Why no pose of this localizer may seed a localizer on /initialpose ('' when it may)."""
+    cal = loc.cfg.calibration
+    if cal is None:
+        return "no calibration (the covariance is the conservative default)"
+    if not cal.target_met:
+        return "the calibration missed its target"
+    return ""
 
 
 def release_memory() -> None:

@@ -8,8 +8,10 @@
    (:mod:`reloc_train.recipes`);
 3. database: encode the same frames with that model, and (``--refiner pnp``, the default)
    store their SIFT keypoints with depth for the PnP refiner;
-4. calibration: fit the covariance and the publish threshold on the held-out sequence
-   (:mod:`reloc_ros.eval.calibrate`; skipped, with a message, when it has fewer than 20 frames);
+4. calibration: fit the covariance and the publish threshold by cross-fitting on the map's
+   own frames (:func:`reloc_ros.eval.calibrate.crossfit`: each block of a sequence is
+   localized against the map without it and its neighbourhood); a map of fewer than 100
+   frames gets none, and the node says it publishes the conservative default covariance;
 5. bag: convert the test sequences to a rosbag2 (mcap), with a drifting odometry TF
    ``odom -> camera_link`` (2 % of the path) for the node's ``/initialpose`` gate;
 6. online: start the relocalization node (refiner, calibrated, intrinsics from the bag's
@@ -110,8 +112,8 @@ def stage_data(args) -> Path:
 
 
 def map_split(scene_dir: Path) -> str:
-    """'fit' when the scene holds a training sequence out for calibration, else 'train'."""
-    return "fit" if Scene(scene_dir).sequences("calib") else "train"
+    """The map's frames: every training sequence (the calibration cross-fits on them)."""
+    return "train"
 
 
 def stage_model(args, scene_dir: Path) -> Path:
@@ -181,28 +183,39 @@ def stage_database(args, model: Path, scene_dir: Path) -> Path:
     return db
 
 
+#: A map with fewer frames gets no calibration: the node publishes the conservative default
+#: covariance (reloc_ros.core.uncalibrated) and sends no /initialpose.
+MIN_CALIBRATION_MAP = 100
+
+
 def stage_calibration(args, model: Path, db: Path, scene_dir: Path) -> Path | None:
-    """The calibration file of (model, database, fusion), fitted on the held-out sequence;
-    None when the scene has none with enough frames."""
+    """The calibration file of (model, database, fusion, refiner), cross-fitted on the map's own
+    frames (each block localized against the map without it and its neighbourhood); None for
+    a map of fewer than :data:`MIN_CALIBRATION_MAP` frames."""
     scene = Scene(scene_dir)
-    n = len(scene.frames("calib")) if scene.sequences("calib") else 0
-    if n < 20:
-        log(f"4/6 calibration: skipped (the held-out sequence has {n} frames, a calibration needs 20): "
-            "the node publishes uncalibrated covariances")
+    split = map_split(scene_dir)
+    n = len(scene.frames(split))
+    if n < MIN_CALIBRATION_MAP:
+        log(f"4/6 calibration: skipped (the map has {n} frames, a cross-fitted calibration needs "
+            f"{MIN_CALIBRATION_MAP}): the node publishes the conservative default covariance and sends no "
+            "/initialpose")
         return None
     key = key_of({"db": FrameDatabase.load(db).checksum, "fusion": args.fusion, "top_k": args.top_k,
-                  "refiner": args.refiner})
+                  "refiner": args.refiner, "checks": args.checks, "holdout": "crossfit-v1"})
     path = args.out / f"calibration_{key}" / "calibration.json"
     if not args.fresh and path.is_file():
         log(f"4/6 calibration: reusing {path}")
         return path
-    log(f"4/6 calibration: fitting on the held-out sequence ({n} frames) ...")
+    log(f"4/6 calibration: cross-fitting on the map's {n} frames ...")
     loc = Localizer.from_files(model, db, LocalizerConfig(top_k=args.top_k, fusion=FusionConfig(method=args.fusion),
-                                                          refiner=args.refiner), args.device)
-    cal, pr = calibrate(loc, [scene], "calib", progress=False)
+                                                          refiner=args.refiner, checks=tuple(args.checks)),
+                               args.device)
+    cal, pr = calibrate(loc, [scene], split, holdout="crossfit", progress=False)
     cal.save(path, loc.db)
     (path.parent / "calibration.md").write_text(calibration_report(cal))
-    log("    " + calibration_report(cal).split("\n- ", 1)[1].replace("\n- ", "\n    "))
+    for line in calibration_report(cal).splitlines()[2:]:
+        if line.strip():
+            log("    " + line)
     return path
 
 
@@ -280,6 +293,7 @@ def stage_online(args, model: Path, db: Path, bag: Path, calibration: Path | Non
                          "-p", f"refiner:={args.refiner}", "-p", "use_camera_info:=true",
                          "-r", f"camera_info:={CAMERA_INFO_TOPIC}"]
                 + (["-p", f"calibration_path:={calibration}"] if calibration else [])
+                + (["-p", f"publish_checks:={json.dumps(list(args.checks))}"] if args.checks else [])
                 + ["-r", f"image:={IMAGE_TOPIC}"], env, marker="ready:")
     procs = [node]
     try:
@@ -329,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refiner", choices=["none", "pnp", "lm", "pnp+lm"],
                     help="refinement after fusion (default pnp; none with --quick, whose 80x60 frames are too "
                          "small for SIFT)")
+    ap.add_argument("--checks", nargs="*", default=[],
+                    help="publish checks of the refined pose (reloc_ros.core.checks; default none)")
     ap.add_argument("--pnp", type=Path, help="PnP settings (JSON: PnPConfig fields, or a realscene choice.json)")
     ap.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     ap.add_argument("--max-frames", type=int, help="test frames in the bag (default all)")

@@ -149,6 +149,12 @@ class Refiner:
         encoder pass and handed over in ``fused.hypotheses.levels``); () for none."""
         return ()
 
+    def signal_settings(self) -> dict:
+        """The unit's settings that change its signals (a calibration is bound to them and
+        refused when they differ): by default its image size; units add their own
+        (iterations, matcher and keypoint settings, weights)."""
+        return {"image_size": [int(v) for v in self.image_size()]}
+
     def set_iterations(self, k: int) -> None:
         """Iterate ``k`` times per block from now on (iterative units; the sweep of the
         refinement benchmark)."""

@@ -52,6 +52,9 @@ class PnPThenDense(Refiner):
     def set_iterations(self, k: int) -> None:
         self.dense.set_iterations(k)
 
+    def signal_settings(self) -> dict:
+        return {"pnp": self.pnp.signal_settings(), self.second: self.dense.signal_settings()}
+
     def iteration_blocks(self) -> int:
         return self.dense.iteration_blocks()
 

@@ -8,6 +8,7 @@ covariance is the Gauss-Newton covariance of its own adapted-feature cost at the
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -84,6 +85,16 @@ class DRORefiner(Refiner):
 
     def set_iterations(self, k: int) -> None:
         self.iterations = int(k)
+
+    def signal_settings(self) -> dict:
+        if not hasattr(self, "_weights"):  # the DRO's own weights, hashed once
+            h = hashlib.sha256()
+            for k, v in sorted(self.dro.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+            self._weights = h.hexdigest()[:16]
+        return {**super().signal_settings(), "iterations": self.iterations, "weights": self._weights,
+                "dense": self.dense.config.as_dict()}
 
     def iteration_blocks(self) -> int:
         return len(self.dro.cfg.stages)

@@ -9,7 +9,7 @@ the fused pose. Its intrinsics are wanted at the model's input size.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -73,6 +73,9 @@ class FeatureMetricRefiner(Refiner):
 
     def set_iterations(self, k: int) -> None:
         self.lm = FeatureMetricLM(replace(self.lm.cfg, iterations=int(k)))
+
+    def signal_settings(self) -> dict:
+        return {**super().signal_settings(), "lm": asdict(self.lm.cfg), "dense": self.dense.config.as_dict()}
 
     def iteration_blocks(self) -> int:
         return len(self.dense.config.levels)

@@ -57,6 +57,9 @@ class SiftPnP(Refiner):
     def image_size(self) -> tuple[int, int]:
         return tuple(self.pnp.cfg.image_size)
 
+    def signal_settings(self) -> dict:
+        return {**super().signal_settings(), "pnp": self.pnp.cfg.as_dict()}
+
     def run(self, fused, image: np.ndarray, K_33: np.ndarray) -> Refinement:
         p = self.pnp.refine(image, K_33, fused.hypotheses.db_index)
         info = {"ok": p.ok, "inliers": p.inliers, "matches": p.matches, "reproj_rms_px": p.reproj_rms_px,
