@@ -38,6 +38,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["reloc_ros", "reloc_ros.*"]) + train_packages + sim_packages,
     package_dir={"reloc_train": "train"},
+    package_data={"reloc_ros.core": ["uncalibrated.json"]},  # the default covariance per refiner
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
