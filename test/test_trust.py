@@ -152,3 +152,21 @@ def test_checks_pass_agreeing_poses_and_fail_without_evidence():
     Fused.pose = None
     assert not RegressionAgreement()(Fused, near)[0]
     assert set(CHECKS.names()) >= {"regression", "retrieved"}
+
+
+def test_verify_check_passes_the_true_pose_and_stops_a_shifted_one(tiny_model, tiny_kp_db, tiny_scene):
+    from reloc_ros.core.localizer import Localizer, LocalizerConfig
+    from reloc_ros.data.sevenscenes import Scene, read_color
+
+    loc = Localizer.from_files(tiny_model, tiny_kp_db, LocalizerConfig(refiner="pnp", checks=("verify",)), "cpu")
+    check = loc.checks[0][1]
+    sc = Scene(tiny_scene)
+    fr = sc.frames("train")[4]  # a mapped view (the tiny scene's test frames lie beyond 1.5 m of the map)
+    img, T = read_color(fr.color_path), sc.pose(fr)
+    K = sc.color_intrinsics.scaled(*loc.refine_image_size).K
+    passed, _, share = check(None, Refinement(True, T), img, K)
+    assert passed and share > 0.2  # the map seen from the true pose lands on the query's features
+    shifted = T.copy()
+    shifted[:3, 3] += T[:3, :3] @ np.array([0.4, 0.0, 0.0])  # 40 cm sideways: the map lands beside them
+    passed, why, low = check(None, Refinement(True, shifted), img, K)
+    assert not passed and low < 0.5 * share and "land on matching query features" in why

@@ -161,7 +161,7 @@ class Localizer:
         if cfg.scene is not None and cfg.scene not in db.scene_names:
             raise ValueError(f"scene {cfg.scene!r} is not in the database (has {db.scene_names})")
         self._sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        self.checks = [(name, CHECKS.get(name)()) for name in cfg.checks]
+        self.checks = []
         self.refiner: Refiner | None = None
         if cfg.refiner != NO_REFINER:
             unit = REFINERS.get(cfg.refiner)
@@ -175,6 +175,7 @@ class Localizer:
                 model=self.model, db=db, poses_N44=self.poses, device=self.device, model_info=model_info,
                 iterations=cfg.refine_iterations, pnp=cfg.pnp, db_path=Path(db_path) if db_path else None,
                 files=dict(refiner_files or {})))
+        self.checks = [(name, CHECKS.get(name)(self)) for name in cfg.checks]
 
     @classmethod
     def from_files(cls, model_path: Path | str, db_path: Path | str, cfg: LocalizerConfig = LocalizerConfig(),
@@ -410,7 +411,7 @@ class Localizer:
         ok, reason = self._decide(calibrated, conf, cov, "")
         checks = {}
         for name, check in self.checks:
-            passed, why, value = check(r, out)
+            passed, why, value = check(r, out, image, K_33)
             checks[name] = {"passed": passed, "value": value}
             if ok and not passed:
                 ok, reason = False, f"publish check {name}: {why}"

@@ -50,34 +50,44 @@ GUARD_SHARE = 0.05
 
 
 def crossfit_folds(scene: Scene, split, block_share: float = BLOCK_SHARE, guard_share: float = GUARD_SHARE,
-                   max_frames: int | None = None) -> list[tuple[list, set]]:
+                   max_frames: int | None = None, folds: str = "auto") -> list[tuple[list, set]]:
     """The cross-fit folds of a scene's ``split``: ``(query frames, ids left out of the map)``.
 
-    Each sequence is cut into consecutive blocks of ``block_share`` of its frames; a block's
+    ``folds="sequence"``: each sequence is localized against the map without it (a new
+    trajectory through the mapped space, as a test sequence is). ``folds="block"``: each
+    sequence is cut into consecutive blocks of ``block_share`` of its frames; a block's
     queries are localized against the map without the block and ``guard_share`` of the
-    sequence on either side of it. ``max_frames``: queries of the scene at most (evenly
-    spaced within each block). Frames of other splits (the test sequences) are never touched.
+    sequence on either side of it. ``"auto"``: sequences where the split has at least two,
+    else blocks (a single run). ``max_frames``: queries of the scene at most (evenly spaced
+    within each fold). Frames of other splits (the test sequences) are never touched.
     """
     frames = scene.frames(split)
     by_seq: dict[int, list] = {}
     for fr in frames:
         by_seq.setdefault(fr.seq, []).append(fr)
+    if folds == "auto":
+        folds = "sequence" if len(by_seq) >= 2 else "block"
+    if folds not in ("sequence", "block"):
+        raise ValueError(f"unknown folds {folds!r}: 'sequence', 'block' or 'auto'")
     stride = max(1, math.ceil(len(frames) / max_frames)) if max_frames else 1
-    folds = []
+    out_folds = []
     for seq, fs in sorted(by_seq.items()):
         fs = sorted(fs, key=lambda f: f.index)
+        if folds == "sequence":
+            out_folds.append((fs[::stride], {f.id for f in fs}))
+            continue
         n = len(fs)
         b, g = max(1, round(block_share * n)), max(1, round(guard_share * n))
         for a in range(0, n, b):
             block = fs[a:a + b]
             out = {f.id for f in fs[max(0, a - g):a + b + g]}
-            folds.append((block[::stride], out))
-    return folds
+            out_folds.append((block[::stride], out))
+    return out_folds
 
 
 def crossfit(loc, scenes, split="train", block_share: float = BLOCK_SHARE, guard_share: float = GUARD_SHARE,
-             max_frames: int | None = None, progress: bool = True) -> tuple[list[dict], dict]:
-    """Localize every map frame of ``split`` against the map without its block and guard
+             max_frames: int | None = None, progress: bool = True, folds: str = "auto") -> tuple[list[dict], dict]:
+    """Localize every map frame of ``split`` against the map without its fold
     (:func:`crossfit_folds`), uncalibrated, as the node runs; the evaluation rows and what
     was held out."""
     rows, held = [], {}
@@ -86,10 +96,10 @@ def crossfit(loc, scenes, split="train", block_share: float = BLOCK_SHARE, guard
         if sc.name not in loc.db.scene_names:
             raise ValueError(f"scene {sc.name!r} is not in the database ({', '.join(loc.db.scene_names)})")
         k = loc.db.scene_names.index(sc.name)
-        folds = crossfit_folds(sc, split, block_share, guard_share, max_frames)
-        held[sc.name] = [[q[0].id, q[-1].id, len(q), len(out)] for q, out in folds if q]
+        fl = crossfit_folds(sc, split, block_share, guard_share, max_frames, folds)
+        held[sc.name] = [[q[0].id, q[-1].id, len(q), len(out)] for q, out in fl if q]
         sidx = loc.db.scene_index.numpy()
-        for q, out in tqdm(folds, desc=f"cross-fit {sc.name}", disable=not progress, dynamic_ncols=True,
+        for q, out in tqdm(fl, desc=f"cross-fit {sc.name}", disable=not progress, dynamic_ncols=True,
                            leave=False):
             if not q:
                 continue
@@ -97,7 +107,7 @@ def crossfit(loc, scenes, split="train", block_share: float = BLOCK_SHARE, guard
             sub = Localizer(loc.model, loc.db.subset(keep), cfg, loc.device, refiner_files=loc.refiner_files,
                             model_info=loc.model_info)
             rows += evaluate(sub, [sc], frames={sc.name: q}, progress=False)["rows"]
-    return rows, {"method": "crossfit", "split": split if isinstance(split, str) else list(split),
+    return rows, {"method": "crossfit", "split": split if isinstance(split, str) else list(split), "folds": folds,
                   "block_share": block_share, "guard_share": guard_share, "blocks": held}
 
 
@@ -111,7 +121,7 @@ def _model_saw(loc, scenes) -> list[str]:
 def calibrate(loc, scenes, split: str = "calib", precision: float = DEFAULT_PRECISION, target_t_m: float = 0.25,
               target_r_deg: float = 10.0, max_frames: int | None = None, progress: bool = True,
               holdout: str = "sequence", recall_floor: float = DEFAULT_RECALL_FLOOR,
-              min_poses: int = MIN_CALIBRATION_POSES) -> tuple[Calibration, dict]:
+              min_poses: int = MIN_CALIBRATION_POSES, folds: str = "auto") -> tuple[Calibration, dict]:
     """Run the uncalibrated localizer on held-out frames of ``scenes`` and fit a calibration.
 
     Args:
@@ -125,13 +135,14 @@ def calibrate(loc, scenes, split: str = "calib", precision: float = DEFAULT_PREC
         max_frames: queries per scene (evenly spaced), None: all.
         holdout: 'sequence' or 'crossfit'.
         min_poses: fewer fused held-out poses raise a ValueError.
+        folds: the cross-fit's folds (:func:`crossfit_folds`).
 
     Returns:
         The calibration, and the precision/recall curve on the held-out queries under it
         (the curve the threshold was chosen from; a :func:`confidence_report`-like dict).
     """
     if holdout == "crossfit":
-        rows, held = crossfit(loc, scenes, split, max_frames=max_frames, progress=progress)
+        rows, held = crossfit(loc, scenes, split, max_frames=max_frames, progress=progress, folds=folds)
         recall_k = float(np.mean([r["recall_at_k"] for r in rows])) if rows else float("nan")
     elif holdout == "sequence":
         empty = [sc.name for sc in scenes if not sc.sequences(split)]
@@ -150,6 +161,16 @@ def calibrate(loc, scenes, split: str = "calib", precision: float = DEFAULT_PREC
                 "sequences": {sc.name: sc.sequences(split) for sc in scenes}}
     else:
         raise ValueError(f"unknown holdout {holdout!r}: 'sequence' or 'crossfit'")
+    return fit_rows(loc, rows, scenes, split, held, recall_k, precision, target_t_m, target_r_deg, recall_floor,
+                    min_poses)
+
+
+def fit_rows(loc, rows: list[dict], scenes, split, held: dict, recall_k: float = float("nan"),
+             precision: float = DEFAULT_PRECISION, target_t_m: float = 0.25, target_r_deg: float = 10.0,
+             recall_floor: float = DEFAULT_RECALL_FLOOR,
+             min_poses: int = MIN_CALIBRATION_POSES) -> tuple[Calibration, dict]:
+    """Fit the calibration of ``loc`` on held-out evaluation ``rows`` (what :func:`calibrate`
+    does after localizing them; ``held`` says what was held out)."""
     # a pose a publish check stops is never published: it is not a calibration pose
     ok = np.array([r["fused"] and all(r.get(f"check_{c}_passed", True) for c in loc.cfg.checks) for r in rows],
                   dtype=bool)

@@ -3,6 +3,8 @@
     # the conservative default covariance per refiner, fitted on the validation rooms
     python -m reloc_train.experiments.trust inflation --data data/rooms52/val \\
         --out docs/results/trust/inflation --write-defaults
+    # the cross-fit's folds and the precision target, chosen on the validation rooms
+    python -m reloc_train.experiments.trust validate --data data/rooms52/val --out docs/results/trust/validation
     # the repeated-structure family: gate chosen on 2 scenes, reported on the other 3
     python -m reloc_train.experiments.trust repeated --data data/repeated --choose repeated_a repeated_b \\
         --out docs/results/trust/repeated
@@ -24,6 +26,7 @@ off with a position σ below 0.1 m; for the repeated family more than 0.25 m).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import sys
@@ -40,14 +43,18 @@ from reloc_ros.core.files import atomic_write_text
 from reloc_ros.core.localizer import Localizer, LocalizerConfig
 from reloc_ros.core.uncalibrated import DEFAULTS_FILE, DefaultCovariance, fit_default
 from reloc_ros.data.sevenscenes import open_scenes
-from reloc_ros.eval.calibrate import calibrate
+from reloc_ros.eval.calibrate import calibrate, crossfit, fit_rows
 from reloc_ros.eval.evaluate import evaluate
 from reloc_ros.eval.report import pct
-from reloc_train.experiments.unseen import ROOT, _commit, scene_database
+from reloc_train.experiments.unseen import LEDGER, LEDGER_FIELDS, ROOT, _commit, scene_database
 from reloc_train.recipes import GENERIC_MODEL
 
 log = logging.getLogger("trust")
 DENSE = {"levels": [3, 2], "steps": [1, 2]}
+#: The gate each check's choice sweeps: (attribute, values, whether a pose passes at or below it).
+GRIDS = {"regression": ("max_t_m", [0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 1e9], True),
+         "retrieved": ("max_t_m", [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 1e9], True),
+         "verify": ("min_share", [0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2], False)}
 #: (refiner, publish checks) of the two settings every test reports: the demo's and none.
 SETTINGS = {"pnp": ("pnp", ()), "none": ("none", ())}
 
@@ -93,12 +100,12 @@ def default_covs(rows, refiner: str) -> np.ndarray:
 
 
 def run_scene(model: Path, db: Path, scene, refiner: str, checks: tuple, device, max_frames=None,
-              calibrated: bool = True) -> tuple[list[dict], dict | None]:
+              calibrated: bool = True, calib_frames: int | None = None) -> tuple[list[dict], dict | None]:
     """Cross-fit a calibration on the scene's map (``calibrated``) and localize its test split."""
     loc = Localizer.from_files(model, db, LocalizerConfig(refiner=refiner, checks=checks), device)
     cal_info = None
     if calibrated:
-        cal, _ = calibrate(loc, [scene], "train", holdout="crossfit", progress=False)
+        cal, _ = calibrate(loc, [scene], "train", holdout="crossfit", progress=False, max_frames=calib_frames)
         loc.cfg = replace(loc.cfg, calibration=cal)
         cal_info = {k: cal.info[k] for k in ("fused", "published", "precision_lower_bound", "recall_good",
                                              "precision_reached", "recall_reached")} | {"threshold": cal.threshold,
@@ -167,7 +174,8 @@ def _scene_rows(args, scenes, settings: dict, dev, wrong_m: float) -> dict:
     for sc in scenes:
         db = scene_database(args.model, sc, args.work, dev, None)
         for name, (ref, checks) in settings.items():
-            rows, cal = run_scene(args.model, db, sc, ref, checks, dev, args.max_frames)
+            rows, cal = run_scene(args.model, db, sc, ref, checks, dev, args.max_frames,
+                                  calib_frames=args.calib_frames)
             res.setdefault(name, {})[sc.name] = {"rows": rows, "cal": cal, "refiner": ref}
             m = metrics(rows, np.array([r["published"] for r in rows]), wrong_m=wrong_m)
             log.info("%s %s: %s", sc.name, name, {k: round(v, 3) if isinstance(v, float) else v for k, v in m.items()})
@@ -208,8 +216,9 @@ def cmd_test(args) -> dict:
     res = _scene_rows(args, scenes, SETTINGS, dev, 0.5)
     md, summary = _tables(res, 0.5)
     head = [f"# Trust on unseen scenes: {args.data}", "",
-            f"Model {args.model}; map = each scene's training split, calibration cross-fitted on it; queries = the "
-            f"test split ({args.max_frames or 'all'} per scene). Confidently wrong: published, more than 0.5 m off, "
+            f"Model {args.model}; map = each scene's training split, calibration cross-fitted on it "
+            f"({args.calib_frames or 'all'} queries per scene); queries = the test split ({args.max_frames or 'all'} "
+            "per scene). Confidently wrong: published, more than 0.5 m off, "
             f"position σ below 0.1 m. Written {time.strftime('%Y-%m-%d')}, commit {_commit()}.", ""]
     _write(args.out, "\n".join(head) + md, summary, args)
     _ledger(args, scenes, summary)
@@ -232,30 +241,91 @@ def cmd_repeated(args) -> dict:
     val = np.array([r.get(f"check_{check}", np.nan) for r in rows], dtype=float)
     solved = np.array([bool(r["fused"]) for r in rows])
     good, wrong = solved & _good(rows), solved & ~_good(rows)
-    grid = [0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, np.inf]
+    attr, grid, below = GRIDS[check]
     choice = []
     for g in grid:
-        keep = solved & (val <= g)
-        choice.append({"gate_m": g, "wrong_kept": int((keep & wrong).sum()), "good_lost": int((good & ~keep).sum()),
+        keep = solved & ((val <= g) if below else (val >= g))
+        choice.append({"gate": g, "wrong_kept": int((keep & wrong).sum()), "good_lost": int((good & ~keep).sum()),
                        "recall_drop": float((good & ~keep).sum() / max(1, good.sum()))})
     ok = [c for c in choice if c["recall_drop"] <= 0.05]
-    best = min(ok, key=lambda c: (c["wrong_kept"], -c["gate_m"])) if ok else choice[-1]
+    # the fewest wrong poses kept; among equals the gate that stops the fewest poses
+    best = min(ok, key=lambda c: (c["wrong_kept"], c["good_lost"], -c["gate"] if below else c["gate"]))
     log.info("choice of the %s gate: %s", check, choice)
     unit = CHECKS.get(check)
-    unit.max_t_m = float(best["gate_m"])
-    settings = {"pnp, no check": ("pnp", ()), f"pnp + {check} ({best['gate_m']} m)": ("pnp", (check,))}
+    setattr(unit, attr, float(best["gate"]))
+    settings = {"pnp, no check": ("pnp", ()), f"pnp + {check} ({attr} {best['gate']})": ("pnp", (check,))}
     res = _scene_rows(args, report, settings, dev, 0.25)
     md, summary = _tables(res, 0.25)
     head = [f"# The repeated-structure family: check {check!r} on and off", "",
-            f"Gate chosen on {', '.join(sc.name for sc in choose)} (refined poses, uncalibrated; the largest gate "
-            "that keeps the fewest wrong poses with a recall drop of at most 5 points):", "",
-            "| gate (m) | wrong poses kept | good poses lost | recall drop |", "|---|---|---|---|",
-            *[f"| {c['gate_m']} | {c['wrong_kept']} | {c['good_lost']} | {pct(c['recall_drop'])} |" for c in choice],
-            "", f"Chosen: {best['gate_m']} m. Reported on {', '.join(sc.name for sc in report)}; confidently wrong = "
+            f"Gate ({attr}) chosen on {', '.join(sc.name for sc in choose)} (refined poses, uncalibrated; the gate "
+            "that keeps the fewest wrong poses with a recall drop of at most 5 points, then loses the fewest good "
+            "ones):", "",
+            f"| {attr} | wrong poses kept | good poses lost | recall drop |", "|---|---|---|---|",
+            *[f"| {c['gate']} | {c['wrong_kept']} | {c['good_lost']} | {pct(c['recall_drop'])} |" for c in choice],
+            "", f"Chosen: {best['gate']}. Reported on {', '.join(sc.name for sc in report)}; confidently wrong = "
             "published, more than 0.25 m off, position σ below 0.1 m. Model "
             f"{args.model}. Written {time.strftime('%Y-%m-%d')}, commit {_commit()}.", ""]
     _write(args.out, "\n".join(head) + md, {"choice": choice, "chosen": best, "report": summary}, args)
     return summary
+
+
+def apply_calibration(rows: list[dict], cal) -> tuple[np.ndarray, np.ndarray]:
+    """(published, covariances) of uncalibrated evaluation rows under calibration ``cal``."""
+    ok = _solved(rows)
+    pub, covs = np.zeros(len(rows), bool), np.tile(np.eye(6), (len(rows), 1, 1))
+    for i, r in enumerate(rows):
+        if ok[i] and r["signals_vec"] is not None:
+            x = np.asarray(r["signals_vec"], dtype=float)
+            if np.all(np.isfinite(x)):
+                pub[i] = cal.confidence(x) >= cal.threshold
+                covs[i] = cal.covariance(x, np.asarray(r["R_vec"]))
+    return pub, covs
+
+
+def cmd_validate(args) -> dict:
+    """Choose the cross-fit folds and the precision target on the validation rooms: each
+    scene's map cross-fitted both ways, each calibration fitted at each target and applied
+    to the scene's test split (validation frames: no ledger)."""
+    dev = torch.device("cpu")
+    scenes = open_scenes(args.data, args.scenes)
+    pooled: dict = {}
+    for sc in scenes:
+        db = scene_database(args.model, sc, args.work, dev, None)
+        for name, (ref, checks) in SETTINGS.items():
+            loc = Localizer.from_files(args.model, db, LocalizerConfig(refiner=ref, checks=checks), dev)
+            test = evaluate(loc, [sc], "test", args.max_frames, progress=False)["rows"]
+            for folds in ("block", "sequence"):
+                cf, held = crossfit(loc, [sc], "train", max_frames=args.calib_frames, progress=False, folds=folds)
+                for target in args.targets:
+                    try:
+                        cal, _ = fit_rows(loc, cf, [sc], "train", held, precision=target)
+                    except ValueError as e:
+                        log.info("%s %s %s %s: %s", sc.name, name, folds, target, e)
+                        continue
+                    pub, covs = apply_calibration(test, cal)
+                    d = pooled.setdefault((name, folds, target), {"rows": [], "pub": [], "covs": [], "missed": 0})
+                    d["rows"] += test
+                    d["pub"].append(pub)
+                    d["covs"].append(covs)
+                    d["missed"] += int(not cal.target_met)
+            log.info("%s %s done", sc.name, name)
+    lines, out = [], {}
+    for (name, folds, target), d in pooled.items():
+        m = metrics(d["rows"], np.concatenate(d["pub"]), np.concatenate(d["covs"]))
+        out[f"{name}/{folds}/{target}"] = {**m, "calibrations_missed": d["missed"]}
+        lines.append(f"| {name} | {folds} | {target} | {m['published']}/{m['frames']} | {pct(m['precision'])} | "
+                     f"{pct(m['precision_lb'])} | {pct(m['recall'])} | {pct(m['chi2_6'])} | {pct(m['chi2_planar'])} | "
+                     f"{m['confidently_wrong']} | {d['missed']} |")
+    md = "\n".join([
+        "# Choosing the cross-fit folds and the precision target (validation rooms)", "",
+        f"Rooms {', '.join(sc.name for sc in scenes)}; map = training split; calibration cross-fitted on it "
+        f"({args.calib_frames or 'all'} queries per room); applied to the test split ({args.max_frames or 'all'} per "
+        f"room). Written {time.strftime('%Y-%m-%d')}, commit {_commit()}.", "",
+        "| setting | folds | precision target (bound) | published | precision | 95 % lower bound | recall | χ²₆ | "
+        "planar χ²₃ | confidently wrong | calibrations that missed |", "|---|---|---|---|---|---|---|---|---|---|---|",
+        *lines, ""])
+    _write(args.out, md, out, args)
+    return out
 
 
 def _write(out: Path, md: str, data: dict, args) -> None:
@@ -269,10 +339,6 @@ def _write(out: Path, md: str, data: dict, args) -> None:
 
 
 def _ledger(args, scenes, summary) -> None:
-    import csv  # lazy: only here
-
-    from reloc_train.experiments.unseen import LEDGER, LEDGER_FIELDS
-
     line = dict.fromkeys(LEDGER_FIELDS, "")
     p = summary["pnp"]["pooled"]["calibrated"]
     line.update(date=time.strftime("%Y-%m-%d %H:%M:%S"), commit=_commit(), recipe="trust:pnp",
@@ -284,26 +350,29 @@ def _ledger(args, scenes, summary) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("inflation", "test", "repeated"):
+    for name in ("inflation", "validate", "test", "repeated"):
         p = sub.add_parser(name)
         p.add_argument("--data", type=Path, required=True)
         p.add_argument("--model", type=Path, default=GENERIC_MODEL)
         p.add_argument("--out", type=Path, required=True)
         p.add_argument("--work", type=Path, default=ROOT / ".cache" / "trust")
         p.add_argument("--max-frames", type=int, help="test queries per scene")
+        p.add_argument("--calib-frames", type=int, help="cross-fit queries per scene (evenly spaced in each block)")
         if name != "repeated":
             p.add_argument("--scenes", nargs="*")
         if name == "inflation":
             p.add_argument("--refiners", nargs="*", default=["none", "pnp", "lm", "pnp+lm"])
             p.add_argument("--write-defaults", action="store_true", help="write reloc_ros/core/uncalibrated.json")
+        if name == "validate":
+            p.add_argument("--targets", nargs="*", type=float, default=[0.9, 0.95, 0.97, 0.99])
         if name == "repeated":
             p.add_argument("--choose", nargs=2, required=True)
-            p.add_argument("--check", default="regression")
+            p.add_argument("--check", default="verify", choices=sorted(GRIDS))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args.work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
-    {"inflation": cmd_inflation, "test": cmd_test, "repeated": cmd_repeated}[args.cmd](args)
+    {"inflation": cmd_inflation, "validate": cmd_validate, "test": cmd_test, "repeated": cmd_repeated}[args.cmd](args)
     return 0
 
 
