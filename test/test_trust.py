@@ -16,7 +16,10 @@ def test_crossfit_folds_hold_out_blocks_with_guards_and_never_touch_test_frames(
     sc = Scene(tiny_scene)
     train = {f.id for f in sc.frames("train")}
     test = {f.id for f in sc.frames("test")}
-    folds = crossfit_folds(sc, "train", block_share=0.25, guard_share=0.125)
+    by_seq = crossfit_folds(sc, "train")  # two training sequences: each against the map without it
+    assert [{f.seq for f in q} for q, _ in by_seq] == [{1}, {2}]
+    assert all(out == {f.id for f in q} and not out & test for q, out in by_seq)
+    folds = crossfit_folds(sc, "train", block_share=0.25, guard_share=0.125, folds="block")  # a single run's way
     queried = [f.id for q, _ in folds for f in q]
     assert sorted(queried) == sorted(train)  # every map frame queried once
     for q, out in folds:

@@ -9,10 +9,10 @@ and are all wrong. This module maps signals that *do* see a wrong retrieval to
 * a confidence: the probability that the pose is within ``target_t_m`` and
   ``target_r_deg`` of the truth, and the threshold above which a pose is published.
 
-Both are fitted on a *held-out split of the training sequences* (``calib``, see
-:meth:`reloc_ros.data.sevenscenes.Scene.sequences`), never on test frames, by
-``python -m reloc_ros.eval.calibrate``, and stored in a small JSON file that records the
-checksum of the database it belongs to.
+Both are fitted on held-out map frames (cross-fitted: each sequence, or each block of a single
+run, localized against the map without it; or a held-out training sequence), never on test
+frames, by ``python -m reloc_ros.eval.calibrate``, and stored in a small JSON file that
+records the checksum of the database and every setting its signals depend on (its binding).
 
 Signals (:data:`SIGNALS`, one vector ``x`` per query, from :func:`signals`):
 
@@ -53,10 +53,12 @@ Models (all on standardised signals :math:`z`):
   carry over to the test sequences (63-75 % inside the 95 % region against 92-94 % for
   this shape, benchmark preset), so it is not used;
 * confidence: logistic regression of "within the target" on :math:`[1, z]`;
-* threshold: the lowest confidence at which the calibration poses above it (at least
-  ``min_published`` of them) reach ``precision`` (default 0.95) within the target: the
-  most poses published at that precision; when no threshold reaches it, the most precise
-  one;
+* threshold: the lowest confidence at which the 95 % Wilson lower bound of the precision of
+  the calibration poses above it reaches ``precision`` (default 0.97, chosen on validation
+  rooms): the most poses published at that guaranteed precision; when none reaches it, the
+  one with the highest bound, and the calibration records the miss. A recall floor (default
+  half of the good calibration poses published) is recorded the same way; at least
+  :data:`MIN_CALIBRATION_POSES` solved poses are needed;
 * :math:`\gamma`: split-conformal on the *published* calibration poses: the
   :math:`\lceil (n+1) 0.95 \rceil / n` quantile of their squared Mahalanobis distance
   divided by :math:`\chi^2_6(0.95)`, so that (for exchangeable frames) at least 95 % of
@@ -98,9 +100,10 @@ CALIBRATION_FORMAT_VERSION = 3
 #: 97 % precision cannot be reached at all (n / (n + 1.96²) < 0.97 for n < 125 all good), and
 #: the node uses the conservative default covariance instead (:mod:`reloc_ros.core.uncalibrated`).
 MIN_CALIBRATION_POSES = 50
-#: The default publish decision: the 95 % Wilson lower bound of the precision of the published
+#: The default publish decision (chosen on the validation rooms, docs/trust.md): the 95 % Wilson
+#: lower bound of the precision of the published
 #: calibration poses reaches this, ...
-DEFAULT_PRECISION = 0.95
+DEFAULT_PRECISION = 0.97
 #: ... and at least this share of the good calibration poses is published.
 DEFAULT_RECALL_FLOOR = 0.5
 SIGNALS = ("top1_score", "score_margin", "log_feature_distance", "log_baseline", "log_spread_t", "inlier_share")

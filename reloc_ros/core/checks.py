@@ -123,6 +123,16 @@ class ProjectionVerification(PublishCheck):
         self.cfg = self.kp.config
         self.unit = self.cfg.unit()
 
+    def _query_features(self, image):
+        """The query's keypoints: those the PnP refiner just extracted from this image, else new."""
+        unit = getattr(self.loc, "refiner", None)
+        while unit is not None and not hasattr(unit, "last_query"):
+            unit = getattr(unit, "pnp", None)  # SiftPnP.pnp is the PnPRefiner; a chain's .pnp is SiftPnP
+        last = getattr(unit, "last_query", None)
+        if last is not None and last[0] == id(image):
+            return last[1]
+        return self.unit.extract(image, self.cfg.image_size, self.cfg.n_query)
+
     def __call__(self, fused, refined, image=None, K_33=None):
         from reloc_ros.core.pnp import nearest_frames  # lazy: pnp imports the matchers
 
@@ -131,7 +141,7 @@ class ProjectionVerification(PublishCheck):
         rows = nearest_frames(self.poses, refined.pose, self.frames)
         if not rows:
             return False, "no map frame near the refined pose", float("nan")
-        fq = self.unit.extract(image, self.cfg.image_size, self.cfg.n_query)
+        fq = self._query_features(image)
         w, h = self.cfg.image_size
         T_cw = np.linalg.inv(refined.pose)
         K = np.asarray(K_33, dtype=np.float64)

@@ -333,6 +333,7 @@ class PnPRefiner:
     """
 
     def __init__(self, keypoints: KeypointSet, poses_N44: np.ndarray, cfg: PnPConfig | None = None):
+        self.last_query = None  # (id of the last query image, its features)
         self.kp = keypoints
         self.cfg = cfg or keypoints.config
         if tuple(self.cfg.image_size) != tuple(keypoints.config.image_size):
@@ -388,6 +389,7 @@ class PnPRefiner:
         if cfg.min_sharpness > 0 and (sh := sharpness(rgb_HW3)) < cfg.min_sharpness:
             return fail(f"motion blur: sharpness {sh:.0f} below {cfg.min_sharpness:.0f}")
         fq = self.unit.extract(rgb_HW3, cfg.image_size, cfg.n_query)
+        self.last_query = (id(rgb_HW3), fq)  # a publish check of the same image reuses them
         if len(fq) < cfg.min_inliers:
             return fail(f"{len(fq)} query keypoints (fewer than {cfg.min_inliers})")
         used = [int(r) for r in list(rows)[: cfg.top_m]]

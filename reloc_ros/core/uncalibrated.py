@@ -100,12 +100,13 @@ def defaults() -> dict[str, DefaultCovariance]:
 
 
 def fit_default(refiner: str, E_N6: np.ndarray, C_N66: np.ndarray, level: float = 0.95,
-                floors_t=None, floors_r=None) -> tuple[DefaultCovariance, dict]:
+                floors_t=None, floors_r=None, groups_N=None) -> tuple[DefaultCovariance, dict]:
     """Fit the inflation of ``refiner`` on validation poses (errors ``E_N6`` and raw
     covariances ``C_N66`` of every pose the uncalibrated node would publish).
 
     For each floor on a grid (quantiles of the errors' norms), the smallest scale that puts
-    ``level`` of the poses inside the ``level`` χ²₃ region, per block; the floor with the
+    ``level`` of the poses inside the ``level`` χ²₃ region, per block, in every group of
+    ``groups_N`` (e.g. the data source: rendered rooms, a real map); the floor with the
     smallest median σ wins. Returns the default and the fit's numbers.
     """
     from reloc_ros.core.calibration import chi2_quantile  # lazy: calibration imports the refiners
@@ -114,18 +115,19 @@ def fit_default(refiner: str, E_N6: np.ndarray, C_N66: np.ndarray, level: float 
     fin = np.all(np.isfinite(C.reshape(len(C), -1)), axis=1)
     C = np.where(fin[:, None, None], C, 0.0)
     lim = chi2_quantile(level, 3)
+    groups = np.zeros(len(E), int) if groups_N is None else np.unique(np.asarray(groups_N), return_inverse=True)[1]
     out, report = {}, {}
     for name, sl, grid in (("t", slice(0, 3), floors_t), ("r", slice(3, 6), floors_r)):
         e = E[:, sl]
         norms = np.linalg.norm(e, axis=1)
-        grid = np.r_[np.quantile(norms, [0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9]) / math.sqrt(3),
+        grid = np.r_[np.quantile(norms, [0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]) / math.sqrt(3),
                      CONFIDENT_M if name == "t" else []] if grid is None else grid
         best = None
         for f in grid:
             def inside(g):
                 Cb = g * C[:, sl, sl] + (f ** 2 + 1e-12) * np.eye(3)
-                d2 = np.einsum("ni,ni->n", e, np.linalg.solve(Cb, e[..., None])[..., 0])
-                return np.mean(d2 <= lim) >= level
+                inside_N = np.einsum("ni,ni->n", e, np.linalg.solve(Cb, e[..., None])[..., 0]) <= lim
+                return min(np.mean(inside_N[groups == g]) for g in np.unique(groups)) >= level
 
             lo, hi = 1e-6, 1e8
             if inside(lo):

@@ -1,16 +1,24 @@
-"""Fit the covariance and confidence calibration on the held-out training sequences.
+"""Fit the covariance and confidence calibration on held-out map frames.
 
     python -m reloc_ros.eval.calibrate --model model.pt --db db.pt --data DATA --out calibration.json
 
-The model and the database must be built without the held-out sequences (train with
-``data.train_split=fit``, build the database with ``--split fit``); the queries here are
-the ``calib`` split (the last training sequence of each scene), so the calibration sees
-errors like those on unseen test frames and never a test frame. The localizer runs as the
-node runs it (same retrieval, heads and fusion); see :mod:`reloc_ros.core.calibration` for
-the models, and ``python -m reloc_ros.eval.evaluate --calibration`` for the test report.
+Two holdouts (``--holdout``):
+
+* ``crossfit`` (for a database built from the map's own frames, the default): each training
+  sequence is localized against the map without it, or, in a single run, each block of 10 %
+  against the map without the block and 5 % either side (:func:`crossfit`). Every map of
+  50 solved frames can be calibrated; nothing is trained or built again;
+* ``sequence`` (for a database built with ``--split fit``): the ``calib`` split, the last
+  training sequence of each scene, not in the map.
+
+Either way the queries are never test frames, and the localizer runs as the node runs it
+(same retrieval, heads, fusion, refiner and publish checks); see
+:mod:`reloc_ros.core.calibration` for the models, and ``python -m reloc_ros.eval.evaluate
+--calibration`` for the test report.
 
 Outputs: the calibration JSON (``--out``) and, beside it, ``<stem>.md`` with the fit's
-numbers and ``<stem>_pr.png`` with its precision/recall curve.
+numbers (precision, its bound, recall, and whether each target was met) and
+``<stem>_pr.png`` with its precision/recall curve.
 """
 
 from __future__ import annotations
@@ -90,13 +98,15 @@ def crossfit(loc, scenes, split="train", block_share: float = BLOCK_SHARE, guard
     """Localize every map frame of ``split`` against the map without its fold
     (:func:`crossfit_folds`), uncalibrated, as the node runs; the evaluation rows and what
     was held out."""
-    rows, held = [], {}
+    rows, held, kinds = [], {}, {}
     cfg = replace(loc.cfg, calibration=None, min_confidence=None)
     for sc in scenes:
         if sc.name not in loc.db.scene_names:
             raise ValueError(f"scene {sc.name!r} is not in the database ({', '.join(loc.db.scene_names)})")
         k = loc.db.scene_names.index(sc.name)
-        fl = crossfit_folds(sc, split, block_share, guard_share, max_frames, folds)
+        kind = folds if folds != "auto" else ("sequence" if len({f.seq for f in sc.frames(split)}) >= 2 else "block")
+        kinds[sc.name] = kind
+        fl = crossfit_folds(sc, split, block_share, guard_share, max_frames, kind)
         held[sc.name] = [[q[0].id, q[-1].id, len(q), len(out)] for q, out in fl if q]
         sidx = loc.db.scene_index.numpy()
         for q, out in tqdm(fl, desc=f"cross-fit {sc.name}", disable=not progress, dynamic_ncols=True,
@@ -107,7 +117,7 @@ def crossfit(loc, scenes, split="train", block_share: float = BLOCK_SHARE, guard
             sub = Localizer(loc.model, loc.db.subset(keep), cfg, loc.device, refiner_files=loc.refiner_files,
                             model_info=loc.model_info)
             rows += evaluate(sub, [sc], frames={sc.name: q}, progress=False)["rows"]
-    return rows, {"method": "crossfit", "split": split if isinstance(split, str) else list(split), "folds": folds,
+    return rows, {"method": "crossfit", "split": split if isinstance(split, str) else list(split), "folds": kinds,
                   "block_share": block_share, "guard_share": guard_share, "blocks": held}
 
 
@@ -203,9 +213,11 @@ def report(cal: Calibration) -> str:
     h = i.get("holdout", {})
     if h.get("method") == "crossfit":
         n_blocks = sum(len(v) for v in h.get("blocks", {}).values())
-        where = (f"cross-fitted on the {h['split']!r} frames of {', '.join(i['scenes'])} ({n_blocks} blocks of "
-                 f"{pct(h['block_share'])} of a sequence, each localized against the map without it and "
-                 f"{pct(h['guard_share'])} of the sequence either side)")
+        where = (f"cross-fitted on the {h['split']!r} frames of {', '.join(i['scenes'])} ("
+                 + (f"{n_blocks} sequences, each localized against the map without it)"
+                    if set(h.get("folds", {}).values()) == {"sequence"}
+                    else f"{n_blocks} blocks of {pct(h['block_share'])} of a sequence, each localized against the map "
+                         f"without it and {pct(h['guard_share'])} of the sequence either side)"))
     else:
         where = f"fitted on the {i['split']!r} split of {', '.join(i['scenes'])}"
     misses = cal.misses()
@@ -245,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="the node's fusion method (the calibration is only used with it)")
     add_refiner_options(ap)
     ap.add_argument("--refine-iterations", type=int, help="the refiner's iterations (default: its own)")
-    ap.add_argument("--checks", nargs="*", default=[], help="publish checks the node runs (reloc_ros.core.checks)")
     ap.add_argument("--precision", type=float, default=DEFAULT_PRECISION,
                     help="the 95%% lower bound the published poses' precision must reach")
     ap.add_argument("--recall-floor", type=float, default=DEFAULT_RECALL_FLOOR,

@@ -294,7 +294,9 @@ def write(res: dict, out: Path, title: str) -> str:
 
 
 def add_refiner_options(ap: argparse.ArgumentParser) -> None:
-    """``--refiner``, ``--dro`` and ``--plugin``: the refiner options the evaluation commands share."""
+    """``--refiner``, ``--checks``, ``--dro`` and ``--plugin``: the refiner options the evaluation commands share."""
+    ap.add_argument("--checks", nargs="*", default=[], metavar="NAME",
+                    help="publish checks of the refined pose (reloc_ros.core.checks: verify, regression, retrieved)")
     ap.add_argument("--refiner", default="none", metavar="NAME",
                     help=f"refine after fusion: {', '.join(refiner_names())}, or a plugin's (pnp: a database "
                          "built with --keypoints; lm, dro: with --dense)")
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         fcfg = FusionConfig(method=args.fusion, inlier_t_m=args.inlier_t, inlier_r_deg=args.inlier_r,
                             min_inliers=args.min_inliers)
         lcfg = LocalizerConfig(top_k=args.top_k, fusion=fcfg, refiner=args.refiner,
-                               refine_iterations=args.refine_iterations)
+                               refine_iterations=args.refine_iterations, checks=tuple(args.checks))
         loc = Localizer.from_files(args.model, args.db, lcfg, args.device, args.calibration, dro_path=args.dro)
         also = baseline_localizers(loc, tuple(dict.fromkeys(BASELINES + tuple(args.also))), dro_path=args.dro)
         scenes = open_scenes(args.scene, args.scenes)

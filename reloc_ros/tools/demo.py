@@ -343,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refiner", choices=["none", "pnp", "lm", "pnp+lm"],
                     help="refinement after fusion (default pnp; none with --quick, whose 80x60 frames are too "
                          "small for SIFT)")
-    ap.add_argument("--checks", nargs="*", default=[],
-                    help="publish checks of the refined pose (reloc_ros.core.checks; default none)")
+    ap.add_argument("--checks", nargs="*", default=None,
+                    help="publish checks of the refined pose (reloc_ros.core.checks; default: verify with a "
+                         "refiner that reads keypoints, chosen on the repeated-structure family)")
     ap.add_argument("--pnp", type=Path, help="PnP settings (JSON: PnPConfig fields, or a realscene choice.json)")
     ap.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     ap.add_argument("--max-frames", type=int, help="test frames in the bag (default all)")
@@ -358,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         args.preset = "tiny"
     if args.refiner is None:
         args.refiner = "none" if args.quick else "pnp"
+    if args.checks is None:
+        args.checks = ["verify"] if args.refiner in ("pnp", "pnp+lm") else []
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     times = {}

@@ -13,8 +13,8 @@
     python -m reloc_train.experiments.trust test --data data/redkitchen_rgbd --out docs/results/trust/redkitchen
 
 Every scene's map is its training split. Each run cross-fits a calibration on the map
-(:func:`reloc_ros.eval.calibrate.crossfit`), with the demo's refiner (``pnp``) and with
-``refiner: none``, and localizes the test split with
+(:func:`reloc_ros.eval.calibrate.crossfit`), with the demo's setting (``pnp`` and the
+``verify`` publish check) and with ``refiner: none``, and localizes the test split with
 it. The same rows give the uncalibrated view: every solved pose published with the shipped
 default covariance (:mod:`reloc_ros.core.uncalibrated`). Reported per scene and pooled:
 precision (published poses within 0.25 m / 10°), its 95 % Wilson lower bound, recall (of the
@@ -56,7 +56,7 @@ GRIDS = {"regression": ("max_t_m", [0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 1e9], 
          "retrieved": ("max_t_m", [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 1e9], True),
          "verify": ("min_share", [0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2], False)}
 #: (refiner, publish checks) of the two settings every test reports: the demo's and none.
-SETTINGS = {"pnp": ("pnp", ()), "none": ("none", ())}
+SETTINGS = {"pnp + verify": ("pnp", ("verify",)), "none": ("none", ())}
 
 
 def _good(rows) -> np.ndarray:
@@ -135,34 +135,55 @@ def cmd_inflation(args) -> dict:
                             else None)
         for ref in args.refiners:
             rows, _ = run_scene(args.model, db, sc, ref, (), dev, args.max_frames, calibrated=False)
-            per[ref] += [dict(r, scene=sc.name) for r in rows]
+            per[ref] += [dict(r, scene=sc.name, source=str(args.data)) for r in rows]
             log.info("%s %s: %d rows", sc.name, ref, len(rows))
+    for data in args.maps:  # a real map: its own frames, cross-fitted (its test split is never read)
+        for sc in open_scenes(data, None):
+            db = scene_database(args.model, sc, args.work, dev, None)
+            for ref in args.map_refiners:
+                loc = Localizer.from_files(args.model, db, LocalizerConfig(refiner=ref, default_covariance=False), dev)
+                rows, _ = crossfit(loc, [sc], "train", progress=False)
+                per[ref] += [dict(r, scene=sc.name, source=str(data)) for r in rows]
+                log.info("%s %s (cross-fit map): %d rows", sc.name, ref, len(rows))
     out, lines = {}, []
     for ref, rows in per.items():
         ok = _solved(rows)
         sub = [r for r, o in zip(rows, ok) if o]
         E = np.array([r["e6_vec"] for r in sub])
         C = np.stack([np.asarray(r["rawcov_vec"]) for r in sub])
-        d, fit = fit_default(ref, E, C)
+        d, fit = fit_default(ref, E, C, groups_N=[r["source"] for r in sub])
         raw = metrics(rows, ok, np.stack([np.asarray(r["rawcov_vec"]) if o else np.eye(6) for r, o in zip(rows, ok)]))
         dflt = metrics(rows, ok, np.stack([d.apply(np.asarray(r["rawcov_vec"])) if o else np.eye(6)
                                            for r, o in zip(rows, ok)]))
-        out[ref] = {"fit": fit, "raw": raw, "default": dflt}
-        lines.append(f"| {ref} | {len(sub)} | {pct(raw['chi2_6'])} | {pct(dflt['chi2_6'])} | "
+        out[ref] = {"fit": fit, "raw": raw, "default": dflt, "by_source": {}}
+        lines.append(f"| {ref} | all, {len(sub)} | {pct(raw['chi2_6'])} | {pct(dflt['chi2_6'])} | "
                      f"{pct(dflt['chi2_planar'])} | {d.g_t:.3g} | {d.f_t_m:.3f} | {d.g_r:.3g} | "
                      f"{np.degrees(d.f_r_rad):.2f} | {fit['median_sigma_t']:.3f} |")
+        sources = sorted({r["source"] for r in rows})
+        for src in sources if len(sources) > 1 else []:
+            rs = [r for r in rows if r["source"] == src]
+            o = _solved(rs)
+            rw = metrics(rs, o, np.stack([np.asarray(r["rawcov_vec"]) if k else np.eye(6) for r, k in zip(rs, o)]))
+            df = metrics(rs, o, np.stack([d.apply(np.asarray(r["rawcov_vec"])) if k else np.eye(6)
+                                          for r, k in zip(rs, o)]))
+            out[ref]["by_source"][src] = {"raw": rw, "default": df}
+            lines.append(f"| {ref} | {src}, {int(o.sum())} | {pct(rw['chi2_6'])} | {pct(df['chi2_6'])} | "
+                         f"{pct(df['chi2_planar'])} | | | | | |")
     md = "\n".join(["# The default covariance without a calibration", "",
                     f"Validation rooms {', '.join(sc.name for sc in scenes)}: map = training split, queries = test "
-                    f"split ({args.max_frames or 'all'} per room), model {args.model}. Written "
+                    f"split ({args.max_frames or 'all'} per room)"
+                    + (f"; and the maps of {', '.join(map(str, args.maps))}, their own training frames cross-fitted "
+                       f"(refiners {', '.join(args.map_refiners)}; their test splits never read)" if args.maps else "")
+                    + f". The fit reaches 95 % inside on each source. Model {args.model}. Written "
                     f"{time.strftime('%Y-%m-%d')}, commit {_commit()}, command in command.json.", "",
-                    "| refiner | solved poses | raw: inside 95 % χ²₆ | default: χ²₆ | default: planar χ²₃ | g_t | "
+                    "| refiner | source, solved poses | raw: inside 95 % χ²₆ | default: χ²₆ | default: planar χ²₃ | g_t | "
                     "f_t (m) | g_r | f_r (°) | median σ_t (m) |", "|---|---|---|---|---|---|---|---|---|---|",
                     *lines, ""])
     _write(args.out, md, out, args)
     if args.write_defaults:
         payload = {"format": "reloc_ros.uncalibrated", "created": time.strftime("%Y-%m-%d"), "commit": _commit(),
                    "command": "python -m reloc_train.experiments.trust " + " ".join(sys.argv[1:]),
-                   "scenes": [sc.name for sc in scenes], "level": 0.95,
+                   "scenes": [sc.name for sc in scenes], "maps": [str(m) for m in args.maps], "level": 0.95,
                    "refiners": {ref: {k: v["fit"][k] for k in ("g_t", "g_r", "f_t_m", "f_r_rad", "poses")}
                                 for ref, v in out.items()}}
         atomic_write_text(DEFAULTS_FILE, json.dumps(payload, indent=1) + "\n")
@@ -213,7 +234,9 @@ def _tables(res: dict, wrong_m: float) -> tuple[str, dict]:
 def cmd_test(args) -> dict:
     dev = torch.device("cpu")
     scenes = open_scenes(args.data, args.scenes)
-    res = _scene_rows(args, scenes, SETTINGS, dev, 0.5)
+    settings = SETTINGS if args.checks is None else {
+        "pnp" + "".join(f" + {c}" for c in args.checks): ("pnp", tuple(args.checks)), "none": ("none", ())}
+    res = _scene_rows(args, scenes, settings, dev, 0.5)
     md, summary = _tables(res, 0.5)
     head = [f"# Trust on unseen scenes: {args.data}", "",
             f"Model {args.model}; map = each scene's training split, calibration cross-fitted on it "
@@ -340,8 +363,9 @@ def _write(out: Path, md: str, data: dict, args) -> None:
 
 def _ledger(args, scenes, summary) -> None:
     line = dict.fromkeys(LEDGER_FIELDS, "")
-    p = summary["pnp"]["pooled"]["calibrated"]
-    line.update(date=time.strftime("%Y-%m-%d %H:%M:%S"), commit=_commit(), recipe="trust:pnp",
+    name = next(k for k in summary if k != "none")
+    p = summary[name]["pooled"]["calibrated"]
+    line.update(date=time.strftime("%Y-%m-%d %H:%M:%S"), commit=_commit(), recipe="trust:" + name.replace(" ", ""),
                 data=str(args.data), scenes=" ".join(sc.name for sc in scenes), queries=p["frames"], out=str(args.out))
     with open(LEDGER, "a", newline="") as f:
         csv.DictWriter(f, fieldnames=LEDGER_FIELDS).writerow(line)
@@ -360,9 +384,15 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--calib-frames", type=int, help="cross-fit queries per scene (evenly spaced in each block)")
         if name != "repeated":
             p.add_argument("--scenes", nargs="*")
+        if name == "test":
+            p.add_argument("--checks", nargs="*", help="publish checks of the pnp setting (default: verify, the "
+                                                       "demo's)")
         if name == "inflation":
             p.add_argument("--refiners", nargs="*", default=["none", "pnp", "lm", "pnp+lm"])
             p.add_argument("--write-defaults", action="store_true", help="write reloc_ros/core/uncalibrated.json")
+            p.add_argument("--maps", nargs="*", type=Path, default=[],
+                           help="real maps whose own frames are cross-fitted too (test splits never read)")
+            p.add_argument("--map-refiners", nargs="*", default=["none", "pnp"])
         if name == "validate":
             p.add_argument("--targets", nargs="*", type=float, default=[0.9, 0.95, 0.97, 0.99])
         if name == "repeated":
