@@ -176,7 +176,7 @@ def test_cli_prints_the_yaml_and_the_table(capsys):
 def test_launch_arguments_come_from_the_declaration():
     args, params = P.launch_arguments(), P.launch_parameters()
     assert params == {"model": "model_path", "database": "database_path", "device": "device", "mode": "mode",
-                      "tf_mode": "tf_mode"}
+                      "calibration": "calibration_path", "tf_mode": "tf_mode"}
     assert set(args) == set(params)
     for arg, name in params.items():
         default, desc = args[arg]
