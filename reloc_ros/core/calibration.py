@@ -419,14 +419,19 @@ class Calibration:
             raise CalibrationError(path, f"signals {cal.signal_names} are not this version's "
                                          f"{list(names)} for refiner {cal.refiner!r}")
         if binding is not None:
-            fitted = cal.info.get("binding")
-            if not isinstance(fitted, dict):
-                raise CalibrationError(path, "records no binding (settings it was fitted with); refit it")
-            diff = binding_diff(fitted, binding)
-            if diff:
-                raise CalibrationError(path, "was fitted with other settings than these: " + "; ".join(diff)
-                                       + " (refit it with python -m reloc_ros.eval.calibrate, or use its settings)")
+            cal.check_binding(binding, path)
         return cal
+
+    def check_binding(self, binding: dict, path: Path | str = "<calibration>") -> None:
+        """Raise a :class:`CalibrationError` (naming ``path`` and each setting that differs)
+        unless it was fitted with ``binding``."""
+        fitted = self.info.get("binding")
+        if not isinstance(fitted, dict):
+            raise CalibrationError(path, "records no binding (settings it was fitted with); refit it")
+        diff = binding_diff(fitted, binding)
+        if diff:
+            raise CalibrationError(path, "was fitted with other settings than these: " + "; ".join(diff)
+                                   + " (refit it with python -m reloc_ros.eval.calibrate, or use its settings)")
 
 
 def binding_diff(fitted: dict, now: dict, prefix: str = "") -> list[str]:

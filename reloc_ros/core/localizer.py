@@ -161,7 +161,6 @@ class Localizer:
         if cfg.scene is not None and cfg.scene not in db.scene_names:
             raise ValueError(f"scene {cfg.scene!r} is not in the database (has {db.scene_names})")
         self._sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        self.checks = []
         self.refiner: Refiner | None = None
         if cfg.refiner != NO_REFINER:
             unit = REFINERS.get(cfg.refiner)
@@ -211,7 +210,7 @@ class Localizer:
                 raise CalibrationError(calibration_path, f"was fitted for refiner {cal.refiner!r}, but the localizer "
                                                          f"refines with {cfg.refiner!r}; refit it (python -m "
                                                          "reloc_ros.eval.calibrate --refiner)")
-            cal = Calibration.load(calibration_path, db, binding=loc.calibration_binding())
+            cal.check_binding(loc.calibration_binding(), calibration_path)
             loc.cfg = replace(loc.cfg, calibration=cal)
         return loc
 
